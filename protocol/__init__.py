@@ -1,0 +1,10 @@
+"""Wire formats shared by every LIBRA component.
+
+This package imports none of the others: a partner agency can implement a node from
+this package and docs/protocol.md alone.
+"""
+
+PROTOCOL_VERSION = 1
+REPORT_PAYLOAD_TYPE = "application/vnd.libra.report+json; version=1"
+
+__all__ = ["PROTOCOL_VERSION", "REPORT_PAYLOAD_TYPE"]

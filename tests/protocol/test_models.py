@@ -1,0 +1,68 @@
+"""Report model: canonical bytes, versions, schema errors, big integers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from protocol.canonical import UnsafeInteger, canonical_json
+from protocol.errors import MalformedPayload, StaleTimestamp, UnsupportedVersion
+from protocol.freshness import check_fresh
+from protocol.models import Report
+from protocol.testvector import vector_report
+
+
+def test_payload_is_rfc8785_canonical() -> None:
+    payload = vector_report().to_payload()
+    data = json.loads(payload)
+    assert payload == json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    assert Report.from_payload(payload) == vector_report()
+
+
+def test_canonical_json_refuses_integers_beyond_2_53() -> None:
+    with pytest.raises(UnsafeInteger):
+        canonical_json({"n": 2**53 + 1})
+    assert canonical_json({"n": str(2**64)}) == b'{"n":"18446744073709551616"}'
+
+
+def test_unsupported_version_is_its_own_error() -> None:
+    data = json.loads(vector_report().to_payload())
+    data["protocol_version"] = 2
+    with pytest.raises(UnsupportedVersion):
+        Report.from_payload(json.dumps(data).encode())
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.update(extra=1),
+        lambda d: d.update(report_id="not-hex"),
+        lambda d: d.update(sequence=0),
+        lambda d: d["cells"][0].update(country="Germany"),
+        lambda d: d["cells"][0].update(hash_family="photodna"),
+        lambda d: d["cells"].append(dict(d["cells"][0])),
+        lambda d: d["period"].update(end=d["period"]["start"]),
+        lambda d: d.update(created_at="2026-11-24T12:00:00"),
+    ],
+)
+def test_schema_violations_are_malformed_payload(mutate) -> None:  # type: ignore[no-untyped-def]
+    data = json.loads(vector_report().to_payload())
+    mutate(data)
+    with pytest.raises(MalformedPayload):
+        Report.from_payload(json.dumps(data).encode())
+
+
+def test_non_json_payload() -> None:
+    with pytest.raises(MalformedPayload):
+        Report.from_payload(b"\xff\xfe")
+
+
+def test_freshness_window() -> None:
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    check_fresh(now - timedelta(days=1), now, timedelta(days=7))
+    with pytest.raises(StaleTimestamp):
+        check_fresh(now - timedelta(days=8), now, timedelta(days=7))
+    with pytest.raises(StaleTimestamp):
+        check_fresh(now + timedelta(hours=1), now, timedelta(days=7))
