@@ -1,0 +1,114 @@
+"""Coordinator tables.
+
+They live on their own SQLAlchemy registry, not SQLModel's global one, so that importing
+another component's tables in the same process (the demo, a full test run) never mixes the two
+schemas or collides on table names.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+from .db import UTCDateTime
+
+
+class CoordinatorModel(SQLModel, registry=registry()):
+    """Base of every coordinator table; ``CoordinatorModel.metadata`` holds exactly them."""
+
+
+class NodeStatus(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class NodeRow(CoordinatorModel, table=True):
+    __tablename__ = "nodes"
+
+    node_id: str = Field(primary_key=True, max_length=63)
+    country: str = Field(max_length=2)
+    operator: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(default=NodeStatus.ACTIVE.value, max_length=16)
+    # Highest accepted sequence, kept in the same transaction as the reports it summarises.
+    # Ingest advances it with a compare-and-set UPDATE, which serialises one node's concurrent
+    # reports on both SQLite and PostgreSQL without explicit locks.
+    last_sequence: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class NodeKeyRow(CoordinatorModel, table=True):
+    __tablename__ = "node_keys"
+
+    key_id: str = Field(primary_key=True, max_length=64)
+    node_id: str = Field(
+        sa_column=Column(String(63), ForeignKey("nodes.node_id"), nullable=False, index=True)
+    )
+    public_key: str = Field(max_length=64)  # standard base64 of the 32-byte Ed25519 key
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ReportRow(CoordinatorModel, table=True):
+    __tablename__ = "reports"
+    __table_args__ = (
+        UniqueConstraint("node_id", "sequence", name="uq_reports_node_sequence"),
+        Index("ix_reports_period", "period_start", "period_end"),
+    )
+
+    report_id: str = Field(primary_key=True, max_length=32)
+    node_id: str = Field(
+        sa_column=Column(String(63), ForeignKey("nodes.node_id"), nullable=False, index=True)
+    )
+    key_id: str = Field(
+        sa_column=Column(String(64), ForeignKey("node_keys.key_id"), nullable=False)
+    )
+    sequence: int = Field(sa_type=BigInteger)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    period_start: datetime = Field(sa_type=UTCDateTime)
+    period_end: datetime = Field(sa_type=UTCDateTime)
+    payload_sha256: str = Field(max_length=64)
+    # The envelope exactly as received: the signature stays checkable later, by anyone.
+    envelope: str = Field(sa_type=Text)
+    received_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class CellRow(CoordinatorModel, table=True):
+    __tablename__ = "cells"
+    __table_args__ = (
+        UniqueConstraint(
+            "report_id", "country", "asn", "hoster", "hash_family", name="uq_cells_report_key"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    report_id: str = Field(
+        sa_column=Column(
+            String(32), ForeignKey("reports.report_id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    country: str = Field(max_length=2)
+    asn: int = Field(sa_type=BigInteger)
+    hoster: str = Field(max_length=200)
+    hash_family: str = Field(max_length=16)
+    matches: int = Field(sa_type=BigInteger)
+    distinct: int = Field(sa_type=BigInteger)
+    sketch: str | None = Field(default=None, sa_type=Text)
+
+
+class DenominatorRow(CoordinatorModel, table=True):
+    __tablename__ = "denominators"
+
+    report_id: str = Field(
+        sa_column=Column(
+            String(32),
+            ForeignKey("reports.report_id", ondelete="CASCADE"),
+            primary_key=True,
+        )
+    )
+    pages_fetched: int = Field(sa_type=BigInteger)
+    images_hashed: int = Field(sa_type=BigInteger)
+    hosts_seen: int = Field(sa_type=BigInteger)

@@ -1,0 +1,284 @@
+"""The global picture: stored reports aggregated by country, hoster/ASN, hash family and period.
+
+Sums and node counts are computed in SQL. Distinct counts merge the cells' HLL sketches in
+Python (a union per group, fed from one streamed query), so an item seen by several nodes or in
+several cells counts once. Cells without a sketch add their own ``distinct`` instead.
+Every stored report counts, including several reports of one node for the same period: each
+is a different crawl cycle's report.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from datasketches import hll_sketch, hll_union
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import ColumnElement, func
+from sqlmodel import Session, col, select
+
+from protocol.hashes import HashFamily
+from protocol.models import UtcDatetime
+
+from .models import CellRow, DenominatorRow, ReportRow
+
+HLL_LG_K = 12
+_STREAM_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class PictureFilter:
+    """period_start: reports whose period starts at or after it; period_end: reports whose
+    period ends at or before it; hash_family: only cells of that family."""
+
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    hash_family: HashFamily | None = None
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Filters(_Out):
+    period_start: UtcDatetime | None
+    period_end: UtcDatetime | None
+    hash_family: HashFamily | None
+
+
+class Totals(_Out):
+    matches: int
+    distinct: int
+    pages_fetched: int
+    images_hashed: int
+    hosts_seen: int
+
+
+class CountryRow(_Out):
+    country: str
+    matches: int
+    distinct: int
+    nodes: int
+
+
+class HosterRow(_Out):
+    hoster: str
+    asn: int
+    country: str
+    matches: int
+    distinct: int
+    nodes: int
+
+
+class FamilyRow(_Out):
+    hash_family: HashFamily
+    matches: int
+    distinct: int
+
+
+class PeriodRow(_Out):
+    period_start: UtcDatetime
+    period_end: UtcDatetime
+    matches: int
+    distinct: int
+
+
+class Picture(_Out):
+    generated_at: UtcDatetime
+    filters: Filters
+    reports: int
+    nodes: int
+    totals: Totals
+    by_country: list[CountryRow]
+    by_hoster: list[HosterRow]
+    by_family: list[FamilyRow]
+    by_period: list[PeriodRow]
+
+
+class _Distinct:
+    """Per-group distinct estimate: an HLL union of sketches plus sketchless cells' counts."""
+
+    def __init__(self) -> None:
+        self._unions: dict[Hashable, hll_union] = {}
+        self._plain: dict[Hashable, int] = {}
+
+    def add_sketch(self, key: Hashable, sketch: hll_sketch) -> None:
+        union = self._unions.get(key)
+        if union is None:
+            union = self._unions[key] = hll_union(HLL_LG_K)
+        union.update(sketch)
+
+    def add_plain(self, key: Hashable, distinct: int) -> None:
+        self._plain[key] = self._plain.get(key, 0) + distinct
+
+    def estimate(self, key: Hashable) -> int:
+        union = self._unions.get(key)
+        merged = round(union.get_estimate()) if union is not None else 0
+        return int(merged) + self._plain.get(key, 0)
+
+
+def build_picture(session: Session, filters: PictureFilter, now: datetime) -> Picture:
+    report_where = _report_conditions(filters)
+    cell_where = [*report_where]
+    if filters.hash_family is not None:
+        cell_where.append(col(CellRow.hash_family) == filters.hash_family.value)
+
+    def cells_joined(*columns: Any) -> Any:
+        return (
+            select(*columns)
+            .select_from(CellRow)
+            .join(ReportRow, col(ReportRow.report_id) == col(CellRow.report_id))
+            .where(*cell_where)
+        )
+
+    # SQLite's SUM() raises on 64-bit overflow; TOTAL() cannot (PostgreSQL sums into NUMERIC).
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    total = func.total if sqlite else func.sum
+    matches = total(col(CellRow.matches))
+    nodes = func.count(col(ReportRow.node_id).distinct())
+
+    reports_count, nodes_count = session.exec(
+        select(func.count(col(ReportRow.report_id)), nodes).where(*report_where)
+    ).one()
+    denominators = session.exec(
+        select(
+            total(col(DenominatorRow.pages_fetched)),
+            total(col(DenominatorRow.images_hashed)),
+            total(col(DenominatorRow.hosts_seen)),
+        )
+        .join(ReportRow, col(ReportRow.report_id) == col(DenominatorRow.report_id))
+        .where(*report_where)
+    ).one()
+    total_matches = session.exec(cells_joined(matches)).one()  # one column: a scalar
+
+    country_key = (col(CellRow.country),)
+    hoster_key = (col(CellRow.hoster), col(CellRow.asn), col(CellRow.country))
+    family_key = (col(CellRow.hash_family),)
+    period_key = (col(ReportRow.period_start), col(ReportRow.period_end))
+
+    by_country = _grouped(session, cells_joined, country_key, (matches, nodes))
+    by_hoster = _grouped(session, cells_joined, hoster_key, (matches, nodes))
+    by_family = _grouped(session, cells_joined, family_key, (matches,))
+    by_period = _grouped(session, cells_joined, period_key, (matches,))
+
+    distinct = _Distinct()
+    stream = cells_joined(
+        *country_key,
+        *hoster_key[:2],
+        *family_key,
+        *period_key,
+        col(CellRow.sketch),
+        col(CellRow.distinct),
+    ).execution_options(yield_per=_STREAM_BATCH)
+    for country, hoster, asn, family, p_start, p_end, sketch_b64, plain in session.exec(stream):
+        keys: tuple[Hashable, ...] = (
+            ("total",),
+            ("country", country),
+            ("hoster", hoster, asn, country),
+            ("family", family),
+            ("period", p_start, p_end),
+        )
+        if sketch_b64 is None:
+            for key in keys:
+                distinct.add_plain(key, int(plain))
+            continue
+        # Ingest already checked every sketch decodes.
+        sketch = hll_sketch.deserialize(base64.b64decode(sketch_b64))
+        for key in keys:
+            distinct.add_sketch(key, sketch)
+
+    return Picture(
+        generated_at=now,
+        filters=Filters(
+            period_start=filters.period_start,
+            period_end=filters.period_end,
+            hash_family=filters.hash_family,
+        ),
+        reports=int(reports_count),
+        nodes=int(nodes_count),
+        totals=Totals(
+            matches=_int(total_matches),
+            distinct=distinct.estimate(("total",)),
+            pages_fetched=_int(denominators[0]),
+            images_hashed=_int(denominators[1]),
+            hosts_seen=_int(denominators[2]),
+        ),
+        by_country=sorted(
+            (
+                CountryRow(
+                    country=country,
+                    matches=_int(m),
+                    distinct=distinct.estimate(("country", country)),
+                    nodes=int(n),
+                )
+                for (country,), (m, n) in by_country.items()
+            ),
+            key=lambda r: (-r.matches, r.country),
+        ),
+        by_hoster=sorted(
+            (
+                HosterRow(
+                    hoster=hoster,
+                    asn=int(asn),
+                    country=country,
+                    matches=_int(m),
+                    distinct=distinct.estimate(("hoster", hoster, asn, country)),
+                    nodes=int(n),
+                )
+                for (hoster, asn, country), (m, n) in by_hoster.items()
+            ),
+            key=lambda r: (-r.matches, r.hoster, r.asn, r.country),
+        ),
+        by_family=sorted(
+            (
+                FamilyRow(
+                    hash_family=HashFamily(family),
+                    matches=_int(m),
+                    distinct=distinct.estimate(("family", family)),
+                )
+                for (family,), (m,) in by_family.items()
+            ),
+            key=lambda r: (-r.matches, r.hash_family.value),
+        ),
+        by_period=sorted(
+            (
+                PeriodRow(
+                    period_start=p_start,
+                    period_end=p_end,
+                    matches=_int(m),
+                    distinct=distinct.estimate(("period", p_start, p_end)),
+                )
+                for (p_start, p_end), (m,) in by_period.items()
+            ),
+            key=lambda r: (r.period_start, r.period_end),
+        ),
+    )
+
+
+def _report_conditions(filters: PictureFilter) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if filters.period_start is not None:
+        where.append(col(ReportRow.period_start) >= filters.period_start)
+    if filters.period_end is not None:
+        where.append(col(ReportRow.period_end) <= filters.period_end)
+    return where
+
+
+def _grouped(
+    session: Session,
+    cells_joined: Any,
+    key: Sequence[Any],
+    aggregates: Sequence[Any],
+) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """One GROUP BY query: {group key tuple: aggregate tuple}."""
+    rows = session.exec(cells_joined(*key, *aggregates).group_by(*key)).all()
+    width = len(key)
+    return {tuple(row[:width]): tuple(row[width:]) for row in rows}
+
+
+def _int(value: Any) -> int:
+    # SUM() is NULL over no rows and NUMERIC (Decimal) on PostgreSQL; TOTAL() is a float.
+    return int(value) if value is not None else 0

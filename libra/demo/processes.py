@@ -1,0 +1,91 @@
+"""Child processes of the demo: each component runs as its own `libra` process over HTTP."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+class DemoStepFailed(RuntimeError):
+    """A component of the demo did not start or a command failed; the message says which."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def libra_argv(*args: str) -> list[str]:
+    # `python -m libra` rather than the console script: works from any venv without PATH set-up.
+    return [sys.executable, "-m", "libra", *args]
+
+
+@dataclass
+class ProcessGroup:
+    """Starts long-running services and runs one-shot commands, logging each to its own file."""
+
+    log_dir: Path
+    services: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    def _log(self, name: str) -> Path:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self.log_dir / f"{name}.log"
+
+    def start(self, name: str, args: list[str], health_url: str, timeout: float = 60.0) -> None:
+        log = self._log(name).open("ab")
+        proc = subprocess.Popen(libra_argv(*args), stdout=log, stderr=subprocess.STDOUT)
+        self.services.append((name, proc))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise DemoStepFailed(
+                    f"{name} exited with {proc.returncode} at start-up; see {self._log(name)}"
+                )
+            try:
+                if httpx.get(health_url, timeout=1.0, trust_env=False).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise DemoStepFailed(f"{name} did not become healthy at {health_url} in {timeout:.0f} s")
+
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = self._log(name).open("ab")
+        return subprocess.Popen(libra_argv(*args), stdout=log, stderr=subprocess.STDOUT)
+
+    def run(self, name: str, args: list[str], ok_codes: tuple[int, ...] = (0,)) -> str:
+        proc = subprocess.run(libra_argv(*args), capture_output=True, text=True, check=False)
+        with self._log(name).open("a", encoding="utf-8") as log:
+            log.write(proc.stdout + proc.stderr)
+        if proc.returncode not in ok_codes:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            raise DemoStepFailed(
+                f"`libra {' '.join(args[:3])}` failed ({proc.returncode}): " + " | ".join(tail)
+            )
+        return proc.stdout
+
+    def wait(
+        self, name: str, proc: subprocess.Popen[bytes], ok_codes: tuple[int, ...] = (0,)
+    ) -> None:
+        code = proc.wait()
+        if code not in ok_codes:
+            raise DemoStepFailed(f"{name} exited with {code}; see {self._log(name)}")
+
+    def stop_all(self) -> None:
+        for _, proc in reversed(self.services):
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc in self.services:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.services.clear()

@@ -1,0 +1,249 @@
+"""Node settings: a TOML file, overridden by ``LIBRA_NODE_*`` environment variables.
+
+Nested tables use ``__`` in variable names (``LIBRA_NODE_MATCH__PDQ_MAX_DISTANCE=20``).
+Relative paths in the file are resolved against the file's own directory, so a node directory
+made by ``libra node init`` can be moved as a whole. Every setting is documented in
+docs/operations-node.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "LIBRA_NODE_"
+CONFIG_ENV_VAR = "LIBRA_NODE_CONFIG"
+DEFAULT_CONFIG_FILE = Path("node.toml")
+SQLITE_FILE_NAME = "node.sqlite3"
+SIGNING_KEY_FILE_NAME = "node.key"
+FEDERATION_KEY_FILE_NAME = "federation.key"
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or holds invalid values."""
+
+
+class _Section(BaseModel):
+    # A typo in a section must fail loudly, like one at the top level.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeoipSettings(_Section):
+    country_db: Path | None = Field(
+        default=None,
+        description="MaxMind-format country database (GeoLite2-Country schema); unset = ZZ.",
+    )
+    asn_db: Path | None = Field(
+        default=None,
+        description="MaxMind-format ASN database (GeoLite2-ASN schema); unset = AS0/unknown.",
+    )
+
+
+class CrawlSettings(_Section):
+    """Mirrors node.crawler.CrawlLimits field by field."""
+
+    max_pages: int = Field(default=2000, ge=1, description="Pages fetched per cycle at most.")
+    max_depth: int = Field(default=6, ge=0, description="Link depth from a seed.")
+    concurrency: int = Field(default=8, ge=1, description="Pages fetched at once overall.")
+    per_host_concurrency: int = Field(default=2, ge=1, description="Pages at once per host.")
+    timeout_s: float = Field(default=15.0, gt=0, description="Per-request timeout (seconds).")
+    max_html_bytes: int = Field(default=5_000_000, ge=1024, description="HTML body cap.")
+    max_redirects: int = Field(default=5, ge=0, description="Redirects followed per page.")
+    user_agent: str = Field(
+        default="LIBRA-node/0.1 (+https://libra.invalid/bot)",
+        min_length=1,
+        description="User-Agent of the crawler (also matched against robots.txt).",
+    )
+    obey_robots: bool = Field(default=True, description="Honour robots.txt.")
+
+
+class MatchSettings(_Section):
+    pdq_max_distance: int = Field(default=31, ge=0, le=256, description="PDQ Hamming cut-off.")
+    pdq_min_quality: int = Field(
+        default=50, ge=0, le=100, description="PDQ hashes below this quality never match."
+    )
+    phash_max_distance: int = Field(default=8, ge=0, le=64, description="pHash cut-off.")
+    dhash_max_distance: int = Field(default=8, ge=0, le=64, description="dHash cut-off.")
+    dihedral: bool = Field(
+        default=False,
+        description="Ask the function for the 8 dihedral PDQ variants and match any of them.",
+    )
+
+
+class DispatchSettings(_Section):
+    concurrency: int = Field(default=8, ge=1, description="Function calls in flight at once.")
+    retries: int = Field(default=3, ge=0, description="Retries of a transient function error.")
+    timeout_s: float = Field(default=60.0, gt=0, description="Per-call timeout (seconds).")
+
+
+class ReportSettings(_Section):
+    period: Literal["day", "hour"] = Field(
+        default="day", description="Length of the default report period (UTC-aligned)."
+    )
+    timeout_s: float = Field(default=30.0, gt=0, description="Coordinator request timeout.")
+
+
+class ScheduleSettings(_Section):
+    crawl_minutes: float = Field(default=360.0, gt=0, description="`serve`: crawl interval.")
+    report_minutes: float = Field(default=60.0, gt=0, description="`serve`: report interval.")
+
+
+class NodeSettings(BaseSettings):
+    """All node settings. Sources, strongest first: init arguments, environment, TOML."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    node_id: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]{1,62}$",
+        description="This node's id, exactly as registered at the coordinator.",
+    )
+    country: str = Field(
+        pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country of the agency."
+    )
+    data_dir: Path = Field(default=Path("."), description="Directory for the node's own files.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; unset = SQLite at <data_dir>/node.sqlite3."
+    )
+    signing_key_file: Path | None = Field(
+        default=None, description="Ed25519 seed (base64); unset = <data_dir>/node.key."
+    )
+    federation_key_file: Path | None = Field(
+        default=None,
+        description="32-byte federation HMAC key (base64); unset = <data_dir>/federation.key.",
+    )
+    function_url: str = Field(
+        default="http://127.0.0.1:8000", description="Base URL of the remote-hash function."
+    )
+    coordinator_url: str = Field(
+        default="http://127.0.0.1:8700", description="Base URL of the coordinator."
+    )
+    seeds: list[str] = Field(default_factory=list, description="Start URLs of a crawl cycle.")
+    lab: Path | None = Field(
+        default=None, description="protocol.lab LabNetwork TOML: loopback lab mode (tests/demo)."
+    )
+    geoip: GeoipSettings = Field(default_factory=GeoipSettings)
+    crawl: CrawlSettings = Field(default_factory=CrawlSettings)
+    match: MatchSettings = Field(default_factory=MatchSettings)
+    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+
+    @field_validator("function_url", "coordinator_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("seeds")
+    @classmethod
+    def _http_seeds(cls, seeds: list[str]) -> list[str]:
+        for seed in seeds:
+            if not seed.startswith(("http://", "https://")):
+                raise ValueError(f"seed {seed!r} is not an http(s) URL")
+        return seeds
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # One file plus the environment: no .env or secrets dir to keep deployments legible.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    # Derived paths: the defaults live under data_dir.
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / SQLITE_FILE_NAME).as_posix()}"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.signing_key_file or self.data_dir / SIGNING_KEY_FILE_NAME
+
+    @property
+    def federation_key_path(self) -> Path:
+        return self.federation_key_file or self.data_dir / FEDERATION_KEY_FILE_NAME
+
+
+def resolve_config_path(explicit: Path | None) -> Path:
+    """The config file to read: explicit path, else $LIBRA_NODE_CONFIG, else ./node.toml.
+
+    A node has required settings (node id, country), so a config file must exist.
+    """
+    if explicit is None:
+        from_env = os.environ.get(CONFIG_ENV_VAR)
+        explicit = Path(from_env) if from_env else DEFAULT_CONFIG_FILE
+    if not explicit.is_file():
+        raise ConfigError(
+            f"config file {explicit} does not exist (run `libra node init` or pass --config)"
+        )
+    return explicit
+
+
+def _under(base: Path, path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    path = path.expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _anchor_paths(settings: NodeSettings, base: Path) -> NodeSettings:
+    """Resolve relative paths against the config file's directory."""
+    data_dir = _under(base, settings.data_dir)
+    assert data_dir is not None
+    return settings.model_copy(
+        update={
+            "data_dir": data_dir,
+            "signing_key_file": _under(base, settings.signing_key_file),
+            "federation_key_file": _under(base, settings.federation_key_file),
+            "lab": _under(base, settings.lab),
+            "geoip": settings.geoip.model_copy(
+                update={
+                    "country_db": _under(base, settings.geoip.country_db),
+                    "asn_db": _under(base, settings.geoip.asn_db),
+                }
+            ),
+        }
+    )
+
+
+def load_settings(config_path: Path | None = None) -> NodeSettings:
+    """Load settings from the resolved TOML file with environment overrides."""
+    path = resolve_config_path(config_path)
+
+    class _FromFile(NodeSettings):
+        model_config = SettingsConfigDict(toml_file=path)
+
+    try:
+        settings: NodeSettings = _FromFile()
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid node settings ({path}): {problems}") from exc
+    return _anchor_paths(settings, path.resolve().parent)

@@ -1,0 +1,356 @@
+"""One crawl cycle: crawl the seeds, hash every image found, match, attribute, record.
+
+The crawler and the function client are parameters (anything with their shape), so the cycle
+is tested with fakes and run for real with node.crawler.Crawler and node.dispatch.FunctionClient.
+
+Each distinct image URL is dispatched once per cycle; a matching image becomes exactly one
+Sighting (its strongest match). Only the matched list entry and distance are stored for an
+analysed image, never the hash values the function returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from protocol.models import HashResult, utcnow
+
+from .attribution import Attributor
+from .crawler import ImageFound, PageFailed, PageFetched
+from .dispatch import AnalyzeFailure
+from .matcher import MatchIndex
+from .models import RUNNING, AnalysedImage, AnalysisFailure, CrawlCycle, HostPages, Sighting
+
+CrawlEvent = PageFetched | PageFailed | ImageFound
+# An unexpected exception from the function client is recorded under this code, not fatal.
+CLIENT_ERROR = "client_error"
+
+
+class CrawlerLike(Protocol):
+    def crawl(self, seeds: list[str]) -> AsyncIterator[CrawlEvent]: ...
+
+
+class FunctionLike(Protocol):
+    async def analyze(self, url: str, *, dihedral: bool = False) -> HashResult | AnalyzeFailure: ...
+
+
+@dataclass
+class _Host:
+    pages_fetched: int = 0
+    pages_failed: int = 0
+    images_found: int = 0
+
+
+@dataclass
+class CycleStats:
+    """Running counts, shown by the progress display and saved on the cycle row."""
+
+    pages_fetched: int = 0
+    pages_failed: int = 0
+    images_found: int = 0
+    images_hashed: int = 0
+    analysis_failures: int = 0
+    matches: int = 0
+    hosts: dict[str, _Host] = field(default_factory=dict)
+
+    @property
+    def hosts_seen(self) -> int:
+        return sum(1 for h in self.hosts.values() if h.pages_fetched > 0)
+
+    @property
+    def images_done(self) -> int:
+        return self.images_hashed + self.analysis_failures
+
+
+@dataclass(frozen=True)
+class CycleSummary:
+    cycle_id: int
+    status: str
+    started_at: datetime
+    finished_at: datetime
+    pages_fetched: int
+    pages_failed: int
+    images_found: int
+    images_hashed: int
+    analysis_failures: int
+    matches: int
+    hosts_seen: int
+
+
+class CycleError(Exception):
+    """The cycle stopped on an unexpected error (the cycle row is marked failed)."""
+
+
+class ProgressSink(Protocol):
+    def update(self, stats: CycleStats) -> None: ...
+
+
+class RichCycleProgress:
+    """A live rich display of pages, images and matches while a cycle runs."""
+
+    def __init__(self, max_pages: int, console: Console | None = None) -> None:
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description:<8}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[extra]}"),
+            console=console,
+            transient=False,
+        )
+        self._pages = self._progress.add_task("pages", total=max_pages, extra="")
+        self._images = self._progress.add_task("images", total=0, extra="")
+        self._matches = self._progress.add_task("matches", total=None, extra="")
+
+    def __enter__(self) -> RichCycleProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def update(self, stats: CycleStats) -> None:
+        self._progress.update(
+            self._pages,
+            completed=stats.pages_fetched + stats.pages_failed,
+            extra=f"{stats.pages_failed} failed, {stats.hosts_seen} hosts",
+        )
+        self._progress.update(
+            self._images,
+            total=stats.images_found,
+            completed=stats.images_done,
+            extra=f"{stats.analysis_failures} failed",
+        )
+        self._progress.update(self._matches, completed=stats.matches, extra="")
+
+
+class _Cycle:
+    def __init__(
+        self,
+        engine: Engine,
+        cycle_id: int,
+        function: FunctionLike,
+        index: MatchIndex,
+        attributor: Attributor,
+        dihedral: bool,
+        progress: ProgressSink | None,
+    ) -> None:
+        self.engine = engine
+        self.cycle_id = cycle_id
+        self.function = function
+        self.index = index
+        self.attributor = attributor
+        self.dihedral = dihedral
+        self.progress = progress
+        self.stats = CycleStats()
+
+    def _tick(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self.stats)
+
+    def _host(self, host: str) -> _Host:
+        return self.stats.hosts.setdefault(host, _Host())
+
+    async def produce(
+        self,
+        crawler: CrawlerLike,
+        seeds: list[str],
+        queue: asyncio.Queue[ImageFound | None],
+        workers: int,
+    ) -> None:
+        seen: set[str] = set()
+        async for event in crawler.crawl(seeds):
+            if isinstance(event, PageFetched):
+                self.stats.pages_fetched += 1
+                self._host(event.host).pages_fetched += 1
+            elif isinstance(event, PageFailed):
+                self.stats.pages_failed += 1
+                self._host(event.host).pages_failed += 1
+            elif isinstance(event, ImageFound) and event.url not in seen:
+                seen.add(event.url)
+                self.stats.images_found += 1
+                self._host(event.host).images_found += 1
+                self._tick()
+                await queue.put(event)  # bounded: back-pressure on the crawler
+            self._tick()
+        for _ in range(workers):
+            await queue.put(None)
+
+    async def work(self, queue: asyncio.Queue[ImageFound | None]) -> None:
+        while (image := await queue.get()) is not None:
+            try:
+                result = await self.function.analyze(image.url, dihedral=self.dihedral)
+            except Exception as exc:  # a client bug must not end the cycle
+                result = AnalyzeFailure(image.url, CLIENT_ERROR, f"{type(exc).__name__}", None)
+            if isinstance(result, HashResult):
+                self.record_result(image, result)
+            else:
+                self.record_failure(image, result)
+            self._tick()
+
+    def record_failure(self, image: ImageFound, failure: AnalyzeFailure) -> None:
+        self.stats.analysis_failures += 1
+        with Session(self.engine) as session, session.begin():
+            session.add(
+                AnalysisFailure(
+                    cycle_id=self.cycle_id,
+                    url=image.url,
+                    code=failure.code,
+                    message=failure.message[:500],
+                    http_status=failure.http_status,
+                )
+            )
+
+    def record_result(self, image: ImageFound, result: HashResult) -> None:
+        self.stats.images_hashed += 1
+        match = self.index.best(result.hashes)
+        now = utcnow()
+        with Session(self.engine) as session, session.begin():
+            session.add(
+                AnalysedImage(
+                    cycle_id=self.cycle_id,
+                    url=image.url,
+                    final_url=result.final_url,
+                    server_ip=result.server_ip,
+                    analysed_at=now,
+                    entry_id=match.entry_id if match else None,
+                    distance=match.distance if match else None,
+                )
+            )
+            if match is None:
+                return
+            where = self.attributor.lookup(result.server_ip)
+            session.add(
+                Sighting(
+                    cycle_id=self.cycle_id,
+                    url=image.url,
+                    final_url=result.final_url,
+                    server_ip=result.server_ip,
+                    country=where.country,
+                    asn=where.asn,
+                    hoster=where.hoster,
+                    family=match.family.value,
+                    entry_id=match.entry_id,
+                    distance=match.distance,
+                    seen_at=now,
+                )
+            )
+        self.stats.matches += 1
+
+    def finish(self, status: str, error: str | None) -> CycleSummary:
+        finished = utcnow()
+        stats = self.stats
+        with Session(self.engine) as session, session.begin():
+            row = session.get(CrawlCycle, self.cycle_id)
+            assert row is not None
+            row.status = status
+            row.error = error
+            row.finished_at = finished
+            row.pages_fetched = stats.pages_fetched
+            row.pages_failed = stats.pages_failed
+            row.images_found = stats.images_found
+            row.images_hashed = stats.images_hashed
+            row.analysis_failures = stats.analysis_failures
+            row.matches = stats.matches
+            row.hosts_seen = stats.hosts_seen
+            session.add(row)
+            for host, counts in sorted(stats.hosts.items()):
+                session.add(
+                    HostPages(
+                        cycle_id=self.cycle_id,
+                        host=host,
+                        pages_fetched=counts.pages_fetched,
+                        pages_failed=counts.pages_failed,
+                        images_found=counts.images_found,
+                    )
+                )
+            started = row.started_at
+        return CycleSummary(
+            cycle_id=self.cycle_id,
+            status=status,
+            started_at=started,
+            finished_at=finished,
+            pages_fetched=stats.pages_fetched,
+            pages_failed=stats.pages_failed,
+            images_found=stats.images_found,
+            images_hashed=stats.images_hashed,
+            analysis_failures=stats.analysis_failures,
+            matches=stats.matches,
+            hosts_seen=stats.hosts_seen,
+        )
+
+
+INTERRUPTED = "interrupted"
+
+
+def mark_interrupted(engine: Engine) -> int:
+    """Close cycles left "running" by a process that died, so they can be reported.
+
+    Only call this while holding the node's crawl lock (no other cycle can be running).
+    """
+    with Session(engine) as session, session.begin():
+        stale = session.exec(select(CrawlCycle).where(col(CrawlCycle.status) == RUNNING)).all()
+        for row in stale:
+            row.status = INTERRUPTED
+            row.finished_at = utcnow()
+            row.error = "the crawling process died before the cycle finished"
+            session.add(row)
+        return len(stale)
+
+
+def _start_cycle(engine: Engine) -> int:
+    with Session(engine) as session, session.begin():
+        row = CrawlCycle(started_at=utcnow())
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        return row.id
+
+
+async def run(
+    *,
+    engine: Engine,
+    crawler: CrawlerLike,
+    function: FunctionLike,
+    index: MatchIndex,
+    attributor: Attributor,
+    seeds: list[str],
+    concurrency: int = 8,
+    dihedral: bool = False,
+    progress: ProgressSink | None = None,
+) -> CycleSummary:
+    """Run one cycle to the end and return its summary (also saved on the cycle row)."""
+    cycle = _Cycle(engine, _start_cycle(engine), function, index, attributor, dihedral, progress)
+    workers = max(1, concurrency)
+    queue: asyncio.Queue[ImageFound | None] = asyncio.Queue(maxsize=workers * 4)
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(workers):
+                group.create_task(cycle.work(queue))
+            group.create_task(cycle.produce(crawler, seeds, queue, workers))
+    except BaseException as exc:
+        first: BaseException = exc
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        message = f"{type(first).__name__}: {first}"
+        cycle.finish("failed", message[:1000])
+        if isinstance(exc, Exception):
+            raise CycleError(message) from first
+        raise
+    summary = cycle.finish("done", None)
+    cycle._tick()
+    return summary

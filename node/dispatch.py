@@ -1,0 +1,185 @@
+"""Client of the remote-hash function: ``POST {base_url}/v1/analyze`` with bounded concurrency.
+
+Retried (exponential back-off with full jitter): transport errors (the function is unreachable or
+the connection broke), 429 (honouring ``Retry-After`` seconds) and 503 (the function is
+overloaded). Everything else is final: an upstream 404, an image too large, a blocked destination
+are answers about the image, and asking again would not change them.
+
+The function's own address comes from configuration and may be loopback; the function does the
+SSRF checks on the image URLs it fetches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+import httpx
+from pydantic import ValidationError
+
+from protocol.models import AnalyzeRequest, ErrorResponse, HashResult
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 503})
+
+
+@dataclass(frozen=True)
+class AnalyzeFailure:
+    url: str
+    code: str  # the function's error code, or one of ours (function_unreachable, bad_response)
+    message: str
+    http_status: int | None  # None: no HTTP answer at all
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (the HTTP-date form is not used by the function)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def _failure(url: str, response: httpx.Response) -> AnalyzeFailure:
+    try:
+        body = ErrorResponse.model_validate_json(response.content)
+    except ValidationError:
+        return AnalyzeFailure(
+            url=url,
+            code=f"http_{response.status_code}",
+            message=response.text[:200],
+            http_status=response.status_code,
+        )
+    return AnalyzeFailure(
+        url=url,
+        code=body.error.code,
+        message=body.error.message,
+        http_status=response.status_code,
+    )
+
+
+class FunctionClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        concurrency: int = 8,
+        retries: int = 3,
+        timeout_s: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        """``retries`` counts extra attempts; back-off before attempt n is uniform in
+        [0, min(max_backoff_s, backoff_s * 2**n)], or exactly Retry-After when the function
+        sent one (capped at max_backoff_s)."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._concurrency = concurrency
+        self._retries = max(0, retries)
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            transport=transport,
+            timeout=httpx.Timeout(timeout_s),
+            trust_env=False,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+
+    async def __aenter__(self) -> FunctionClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self._max_backoff_s)
+        ceiling = min(self._max_backoff_s, self._backoff_s * 2**attempt)
+        return random.uniform(0, ceiling)  # noqa: S311 (jitter, not security)
+
+    async def analyze(self, url: str, *, dihedral: bool = False) -> HashResult | AnalyzeFailure:
+        """Hash one image URL through the function; never raises for remote failures."""
+        try:
+            body = AnalyzeRequest(url=url, dihedral=dihedral).model_dump(mode="json")
+        except ValidationError as exc:
+            return AnalyzeFailure(url, "invalid_url", str(exc.errors()[0]["msg"]), None)
+        last = AnalyzeFailure(url, "function_unreachable", "no attempt made", None)
+        retry_after: float | None = None
+        for attempt in range(self._retries + 1):
+            if attempt:
+                await asyncio.sleep(self._delay(attempt, retry_after))
+            retry_after = None
+            try:
+                # Only the request holds a slot: back-off sleeps do not.
+                async with self._semaphore:
+                    response = await self._client.post("/v1/analyze", json=body)
+            except httpx.TransportError as exc:
+                last = AnalyzeFailure(
+                    url, "function_unreachable", f"{type(exc).__name__}: {exc}", None
+                )
+                continue
+            except httpx.RequestError as exc:  # e.g. an undecodable body: not transient
+                return AnalyzeFailure(url, "bad_response", f"{type(exc).__name__}: {exc}", None)
+            if response.status_code == 200:
+                try:
+                    return HashResult.model_validate_json(response.content)
+                except ValidationError as exc:
+                    return AnalyzeFailure(
+                        url,
+                        "bad_response",
+                        f"function answered 200 with an invalid body: {exc.errors()[0]['msg']}",
+                        200,
+                    )
+            last = _failure(url, response)
+            if response.status_code not in RETRY_STATUSES:
+                return last
+            retry_after = _retry_after(response.headers.get("retry-after"))
+        return last
+
+    async def analyze_many(
+        self, urls: Sequence[str], *, dihedral: bool = False
+    ) -> AsyncGenerator[tuple[str, HashResult | AnalyzeFailure], None]:
+        """Analyze every URL, yielding ``(url, result)`` in completion order.
+
+        At most ``concurrency`` workers run, so a long list does not become a long list of tasks.
+        """
+        results: asyncio.Queue[tuple[str, HashResult | AnalyzeFailure]] = asyncio.Queue()
+        pending = iter(urls)
+
+        async def worker() -> None:
+            for url in pending:  # one shared iterator: each URL is taken by one worker
+                result: HashResult | AnalyzeFailure
+                try:
+                    result = await self.analyze(url, dihedral=dihedral)
+                except Exception as exc:  # a bug must not hang the consumer nor lose the URL
+                    logger.exception("dispatch: internal error")
+                    result = AnalyzeFailure(url, "internal_error", repr(exc), None)
+                await results.put((url, result))
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(self._concurrency, len(urls)))]
+        try:
+            for _ in range(len(urls)):
+                yield await results.get()
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)

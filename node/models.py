@@ -1,0 +1,182 @@
+"""The node's own database tables. Nothing here ever leaves the node.
+
+Image bytes are never stored. For analysed images the node keeps only what matching and
+reporting need: where the image was served from and which list entry it matched (not the
+queried hash values).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from protocol.models import utcnow
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores UTC, returns timezone-aware UTC (SQLite would otherwise hand back naive times)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: the node stores UTC-aware timestamps only")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return utcnow()
+
+
+class ListVersion(SQLModel, table=True):
+    """One import of a hash list file."""
+
+    __tablename__ = "list_version"
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(index=True)
+    version: str
+    format: str
+    imported_at: datetime = Field(default_factory=_now, sa_type=UtcDateTime)
+    imported: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+
+class ListEntry(SQLModel, table=True):
+    """One known hash. (family, value) is unique across all imported lists."""
+
+    __tablename__ = "list_entry"
+    __table_args__ = (UniqueConstraint("family", "value", name="uq_list_entry_family_value"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    family: str = Field(index=True)
+    value: str
+    list_version_id: int = Field(foreign_key="list_version.id", index=True)
+    label: str | None = None
+    category: str | None = None
+
+
+RUNNING = "running"  # CrawlCycle.status while the cycle runs; then "done" or "failed"
+
+
+class CrawlCycle(SQLModel, table=True):
+    __tablename__ = "crawl_cycle"
+
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime = Field(default_factory=_now, sa_type=UtcDateTime, index=True)
+    finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    status: str = RUNNING
+    error: str | None = None
+    pages_fetched: int = 0
+    pages_failed: int = 0
+    images_found: int = 0
+    images_hashed: int = 0
+    analysis_failures: int = 0
+    matches: int = 0
+    hosts_seen: int = 0
+    # The report that carried this cycle: each finished cycle is reported exactly once, because
+    # the coordinator adds up every report it receives.
+    report_id: str | None = Field(default=None, index=True)
+
+
+class HostPages(SQLModel, table=True):
+    """Page counts per host per cycle: the source of the hosts_seen denominator."""
+
+    __tablename__ = "host_pages"
+    __table_args__ = (UniqueConstraint("cycle_id", "host", name="uq_host_pages_cycle_host"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="crawl_cycle.id", index=True)
+    host: str
+    pages_fetched: int = 0
+    pages_failed: int = 0
+    images_found: int = 0
+
+
+class AnalysedImage(SQLModel, table=True):
+    """An image URL the function hashed; the matched entry if any, never the hash values."""
+
+    __tablename__ = "analysed_image"
+
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="crawl_cycle.id", index=True)
+    url: str = Field(sa_type=Text)
+    final_url: str = Field(sa_type=Text)
+    server_ip: str | None = None
+    analysed_at: datetime = Field(default_factory=_now, sa_type=UtcDateTime)
+    entry_id: int | None = Field(default=None, foreign_key="list_entry.id")
+    distance: int | None = None
+
+
+class Sighting(SQLModel, table=True):
+    """A listed image seen on the web: one per distinct image URL per cycle (best family)."""
+
+    __tablename__ = "sighting"
+    __table_args__ = (UniqueConstraint("cycle_id", "url", name="uq_sighting_cycle_url"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="crawl_cycle.id", index=True)
+    url: str = Field(sa_type=Text)
+    final_url: str = Field(sa_type=Text)
+    server_ip: str | None = None
+    country: str
+    asn: int
+    hoster: str
+    family: str
+    entry_id: int = Field(foreign_key="list_entry.id")
+    distance: int
+    seen_at: datetime = Field(default_factory=_now, sa_type=UtcDateTime, index=True)
+
+
+class AnalysisFailure(SQLModel, table=True):
+    __tablename__ = "analysis_failure"
+
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="crawl_cycle.id", index=True)
+    url: str = Field(sa_type=Text)
+    code: str
+    message: str = ""
+    http_status: int | None = None
+    failed_at: datetime = Field(default_factory=_now, sa_type=UtcDateTime)
+
+
+class OutboxItem(SQLModel, table=True):
+    """A signed report waiting for the coordinator's acknowledgement (store and forward)."""
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    report_id: str = Field(unique=True)
+    sequence: int = Field(unique=True)
+    period_start: datetime = Field(sa_type=UtcDateTime)
+    period_end: datetime = Field(sa_type=UtcDateTime)
+    envelope: str = Field(sa_type=Text)  # the DSSE envelope JSON, exactly as it is sent
+    created_at: datetime = Field(default_factory=_now, sa_type=UtcDateTime)
+    attempts: int = 0
+    last_error: str | None = None
+    # Set when the coordinator answered 4xx: kept for the operator, not retried automatically.
+    rejected_code: str | None = None
+
+
+class NodeState(SQLModel, table=True):
+    """A single row (id = 1) of node-wide counters."""
+
+    __tablename__ = "node_state"
+
+    id: int = Field(default=1, primary_key=True)
+    next_sequence: int = 1

@@ -1,0 +1,92 @@
+"""`libra node serve`: crawl cycles and reports on fixed intervals (APScheduler).
+
+Both jobs start at once and then repeat; a job never overlaps itself (max_instances=1) and
+missed runs collapse into one (coalesce). A failing job is logged and retried on its next
+interval: the node keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped,import-not-found,unused-ignore]
+from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.engine import Engine
+
+from .attribution import GeoDatabaseError
+from .config import NodeSettings
+from .cycle import CycleError
+from .keys import KeyFileError
+from .service import CrawlBusy, crawl_once, report_once
+
+CRAWL_JOB = "crawl"
+REPORT_JOB = "report"
+
+
+def _jobs(settings: NodeSettings, engine: Engine, console: Console) -> dict[str, Any]:
+    async def crawl_job() -> None:
+        try:
+            summary = await crawl_once(settings, engine)
+        except (CrawlBusy, CycleError, GeoDatabaseError) as exc:
+            console.print(f"[red]crawl failed:[/] {escape(str(exc))}")
+            return
+        console.print(
+            f"crawl cycle {summary.cycle_id} {summary.status}: {summary.pages_fetched} pages, "
+            f"{summary.images_hashed} images, {summary.matches} matches"
+        )
+
+    async def report_job() -> None:
+        try:
+            run = await report_once(settings, engine)
+        except KeyFileError as exc:
+            console.print(f"[red]report failed:[/] {escape(str(exc))}")
+            return
+        result = run.flushed
+        for rejection in result.rejected:
+            console.print(
+                f"[bold red]REJECTED[/] report {rejection.report_id}: "
+                f"{escape(rejection.code)}: {escape(rejection.message)}"
+            )
+        console.print(
+            f"reports: {len(run.queued)} queued, {len(result.delivered)} delivered, "
+            f"{len(result.pending)} still queued, {len(result.rejected)} rejected"
+        )
+
+    return {CRAWL_JOB: crawl_job, REPORT_JOB: report_job}
+
+
+def build_scheduler(
+    settings: NodeSettings, engine: Engine, console: Console | None = None
+) -> AsyncIOScheduler:
+    """The scheduler with its two jobs (not started)."""
+    jobs = _jobs(settings, engine, console or Console())
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    now = datetime.now(UTC)
+    minutes = {
+        CRAWL_JOB: settings.schedule.crawl_minutes,
+        REPORT_JOB: settings.schedule.report_minutes,
+    }
+    for job_id, func in jobs.items():
+        scheduler.add_job(
+            func,
+            "interval",
+            minutes=minutes[job_id],
+            id=job_id,
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+    return scheduler
+
+
+async def run_forever(settings: NodeSettings, engine: Engine, console: Console) -> None:
+    scheduler = build_scheduler(settings, engine, console)
+    scheduler.start()
+    try:
+        await asyncio.Event().wait()  # until cancelled (Ctrl-C / SIGTERM)
+    finally:
+        scheduler.shutdown(wait=False)

@@ -1,0 +1,191 @@
+"""The node's operations wired from settings: one crawl cycle, one report run.
+
+The CLI commands and the scheduler of ``serve`` both call these, so a scheduled run does
+exactly what the operator's manual run does.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import Engine
+
+from protocol.lab import LabNetwork, load_lab
+from protocol.models import Period, utcnow
+
+from . import outbox
+from .attribution import Attributor
+from .config import NodeSettings
+from .crawler import Crawler, CrawlLimits
+from .cycle import CycleSummary, ProgressSink, mark_interrupted, run
+from .db import make_engine
+from .dispatch import FunctionClient
+from .keys import load_federation_key, load_signing_key
+from .matcher import MatchIndex, Thresholds
+from .net import make_client
+from .reporter import QueuedReport, pending_periods, period_containing, queue_report
+
+CRAWL_LOCK_FILE = "crawl.lock"
+
+
+class CrawlBusy(Exception):
+    """Another crawl cycle of this node is running (one at a time per node)."""
+
+
+@contextmanager
+def crawl_lock(data_dir: Path) -> Iterator[None]:
+    """An exclusive, non-blocking lock per node data dir; released when the process dies."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / CRAWL_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise CrawlBusy(f"another crawl of this node is running ({data_dir})") from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+def open_engine(settings: NodeSettings) -> Engine:
+    return make_engine(settings.effective_database_url)
+
+
+def thresholds(settings: NodeSettings) -> Thresholds:
+    m = settings.match
+    return Thresholds(
+        pdq_max_distance=m.pdq_max_distance,
+        pdq_min_quality=m.pdq_min_quality,
+        phash_max_distance=m.phash_max_distance,
+        dhash_max_distance=m.dhash_max_distance,
+    )
+
+
+def lab_of(settings: NodeSettings) -> LabNetwork | None:
+    return load_lab(settings.lab) if settings.lab is not None else None
+
+
+async def crawl_once(
+    settings: NodeSettings,
+    engine: Engine,
+    *,
+    progress: ProgressSink | None = None,
+) -> CycleSummary:
+    """One crawl cycle over the configured seeds with the real crawler and function client."""
+    with crawl_lock(settings.data_dir):
+        mark_interrupted(engine)
+        return await _crawl(settings, engine, progress)
+
+
+async def _crawl(
+    settings: NodeSettings, engine: Engine, progress: ProgressSink | None
+) -> CycleSummary:
+    crawl = settings.crawl
+    limits = CrawlLimits(
+        max_pages=crawl.max_pages,
+        max_depth=crawl.max_depth,
+        concurrency=crawl.concurrency,
+        per_host_concurrency=crawl.per_host_concurrency,
+        timeout_s=crawl.timeout_s,
+        max_html_bytes=crawl.max_html_bytes,
+        max_redirects=crawl.max_redirects,
+        user_agent=crawl.user_agent,
+        obey_robots=crawl.obey_robots,
+    )
+    index = MatchIndex.from_db(engine, thresholds(settings))
+    with Attributor(settings.geoip.country_db, settings.geoip.asn_db) as attributor:
+        client = make_client(
+            lab_of(settings),
+            timeout=crawl.timeout_s,
+            user_agent=crawl.user_agent,
+            max_connections=max(crawl.concurrency * 2, 8),
+        )
+        function = FunctionClient(
+            settings.function_url,
+            concurrency=settings.dispatch.concurrency,
+            retries=settings.dispatch.retries,
+            timeout_s=settings.dispatch.timeout_s,
+        )
+        try:
+            return await run(
+                engine=engine,
+                crawler=Crawler(client, limits),
+                function=function,
+                index=index,
+                attributor=attributor,
+                seeds=list(settings.seeds),
+                concurrency=settings.dispatch.concurrency,
+                dihedral=settings.match.dihedral,
+                progress=progress,
+            )
+        finally:
+            await function.aclose()
+            await client.aclose()
+
+
+@dataclass(frozen=True)
+class ReportRun:
+    queued: list[QueuedReport]
+    flushed: outbox.FlushResult
+
+
+def default_period(settings: NodeSettings, now: datetime | None = None) -> Period:
+    return period_containing(now or utcnow(), settings.report.period)
+
+
+def build_and_queue(
+    settings: NodeSettings, engine: Engine, period: Period | None = None
+) -> list[QueuedReport]:
+    """Queue the report for ``period``; without one, a report for every earlier period that
+    still holds unreported cycles, then one for the current period (sent even when empty)."""
+    key = load_signing_key(settings.signing_key_path)
+    federation_key = load_federation_key(settings.federation_key_path)
+    if period is not None:
+        periods = [period]
+    else:
+        current = default_period(settings)
+        periods = [*pending_periods(engine, settings.report.period, until=current.start), current]
+    return [
+        queue_report(
+            engine,
+            node_id=settings.node_id,
+            key=key,
+            federation_key=federation_key,
+            period=p,
+        )
+        for p in periods
+    ]
+
+
+async def flush_outbox(
+    settings: NodeSettings,
+    engine: Engine,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> outbox.FlushResult:
+    return await outbox.flush(
+        engine,
+        settings.coordinator_url,
+        timeout_s=settings.report.timeout_s,
+        transport=transport,
+    )
+
+
+async def report_once(
+    settings: NodeSettings,
+    engine: Engine,
+    period: Period | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> ReportRun:
+    """Build, sign and queue the report(s), then flush the whole outbox."""
+    queued = build_and_queue(settings, engine, period)
+    flushed = await flush_outbox(settings, engine, transport=transport)
+    return ReportRun(queued=queued, flushed=flushed)

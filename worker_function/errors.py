@@ -1,0 +1,124 @@
+"""One exception type per failure, each with a stable wire code and HTTP status.
+
+The codes are part of the function's contract (docs/operations-function.md); callers such as the
+node branch on them, so they never change meaning. Messages never contain image bytes.
+"""
+
+from __future__ import annotations
+
+
+class FunctionError(Exception):
+    """Base class: every failure of the function has a stable machine-readable code."""
+
+    code = "analysis_failed"
+    http_status = 502
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --------------------------------------------------------------------------- request / URL
+
+
+class BadUrl(FunctionError):
+    code = "bad_url"
+    http_status = 400
+
+
+class InvalidRequest(FunctionError):
+    code = "invalid_request"
+    http_status = 422
+
+
+class BlockedAddress(FunctionError):
+    """The target (or a redirect hop) resolves to an address or port we must not reach."""
+
+    code = "blocked_address"
+    http_status = 403
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+class TooManyRedirects(FunctionError):
+    code = "too_many_redirects"
+    http_status = 502
+
+
+class UpstreamStatus(FunctionError):
+    code = "upstream_status"
+    http_status = 502
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class FetchFailed(FunctionError):
+    code = "fetch_failed"
+    http_status = 502
+
+
+class FetchTimeout(FunctionError):
+    code = "timeout"
+    http_status = 504
+
+
+class TooLarge(FunctionError):
+    code = "too_large"
+    http_status = 413
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+class ImageError(FunctionError):
+    """Base of everything ``hash_image`` raises: the bytes are not a hashable image."""
+
+    code = "decode_failed"
+    http_status = 422
+
+
+class NotAnImage(ImageError):
+    code = "not_an_image"
+    http_status = 415
+
+
+class UnsupportedFormat(ImageError):
+    code = "unsupported_format"
+    http_status = 415
+
+
+class PixelLimit(ImageError):
+    code = "pixel_limit"
+    http_status = 413
+
+
+class DecodeFailed(ImageError):
+    code = "decode_failed"
+    http_status = 422
+
+
+class AnalysisFailed(FunctionError):
+    """Catch-all for the unexpected: reported as a 502, never as a 500 with a traceback."""
+
+    code = "analysis_failed"
+    http_status = 502
+
+
+ALL_ERRORS: tuple[type[FunctionError], ...] = (
+    BadUrl,
+    InvalidRequest,
+    BlockedAddress,
+    TooManyRedirects,
+    UpstreamStatus,
+    FetchFailed,
+    FetchTimeout,
+    TooLarge,
+    NotAnImage,
+    UnsupportedFormat,
+    PixelLimit,
+    DecodeFailed,
+    AnalysisFailed,
+)

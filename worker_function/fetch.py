@@ -1,0 +1,203 @@
+"""Safe fetching of one image URL into memory.
+
+Every hop (the first request and each redirect) is validated, resolved and checked by the Guard,
+then requested from the checked IP itself (Host header / TLS SNI carry the name), so DNS cannot
+change the destination after the check. Bytes are capped while streaming, the whole fetch has
+one deadline, and nothing is ever written anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import ssl
+from dataclasses import dataclass
+
+import httpx
+
+from .errors import (
+    FetchFailed,
+    FetchTimeout,
+    FunctionError,
+    NotAnImage,
+    TooLarge,
+    TooManyRedirects,
+    UpstreamStatus,
+)
+from .sniff import could_be_image, sniff_format
+from .ssrf import Guard
+from .urls import IPAddress, Target, parse_target, resolve_redirect
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Read this much before deciding that a body is certainly not an image (HTML, JSON, ...).
+_EARLY_SNIFF_BYTES = 512
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    max_bytes: int = 20 * 1024 * 1024
+    deadline_seconds: float = 20.0
+    max_redirects: int = 5
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """An image body in memory. Holders must not persist or log ``data``."""
+
+    data: bytes
+    final_url: str
+    server_ip: str
+
+    def __repr__(self) -> str:  # keep bytes out of logs and tracebacks
+        return f"Fetched(final_url=<redacted>, server_ip={self.server_ip}, bytes={len(self.data)})"
+
+
+class Fetcher:
+    """Fetches image URLs under a Guard and FetchLimits. Holds no per-request state."""
+
+    def __init__(
+        self,
+        guard: Guard,
+        limits: FetchLimits | None = None,
+        *,
+        user_agent: str = "LIBRA-remote-hash/0.1",
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.guard = guard
+        self.limits = limits or FetchLimits()
+        self.user_agent = user_agent
+        # Building a context loads the CA bundle: do it once, share it across requests.
+        self._ssl = ssl_context or ssl.create_default_context()
+
+    async def fetch(self, url: str) -> Fetched:
+        target = parse_target(url)
+        try:
+            async with asyncio.timeout(self.limits.deadline_seconds):
+                return await self._follow(target)
+        except TimeoutError:
+            raise FetchTimeout(
+                f"fetch did not finish within {self.limits.deadline_seconds:g} s"
+            ) from None
+
+    async def _follow(self, target: Target) -> Fetched:
+        # No keep-alive: a pooled TLS connection opened for one name must never serve another
+        # name on the same IP, and nothing should outlive the request.
+        async with httpx.AsyncClient(
+            trust_env=False,
+            follow_redirects=False,
+            verify=self._ssl,
+            timeout=httpx.Timeout(self.limits.deadline_seconds),
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=0),
+        ) as client:
+            redirects = 0
+            while True:
+                addresses = await self.guard.addresses(target)
+                outcome = await self._request(client, target, addresses)
+                if isinstance(outcome, Fetched):
+                    return outcome
+                if redirects >= self.limits.max_redirects:
+                    raise TooManyRedirects(f"more than {self.limits.max_redirects} redirects")
+                redirects += 1
+                target = resolve_redirect(target, outcome)
+
+    async def _request(
+        self, client: httpx.AsyncClient, target: Target, addresses: list[IPAddress]
+    ) -> Fetched | str:
+        """One hop: the image, or the Location of a redirect. Tries each checked address."""
+        last_error: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._request_one(client, target, address)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                last_error = exc
+        raise FetchFailed(f"cannot connect to {target.host}: {last_error}")
+
+    async def _request_one(
+        self, client: httpx.AsyncClient, target: Target, address: IPAddress
+    ) -> Fetched | str:
+        request = self._pinned_request(client, target, address)
+        try:
+            response = await client.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            raise
+        except httpx.TimeoutException:
+            raise FetchTimeout("upstream did not answer in time") from None
+        except httpx.HTTPError as exc:
+            raise FetchFailed(f"request to {target.host} failed: {type(exc).__name__}") from None
+        try:
+            return await self._read(response, target, address)
+        finally:
+            await response.aclose()
+
+    def _pinned_request(
+        self, client: httpx.AsyncClient, target: Target, address: IPAddress
+    ) -> httpx.Request:
+        headers = {
+            "User-Agent": self.user_agent,
+            "Accept": "image/*",
+            "Accept-Encoding": "identity",
+        }
+        extensions: dict[str, str] = {}
+        url = target.url
+        if target.literal is None:
+            url = url.copy_with(host=str(address))
+            headers["Host"] = target.url.netloc.decode("ascii")
+            if target.scheme == "https":
+                # Certificate is verified against the name, connection goes to the checked IP.
+                extensions["sni_hostname"] = target.host
+        return client.build_request("GET", url, headers=headers, extensions=extensions)
+
+    async def _read(
+        self, response: httpx.Response, target: Target, address: IPAddress
+    ) -> Fetched | str:
+        status = response.status_code
+        if status in REDIRECT_STATUSES:
+            location: str | None = response.headers.get("location")
+            if not location:
+                raise UpstreamStatus(f"upstream returned HTTP {status} without Location", status)
+            return location
+        if not 200 <= status < 300 or status in (204, 205):
+            raise UpstreamStatus(f"upstream returned HTTP {status}", status)
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.limits.max_bytes:
+            raise TooLarge(f"Content-Length {declared} exceeds {self.limits.max_bytes} bytes")
+        body = await self._read_capped(response)
+        if not body:
+            raise NotAnImage("the response body is empty")
+        return Fetched(data=body, final_url=str(target.url), server_ip=_ip_text(address))
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        cap = self.limits.max_bytes
+        buffer = bytearray()
+        sniffed = False
+        try:
+            async for chunk in response.aiter_bytes():
+                buffer += chunk
+                # Raw bytes on the wire and decoded bytes are both capped: a server that ignores
+                # Accept-Encoding: identity cannot inflate past the limit.
+                if response.num_bytes_downloaded > cap or len(buffer) > cap:
+                    raise TooLarge(f"body exceeds {cap} bytes")
+                if not sniffed and len(buffer) >= _EARLY_SNIFF_BYTES:
+                    sniffed = True
+                    _refuse_early(bytes(buffer[:_EARLY_SNIFF_BYTES]))
+        except FunctionError:
+            raise
+        except httpx.TimeoutException:
+            raise FetchTimeout("upstream stalled while sending the body") from None
+        except httpx.HTTPError as exc:
+            raise FetchFailed(f"reading the body failed: {type(exc).__name__}") from None
+        return bytes(buffer)
+
+
+def _refuse_early(prefix: bytes) -> None:
+    """Stop downloading a body that is certainly not an image (raises the precise error)."""
+    if not could_be_image(prefix):
+        sniff_format(prefix)
+        raise NotAnImage("the content is not an image")
+
+
+def _ip_text(address: IPAddress) -> str:
+    return address.compressed if isinstance(address, ipaddress.IPv6Address) else str(address)
+
+
+__all__ = ["FetchLimits", "Fetched", "Fetcher", "parse_target"]

@@ -1,0 +1,185 @@
+"""The hashing pipeline: bytes in memory -> ImageDigest. The same rules serve list building
+(``libra hash``) and queries (``/v1/analyze``), so a list entry and a sighting of the same image
+are hashed identically.
+
+Decode rules (documented in docs/operations-function.md):
+1. Sniff magic bytes; only JPEG, PNG, GIF, WEBP, BMP, TIFF reach Pillow, each only through its
+   own plugin.
+2. Refuse more than ``DecodeLimits.max_pixels`` pixels, and treat Pillow's own
+   DecompressionBombWarning as an error, before any pixel is decoded.
+3. First frame only; EXIF orientation applied (malformed EXIF is ignored).
+4. To RGB: transparency is composited onto white; 16-bit greyscale is scaled (not clipped) to
+   8 bits.
+5. Downscale with ``thumbnail((512, 512))`` (what Meta's pure-Python PDQ reference does); PDQ,
+   pHash and dHash all come from this one reduced copy. Cryptographic hashes cover the raw bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from io import BytesIO
+
+import imagehash
+import numpy as np
+import numpy.typing as npt
+import pdqhash
+from PIL import Image
+
+from protocol.models import ImageHashes
+
+from .errors import DecodeFailed, ImageError, PixelLimit, UnsupportedFormat
+from .sniff import sniff_format
+
+# Pillow only warns between MAX_IMAGE_PIXELS and twice that; a warning that is merely printed
+# would let a decompression bomb through. Filters are process-global (catch_warnings is not
+# thread-safe and decoding runs in threads), so the rule is installed once, here.
+warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+PDQ_REDUCE_TO = (512, 512)
+# Let libjpeg decode large JPEGs at a reduced scale; it only reduces while both sides stay at or
+# above this, so the later 512 thumbnail sees the same kind of input. Verified against vectors.
+JPEG_DRAFT_SIZE = (1024, 1024)
+
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
+_WHITE = (255, 255, 255, 255)
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    # Largest image (width * height of the first frame) we decode. Pillow's own bomb check
+    # (Image.MAX_IMAGE_PIXELS, about 89.5 MP) also applies, so the effective cap is the lower one.
+    max_pixels: int = 50_000_000
+
+
+@dataclass(frozen=True)
+class ImageDigest:
+    format: str  # Pillow format name, e.g. "JPEG", "PNG"
+    width: int  # after EXIF orientation
+    height: int
+    animated: bool  # True if more than one frame (we hash the first frame only)
+    hashes: ImageHashes
+
+
+def hash_image(
+    data: bytes, *, dihedral: bool = False, limits: DecodeLimits | None = None
+) -> ImageDigest:
+    """Hash an image held in memory. Raises only ``ImageError`` subclasses on bad input."""
+    limits = limits or DecodeLimits()
+    fmt = sniff_format(data)
+    try:
+        return _hash_decoded(data, fmt, dihedral, limits)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PixelLimit(f"image exceeds the decoder's pixel limit: {exc}") from None
+    except MemoryError:
+        raise PixelLimit("image needs more memory than available to decode") from None
+    except Exception as exc:
+        # Untrusted input reaches a C decoder: any failure is this image's fault, not ours.
+        raise DecodeFailed(f"{fmt} decode failed: {type(exc).__name__}: {exc}") from None
+
+
+def _hash_decoded(data: bytes, fmt: str, dihedral: bool, limits: DecodeLimits) -> ImageDigest:
+    with Image.open(BytesIO(data), formats=[fmt]) as img:
+        # MPO (multi-picture JPEG, common from cameras) is a JPEG whose first frame we hash.
+        if img.format != fmt and not (fmt == "JPEG" and img.format == "MPO"):
+            raise UnsupportedFormat(f"decoder identified {img.format}, magic bytes said {fmt}")
+        width, height = img.size
+        if width < 1 or height < 1:
+            raise DecodeFailed("image has no pixels")
+        cap = _pixel_cap(limits)
+        if width * height > cap:
+            raise PixelLimit(f"{width}x{height} = {width * height} pixels exceeds the cap {cap}")
+        animated = bool(getattr(img, "is_animated", False))
+        if animated:
+            img.seek(0)
+        orientation = _orientation(img)
+        if orientation in _TRANSPOSING_ORIENTATIONS:
+            width, height = height, width
+        if fmt == "JPEG":
+            img.draft("RGB", JPEG_DRAFT_SIZE)
+        rgb = _to_rgb(_transpose(img, orientation))
+    rgb.thumbnail(PDQ_REDUCE_TO)
+    hashes = _compute_hashes(data, rgb, dihedral)
+    return ImageDigest(format=fmt, width=width, height=height, animated=animated, hashes=hashes)
+
+
+def _pixel_cap(limits: DecodeLimits) -> int:
+    # Anything Pillow would only warn about is refused too, whatever the warning filters say
+    # (test runners and embedding programs may reset them).
+    pillow_cap = Image.MAX_IMAGE_PIXELS
+    return limits.max_pixels if pillow_cap is None else min(limits.max_pixels, pillow_cap)
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        value = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:
+        # Malformed EXIF must not cost a match: treat it as "no rotation".
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _transpose(img: Image.Image, orientation: int) -> Image.Image:
+    # The same mapping as ImageOps.exif_transpose, applied to an orientation we read ourselves
+    # (the reported width/height must follow it, and malformed EXIF must not raise).
+    if orientation == 1:
+        return img
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }[orientation]
+    return img.transpose(method)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any decoded mode to 8-bit RGB by one fixed rule."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # Pillow's convert clips 16-bit samples at 255 (a mostly white image); scale instead.
+        samples = np.asarray(img).astype(np.float64)
+        scaled = np.clip(samples, 0, 65535) / 257.0
+        return Image.fromarray(np.rint(scaled).astype(np.uint8)).convert("RGB")
+    has_alpha = "A" in img.getbands() or "a" in img.getbands() or "transparency" in img.info
+    if has_alpha:
+        # Composite onto white: what a browser shows on the default background, and pixels hidden
+        # under full transparency cannot change the hash.
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, _WHITE)
+        canvas.alpha_composite(rgba)
+        return canvas.convert("RGB")
+    return img.convert("RGB")
+
+
+def _compute_hashes(data: bytes, rgb: Image.Image, dihedral: bool) -> ImageHashes:
+    pixels = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+    vector, quality = pdqhash.compute(pixels)
+    variants: list[str] | None = None
+    if dihedral:
+        vectors, _qualities = pdqhash.compute_dihedral(pixels)
+        variants = [pdq_hex(v) for v in vectors]
+    return ImageHashes(
+        md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        sha1=hashlib.sha1(data, usedforsecurity=False).hexdigest(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        pdq=pdq_hex(vector),
+        pdq_quality=int(quality),
+        phash=str(imagehash.phash(rgb)),
+        dhash=str(imagehash.dhash(rgb)),
+        pdq_dihedral=variants,
+    )
+
+
+def pdq_hex(vector: npt.ArrayLike) -> str:
+    """Meta's hex convention: bit 0 of pdqhash's vector is the most significant bit."""
+    bits = np.asarray(vector).astype(bool)
+    if bits.shape != (256,):
+        raise ValueError(f"a PDQ vector has 256 bits, got shape {bits.shape}")
+    return np.packbits(bits).tobytes().hex()

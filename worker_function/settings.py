@@ -1,0 +1,88 @@
+"""Configuration: a TOML file, overridden by ``LIBRA_FUNCTION_*`` environment variables.
+
+Priority (highest first): explicit arguments (CLI flags) > environment > TOML file > defaults.
+Every setting is documented in docs/operations-function.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .fetch import FetchLimits
+from .hashing import DecodeLimits
+
+
+class ConfigFileError(ValueError):
+    """The configuration file named on the command line is missing or unreadable."""
+
+
+class FunctionSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LIBRA_FUNCTION_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    # Lab network file (protocol.lab format). Set = lab mode: loopback only, static host map.
+    lab: Path | None = None
+    # Largest body accepted, counted on raw bytes and on decoded bytes.
+    max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    # Deadline for the whole fetch (DNS, connects, redirects, body), in seconds.
+    deadline_seconds: float = Field(default=20.0, gt=0)
+    # Redirects followed per analysis; one more is too_many_redirects.
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    # Largest image (first frame, width * height) decoded.
+    max_pixels: int = Field(default=50_000_000, ge=1)
+    # Ports allowed besides 80 and 443 in production (lab ports come from the lab file).
+    extra_ports: list[int] = Field(default_factory=list)
+    # Images decoded at the same time (bounds memory; each decode runs in a worker thread).
+    max_concurrent_decodes: int = Field(default=4, ge=1)
+    # User-Agent sent upstream.
+    user_agent: str = "LIBRA-remote-hash/0.1"
+    # Python logging level of the worker_function logger.
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # toml_file is only set on the per-file subclass made by load_settings.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def fetch_limits(self) -> FetchLimits:
+        return FetchLimits(
+            max_bytes=self.max_bytes,
+            deadline_seconds=self.deadline_seconds,
+            max_redirects=self.max_redirects,
+        )
+
+    def decode_limits(self) -> DecodeLimits:
+        return DecodeLimits(max_pixels=self.max_pixels)
+
+
+def load_settings(config: Path | None = None, **overrides: object) -> FunctionSettings:
+    """Settings from ``config`` (TOML, optional), the environment and explicit overrides."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if config is None:
+        return FunctionSettings(**given)  # type: ignore[arg-type]
+    if not config.is_file():
+        raise ConfigFileError(f"config file {config} does not exist")
+
+    class _FromFile(FunctionSettings):
+        model_config = SettingsConfigDict(toml_file=config)
+
+    return _FromFile(**given)  # type: ignore[arg-type]
