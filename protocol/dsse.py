@@ -44,7 +44,7 @@ class Envelope(BaseModel):
     def payload_bytes(self) -> bytes:
         try:
             return base64.b64decode(self.payload, validate=True)
-        except binascii.Error as exc:
+        except (binascii.Error, ValueError) as exc:  # non-ASCII text raises ValueError
             raise MalformedEnvelope("payload is not standard base64") from exc
 
 
@@ -99,7 +99,7 @@ def verify(
     verify_key = resolve_key(signature.keyid)
     try:
         sig = base64.b64decode(signature.sig, validate=True)
-    except binascii.Error as exc:
+    except (binascii.Error, ValueError) as exc:  # non-ASCII text raises ValueError
         raise MalformedEnvelope("signature is not standard base64") from exc
     if len(sig) != 64:
         raise BadSignature("an Ed25519 signature is 64 bytes")

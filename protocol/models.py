@@ -97,6 +97,7 @@ class ErrorResponse(_Strict):
 UNKNOWN_COUNTRY = "ZZ"  # ISO 3166 user-assigned code, used here for "not attributable"
 UNKNOWN_ASN = 0  # AS0 is reserved and never routed
 UNKNOWN_HOSTER = "unknown"
+MAX_COUNT = 2**53 - 1  # the largest integer JSON carries exactly
 
 
 class Period(_Strict):
@@ -115,19 +116,20 @@ class ReportCell(_Strict):
 
     country: str = Field(pattern=r"^[A-Z]{2}$")
     asn: int = Field(ge=0, le=4294967295)
-    hoster: str = Field(min_length=1, max_length=200)
+    # Printable text only: control characters have no place in a name and break some databases.
+    hoster: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
     hash_family: HashFamily
-    matches: int = Field(ge=0)
-    distinct: int = Field(ge=0)
+    matches: int = Field(ge=0, le=MAX_COUNT)
+    distinct: int = Field(ge=0, le=MAX_COUNT)
     # Base64 Apache DataSketches HLL over HMAC(federation key, item): mergeable across nodes
     # without revealing items to the coordinator.
     sketch: str | None = Field(default=None, max_length=65536)
 
 
 class Denominators(_Strict):
-    pages_fetched: int = Field(ge=0)
-    images_hashed: int = Field(ge=0)
-    hosts_seen: int = Field(ge=0)
+    pages_fetched: int = Field(ge=0, le=MAX_COUNT)
+    images_hashed: int = Field(ge=0, le=MAX_COUNT)
+    hosts_seen: int = Field(ge=0, le=MAX_COUNT)
 
 
 class Report(_Strict):
@@ -135,7 +137,7 @@ class Report(_Strict):
     report_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     node_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
     key_id: str = Field(pattern=r"^[0-9a-f]{64}$")
-    sequence: int = Field(ge=1, le=2**53 - 1)
+    sequence: int = Field(ge=1, le=MAX_COUNT)
     created_at: UtcDatetime
     period: Period
     cells: list[ReportCell] = Field(max_length=100_000)

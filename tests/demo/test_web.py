@@ -109,8 +109,8 @@ def test_lab_network_and_urls(web: SyntheticWeb) -> None:
         assert lab.resolve(site.host) == world.hoster_of(site.host).ip
         assert lab.allows(world.hoster_of(site.host).ip)
     assert not lab.allows("127.0.0.1")
-    site = world.sites[0].host
-    assert web.base_url(site) == f"http://{site}:{web.port}/"
+    first = world.sites[0].host
+    assert web.base_url(first) == f"http://{first}:{web.port}/"
     node = world.nodes[0]
     assert web.seed_urls(node.node_id) == [f"http://{h}:{web.port}/" for h in node.seeds]
     with pytest.raises(WebError):

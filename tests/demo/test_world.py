@@ -7,6 +7,7 @@ import io
 import itertools
 from collections import Counter, deque
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
@@ -154,6 +155,7 @@ def test_world_is_big_enough(world: World) -> None:
     assert stats["hosters"] >= 7
     assert stats["countries"] >= 4
     assert stats["pages"] >= 60
+    assert sum(len(world.reachable_pages(site.host)) for site in world.sites) >= 60
     assert stats["images"] >= 400
     assert stats["pool"] == 40
     assert stats["nodes"] == 3
@@ -223,7 +225,7 @@ def test_fillers_are_far_from_every_pool_image(
 
 
 def test_copies_of_known_images(world: World, hashes: dict[str, tuple[int, int]]) -> None:
-    variants = Counter()
+    variants: Counter[str | None] = Counter()
     for placement in world.placements:
         if placement.kind not in KNOWN_KINDS:
             continue
@@ -525,7 +527,7 @@ def test_handmade_responses(handmade: World) -> None:
 
 
 def test_inconsistent_worlds_are_refused(handmade: World) -> None:
-    parts = {
+    parts: dict[str, Any] = {
         "hosters": handmade.hosters,
         "sites": handmade.sites,
         "pages": handmade.pages,

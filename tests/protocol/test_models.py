@@ -66,3 +66,30 @@ def test_freshness_window() -> None:
         check_fresh(now - timedelta(days=8), now, timedelta(days=7))
     with pytest.raises(StaleTimestamp):
         check_fresh(now + timedelta(hours=1), now, timedelta(days=7))
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d["cells"][0].update(matches=2**53),
+        lambda d: d["denominators"].update(pages_fetched=2**53),
+        lambda d: d["cells"][0].update(hoster="evil\x00name"),
+        lambda d: d["cells"][0].update(hoster="line\nbreak"),
+    ],
+)
+def test_counts_and_names_stay_in_range(mutate) -> None:  # type: ignore[no-untyped-def]
+    data = json.loads(vector_report().to_payload())
+    mutate(data)
+    with pytest.raises(MalformedPayload):
+        Report.from_payload(json.dumps(data).encode())
+
+
+def test_non_ascii_base64_is_malformed_envelope() -> None:
+    from protocol.dsse import Envelope
+    from protocol.errors import MalformedEnvelope
+
+    env = Envelope.model_validate(
+        {"payloadType": "t", "payload": "\x80", "signatures": [{"keyid": "k", "sig": "s"}]}
+    )
+    with pytest.raises(MalformedEnvelope):
+        env.payload_bytes()
