@@ -89,9 +89,7 @@ def verify(
     Exactly one signature is expected: a report has one signer, its node.
     """
     if envelope.payload_type != expected_type:
-        raise UnknownPayloadType(
-            f"payloadType {envelope.payload_type!r} is not {expected_type!r}"
-        )
+        raise UnknownPayloadType(f"payloadType {envelope.payload_type!r} is not {expected_type!r}")
     if len(envelope.signatures) != 1:
         raise MalformedEnvelope("exactly one signature is expected")
     signature = envelope.signatures[0]

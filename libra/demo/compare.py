@@ -72,6 +72,7 @@ def _counts(row: Mapping[str, Any] | None) -> dict[str, int]:
 def compare_picture(picture: Mapping[str, Any], expected: Mapping[str, Any]) -> Comparison:
     comparison = Comparison()
     for section, key_fields in SECTIONS.items():
+
         def key_of(row: Mapping[str, Any], fields: tuple[str, ...] = key_fields) -> str:
             return " / ".join(str(row[f]) for f in fields)
 
