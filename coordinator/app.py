@@ -7,32 +7,51 @@ retries on 5xx), and is logged here.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from typing import Annotated
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from protocol.errors import ProtocolError
 from protocol.hashes import HashFamily
 from protocol.models import ReportAck, UtcDatetime, utcnow
 
+from .api_members import members_router
+from .auth import Principal, Scope
 from .config import CoordinatorSettings
 from .db import create_schema, make_engine, new_session
-from .errors import InvalidRequest, TooLarge
-from .ingest import IngestPolicy, ingest
-from .picture import Picture, PictureFilter, build_picture
+from .deps import FilterDep, NodesQ, PrincipalDep, SessionDep, as_utc
+from .errors import Forbidden, InvalidRequest, TooLarge
+from .ingest import IngestPolicy, ingest, ingest_batch
+from .picture import Picture, PictureFilter, build_picture, node_breakdown
+from .ratelimit import NodeRateLimiter
 from .registry import list_nodes
+from .snapshot import PICTURE_PAYLOAD_TYPE, load_or_create_key, sign_picture
+from .views import (
+    SHIFT_COLUMNS,
+    PictureSection,
+    Shifts,
+    SuppressionPolicy,
+    build_shifts,
+    for_viewer,
+    picture_csv,
+    rows_to_csv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +72,7 @@ class _CatchAll:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -80,6 +99,7 @@ class KeyInfo(BaseModel):
     key_id: str
     created_at: UtcDatetime
     revoked_at: UtcDatetime | None
+    valid_until: UtcDatetime | None = None
 
 
 class NodeInfo(BaseModel):
@@ -90,7 +110,7 @@ class NodeInfo(BaseModel):
     country: str
     status: str
     keys: list[KeyInfo]
-    reports: int
+    reports: int | None  # None: report activity is withheld from this caller's role
     last_report_at: UtcDatetime | None
 
 
@@ -104,13 +124,58 @@ class Health(BaseModel):
     status: str
 
 
-def _session(request: Request) -> Iterator[Session]:
-    with new_session(request.app.state.engine) as session:
-        yield session
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    code: str
+    message: str
 
 
-# Module level: FastAPI resolves these (string) annotations from the module's globals.
-SessionDep = Annotated[Session, Depends(_session)]
+class BatchItem(BaseModel):
+    """The outcome of one envelope of a batch, in request order."""
+
+    model_config = ConfigDict(frozen=True)
+    index: int
+    http_status: int  # what POST /v1/reports would have answered for it alone
+    report_id: str | None = None
+    status: str | None = None  # accepted | duplicate
+    error: ErrorBody | None = None
+
+
+class BatchResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    results: list[BatchItem]
+
+
+class CoordinatorKey(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    key_id: str
+    public_key: str
+    payload_type: str
+
+
+def _batch_envelopes(body: bytes, limit: int) -> list[Any]:
+    """``{"envelopes": [<DSSE envelope>, ...]}`` -> the envelopes, parsed JSON (each one is
+    checked by ingest; a non-object is that envelope's malformed_envelope, not the batch's)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("batch body is not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("envelopes"), list):
+        raise InvalidRequest('batch body must be {"envelopes": [...]}')
+    envelopes = data["envelopes"]
+    if not envelopes:
+        raise InvalidRequest("batch holds no envelopes")
+    if len(envelopes) > limit:
+        raise TooLarge(f"batch holds {len(envelopes)} envelopes; the limit is {limit}")
+    return list(envelopes)
+
+
+def _span(start: datetime, end: datetime, name: str) -> tuple[datetime, datetime]:
+    start_utc, end_utc = as_utc(start), as_utc(end)
+    assert start_utc is not None and end_utc is not None
+    if end_utc <= start_utc:
+        raise InvalidRequest(f"{name}_end must be after {name}_start")
+    return start_utc, end_utc
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -144,9 +209,22 @@ def create_app(
     if engine is None:
         engine = make_engine(settings.effective_database_url)
     create_schema(engine)
+    limiter = NodeRateLimiter(settings.rate_limit_per_node, settings.rate_limit_burst)
     policy = IngestPolicy(
-        max_report_age=settings.max_report_age, max_future_skew=settings.max_future_skew
+        max_report_age=settings.max_report_age,
+        max_future_skew=settings.max_future_skew,
+        rate_limit=limiter.check,
     )
+    suppression = SuppressionPolicy(settings.picture_min_count, settings.picture_min_nodes)
+    # SQLite has one writer at a time; queueing writers here beats its busy-wait back-off.
+    write_lock = threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+    key_cache: list[Any] = []
+
+    def signing_key() -> Any:
+        # Loaded (or created) on first use: a coordinator that never signs needs no key file.
+        if not key_cache:
+            key_cache.append(load_or_create_key(settings.effective_signing_key_file))
+        return key_cache[0]
 
     app = FastAPI(
         title="LIBRA coordinator",
@@ -155,6 +233,18 @@ def create_app(
     )
     app.state.engine = engine
     app.state.settings = settings
+    app.state.clock = clock
+    app.state.oidc = None
+    if settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url:
+        from .oidc import OidcVerifier
+
+        app.state.oidc = OidcVerifier(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            jwks_url=settings.oidc_jwks_url,
+            role_claim=settings.oidc_role_claim,
+            algorithms=settings.oidc_algorithms,
+        )
     app.add_middleware(_CatchAll)
 
     @app.exception_handler(ProtocolError)
@@ -182,13 +272,15 @@ def create_app(
         "/v1/reports",
         response_model=ReportAck,
         summary="Submit one signed report (a DSSE envelope as the JSON body).",
+        description="Authenticated by the envelope's Ed25519 signature (a registered, active "
+        "node key); no API token is needed.",
     )
     async def post_report(request: Request) -> ReportAck:
         body = await _read_limited(request, settings.max_body_bytes)
         now = clock()
 
         def work() -> ReportAck:
-            with new_session(engine) as session:
+            with write_lock, new_session(engine) as session:
                 return ingest(session, body, now, policy=policy)
 
         try:
@@ -198,30 +290,148 @@ def create_app(
             raise
         return ack
 
-    @app.get("/v1/picture", response_model=Picture, summary="The aggregated global picture.")
+    @app.post(
+        "/v1/reports/batch",
+        response_model=BatchResult,
+        summary="Submit several signed reports; each is verified and stored on its own.",
+    )
+    async def post_batch(request: Request) -> BatchResult:
+        body = await _read_limited(request, settings.max_batch_bytes)
+        envelopes = _batch_envelopes(body, settings.max_batch_reports)
+        now = clock()
+
+        def work() -> BatchResult:
+            with write_lock, new_session(engine) as session:
+                outcomes = ingest_batch(session, envelopes, now, policy=policy)
+            results: list[BatchItem] = []
+            for index, outcome in enumerate(outcomes):
+                if isinstance(outcome, ProtocolError):
+                    results.append(
+                        BatchItem(
+                            index=index,
+                            http_status=outcome.http_status,
+                            error=ErrorBody(code=outcome.code, message=outcome.message),
+                        )
+                    )
+                else:
+                    results.append(
+                        BatchItem(
+                            index=index,
+                            http_status=200,
+                            report_id=outcome.report_id,
+                            status=outcome.status,
+                        )
+                    )
+            return BatchResult(results=results)
+
+        return await run_in_threadpool(work)
+
+    def _picture(
+        session: Session,
+        principal: Principal,
+        filters: PictureFilter,
+        include_nodes: bool,
+    ) -> Picture:
+        principal.require(Scope.PICTURE_READ)
+        detail = principal.can(Scope.PICTURE_DETAIL)
+        if include_nodes and not (detail or settings.viewer_node_detail):
+            raise Forbidden("the per-node breakdown needs scope picture:detail")
+        picture = build_picture(session, filters, clock())
+        if include_nodes:
+            picture = picture.model_copy(update={"by_node": node_breakdown(session, filters)})
+        if detail:
+            return picture
+        viewer = for_viewer(picture, suppression)
+        if include_nodes:  # allowed by policy
+            viewer = viewer.model_copy(update={"by_node": picture.by_node})
+        return viewer
+
+    @app.get(
+        "/v1/picture",
+        response_model=Picture,
+        response_model_exclude_none=False,
+        summary="The aggregated global picture (viewer tier: small cells suppressed).",
+    )
     def get_picture(
         session: SessionDep,
-        period_start: Annotated[
-            datetime | None, Query(description="Reports whose period starts at/after this.")
-        ] = None,
-        period_end: Annotated[
-            datetime | None, Query(description="Reports whose period ends at/before this.")
-        ] = None,
-        hash_family: Annotated[
-            HashFamily | None, Query(description="Only cells of this hash family.")
-        ] = None,
+        principal: PrincipalDep,
+        filters: FilterDep,
+        include_nodes: NodesQ = False,
     ) -> Picture:
-        start, end = _as_utc(period_start), _as_utc(period_end)
-        if start is not None and end is not None and end <= start:
-            raise InvalidRequest("period_end must be after period_start")
-        return build_picture(
-            session,
-            PictureFilter(period_start=start, period_end=end, hash_family=hash_family),
-            clock(),
+        return _picture(session, principal, filters, include_nodes)
+
+    @app.get(
+        "/v1/picture.csv",
+        response_class=PlainTextResponse,
+        summary="One section of the picture as CSV.",
+    )
+    def get_picture_csv(
+        session: SessionDep,
+        principal: PrincipalDep,
+        filters: FilterDep,
+        section: Annotated[
+            PictureSection, Query(description="Which breakdown to export.")
+        ] = "by_hoster",
+    ) -> PlainTextResponse:
+        picture = _picture(session, principal, filters, section == "by_node")
+        return PlainTextResponse(picture_csv(picture, section), media_type="text/csv")
+
+    @app.get(
+        "/v1/picture/snapshot",
+        summary="The picture as a DSSE envelope signed by the coordinator (verify offline).",
+    )
+    def get_snapshot(
+        session: SessionDep,
+        principal: PrincipalDep,
+        filters: FilterDep,
+        include_nodes: NodesQ = False,
+    ) -> JSONResponse:
+        picture = _picture(session, principal, filters, include_nodes)
+        return JSONResponse(sign_picture(picture, signing_key()).to_json())
+
+    @app.get(
+        "/v1/picture/shifts",
+        response_model=Shifts,
+        summary="Waterbed view: per country and hoster, how matches moved between two periods.",
+    )
+    def get_shifts(
+        session: SessionDep,
+        principal: PrincipalDep,
+        before_start: Annotated[datetime, Query(description="Start of the earlier period.")],
+        before_end: Annotated[datetime, Query(description="End of the earlier period.")],
+        after_start: Annotated[datetime, Query(description="Start of the later period.")],
+        after_end: Annotated[datetime, Query(description="End of the later period.")],
+        hash_family: Annotated[HashFamily | None, Query()] = None,
+        format: Annotated[Literal["json", "csv"], Query()] = "json",
+    ) -> Any:
+        principal.require(Scope.PICTURE_READ)
+        before = _span(before_start, before_end, "before")
+        after = _span(after_start, after_end, "after")
+        detail = principal.can(Scope.PICTURE_DETAIL)
+        shifts = build_shifts(
+            session, before, after, hash_family, clock(), None if detail else suppression
+        )
+        if format == "csv":
+            rows = [*shifts.by_country, *shifts.by_hoster]
+            return PlainTextResponse(rows_to_csv(rows, SHIFT_COLUMNS), media_type="text/csv")
+        return shifts
+
+    @app.get(
+        "/v1/coordinator/key",
+        response_model=CoordinatorKey,
+        summary="The public key that signs picture snapshots (no token needed).",
+    )
+    def get_coordinator_key() -> CoordinatorKey:
+        key = signing_key()
+        return CoordinatorKey(
+            key_id=key.key_id, public_key=key.public_key_b64, payload_type=PICTURE_PAYLOAD_TYPE
         )
 
-    @app.get("/v1/nodes", response_model=NodeList, summary="The public node registry.")
-    def get_nodes(session: SessionDep) -> NodeList:
+    @app.get("/v1/nodes", response_model=NodeList, summary="The node registry.")
+    def get_nodes(session: SessionDep, principal: PrincipalDep) -> NodeList:
+        principal.require(Scope.NODES_READ)
+        # Report activity per node says which node reported: admins, or viewers by policy.
+        activity = principal.can(Scope.PICTURE_DETAIL) or settings.viewer_node_detail
         return NodeList(
             nodes=[
                 NodeInfo(
@@ -229,15 +439,22 @@ def create_app(
                     country=view.country,
                     status=view.status,
                     keys=[
-                        KeyInfo(key_id=k.key_id, created_at=k.created_at, revoked_at=k.revoked_at)
+                        KeyInfo(
+                            key_id=k.key_id,
+                            created_at=k.created_at,
+                            revoked_at=k.revoked_at,
+                            valid_until=k.valid_until,
+                        )
                         for k in view.keys
                     ],
-                    reports=view.reports,
-                    last_report_at=view.last_report_at,
+                    reports=view.reports if activity else None,
+                    last_report_at=view.last_report_at if activity else None,
                 )
                 for view in list_nodes(session)
             ]
         )
+
+    app.include_router(members_router(settings, clock))
 
     @app.get("/healthz", response_model=Health, summary="Liveness and database reachability.")
     def healthz(session: SessionDep) -> Health:
@@ -245,10 +462,3 @@ def create_app(
         return Health(status="ok")
 
     return app
-
-
-def _as_utc(value: datetime | None) -> datetime | None:
-    # A query timestamp without a zone is read as UTC, the only zone the protocol uses.
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -11,12 +13,17 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine, make_url
 
+from protocol.errors import ProtocolError
 from protocol.models import utcnow
 
+from .auth import Role, create_token, list_tokens, revoke_token
 from .config import CONFIG_ENV_VAR, ConfigError, CoordinatorSettings, load_settings
 from .db import create_schema, make_engine, new_session
-from .errors import RegistryError
+from .errors import RegistryError, TokenError
 from .registry import add_node, list_nodes, revoke_key, revoke_node
+from .snapshot import SigningKeyError
+
+OPERATOR = "cli"
 
 app = typer.Typer(
     help="The federation coordinator: node registry, verified report ingest, global picture.",
@@ -28,6 +35,16 @@ node_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(node_app, name="node")
+token_app = typer.Typer(help="API tokens (admin, node, viewer, auditor).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+invite_app = typer.Typer(help="Single-use enrollment invitations.", no_args_is_help=True)
+app.add_typer(invite_app, name="invite")
+audit_app = typer.Typer(help="The hash-chained membership audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+snapshot_app = typer.Typer(help="Signed picture snapshots.", no_args_is_help=True)
+app.add_typer(snapshot_app, name="snapshot")
+db_app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -104,11 +121,21 @@ def node_add(
     operator: Annotated[
         str | None, typer.Option(help="Operating agency (kept off the public registry).")
     ] = None,
+    overlap_hours: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Rotation: the node's other keys stay valid for reports created up to this "
+            "many hours from now (default: the key_overlap setting). Ignored for a new node.",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Register a node with its public key. For an existing node this adds a key (rotation)."""
     key_text = _read_key(public_key)
-    engine = _engine(_settings(config))
+    settings = _settings(config)
+    overlap = timedelta(hours=overlap_hours) if overlap_hours is not None else settings.key_overlap
+    engine = _engine(settings)
     try:
         with new_session(engine) as session:
             reg = add_node(
@@ -118,6 +145,8 @@ def node_add(
                 public_key_b64=key_text,
                 operator=operator,
                 now=utcnow(),
+                overlap=overlap,
+                actor=OPERATOR,
             )
     except RegistryError as exc:
         raise _fail(str(exc)) from exc
@@ -178,15 +207,273 @@ def node_revoke(
     try:
         with new_session(engine) as session:
             if node_id is not None:
-                revoked = revoke_node(session, node_id, now=now)
+                revoked = revoke_node(session, node_id, now=now, actor=OPERATOR)
                 console.print(f"revoked node [bold]{node_id}[/] ({len(revoked)} active key(s))")
             else:
                 assert key_id is not None
-                row = revoke_key(session, key_id, now=now)
+                row = revoke_key(session, key_id, now=now, actor=OPERATOR)
                 when = row.revoked_at.isoformat() if row.revoked_at else "?"
                 console.print(f"key [cyan]{key_id}[/] of node {row.node_id} revoked at {when}")
     except RegistryError as exc:
         raise _fail(str(exc)) from exc
+    finally:
+        engine.dispose()
+
+
+@node_app.command("approve")
+def node_approve(
+    node_id: Annotated[str, typer.Argument(help="The enrolled (pending) node to activate.")],
+    config: ConfigOption = None,
+) -> None:
+    """Approve an enrolled node: its reports are accepted from now on."""
+    from .membership import approve
+
+    engine = _engine(_settings(config))
+    try:
+        with new_session(engine) as session:
+            node = approve(session, node_id, now=utcnow(), actor=OPERATOR)
+    except ProtocolError as exc:
+        raise _fail(exc.message) from exc
+    finally:
+        engine.dispose()
+    console.print(f"node [bold]{node.node_id}[/] ({node.country}) is now active")
+
+
+@invite_app.command("create")
+def invite_create(
+    country: Annotated[str, typer.Option(help="Country the new node will report for.")],
+    ttl_hours: Annotated[
+        float | None, typer.Option(min=0.01, help="Lifetime (default: invitation_ttl).")
+    ] = None,
+    note: Annotated[str | None, typer.Option(help="Free text kept with the invitation.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a single-use invitation; the code is printed once and never stored."""
+    from .membership import create_invitation
+
+    settings = _settings(config)
+    ttl = timedelta(hours=ttl_hours) if ttl_hours else settings.invitation_ttl
+    engine = _engine(settings)
+    try:
+        with new_session(engine) as session:
+            issued = create_invitation(
+                session, country=country, ttl=ttl, now=utcnow(), actor=OPERATOR, note=note
+            )
+    except ProtocolError as exc:
+        raise _fail(exc.message) from exc
+    finally:
+        engine.dispose()
+    err_console.print(
+        f"invitation {issued.row.invitation_id} for {issued.row.country}, "
+        f"expires {issued.row.expires_at.isoformat()}; give this code to the node operator:"
+    )
+    print(issued.code)
+
+
+@invite_app.command("list")
+def invite_list(config: ConfigOption = None) -> None:
+    """Show invitations and whether they were used."""
+    from .membership import pending_invitations
+
+    engine = _engine(_settings(config))
+    try:
+        with new_session(engine) as session:
+            rows = pending_invitations(session)
+    finally:
+        engine.dispose()
+    table = Table(title="invitations")
+    for column in ("id", "country", "expires", "used by", "note"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.invitation_id,
+            row.country,
+            row.expires_at.isoformat(),
+            row.used_by_node or "",
+            row.note or "",
+        )
+    console.print(table)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="What the token is for, e.g. 'OSCE dashboard'.")],
+    role: Annotated[Role, typer.Option(help="admin, node, viewer or auditor.")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="Narrow to these scopes (repeatable; default: all of the role's)."),
+    ] = None,
+    node_id: Annotated[
+        str | None, typer.Option("--node-id", help="Node tokens: the node it acts for.")
+    ] = None,
+    ttl_days: Annotated[
+        float | None, typer.Option(min=0.001, help="Lifetime in days (default: token_ttl).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create an API token. Only its hash is stored: the token is printed once, on stdout."""
+    settings = _settings(config)
+    ttl = timedelta(days=ttl_days) if ttl_days else settings.token_ttl
+    engine = _engine(settings)
+    try:
+        with new_session(engine) as session:
+            issued = create_token(
+                session, name=name, role=role, scopes=scope, node_id=node_id, now=utcnow(),
+                ttl=ttl, actor=OPERATOR,
+            )  # fmt: skip
+    except TokenError as exc:
+        raise _fail(str(exc), 2) from exc
+    finally:
+        engine.dispose()
+    err_console.print(
+        f"token {issued.row.token_id} ({issued.row.role}: {issued.row.scopes}) expires "
+        f"{issued.row.expires_at.isoformat()}"
+    )
+    print(issued.token)
+
+
+@token_app.command("list")
+def token_list(config: ConfigOption = None) -> None:
+    """Show tokens (never their secrets)."""
+    engine = _engine(_settings(config))
+    try:
+        with new_session(engine) as session:
+            rows = list_tokens(session)
+    finally:
+        engine.dispose()
+    table = Table(title="API tokens")
+    for column in ("id", "name", "role", "scopes", "node", "expires", "last used", "state"):
+        table.add_column(column)
+    now = utcnow()
+    for row in rows:
+        state = "revoked" if row.revoked_at else "expired" if row.expires_at <= now else "active"
+        table.add_row(
+            row.token_id, row.name, row.role, row.scopes, row.node_id or "",
+            row.expires_at.isoformat(),
+            row.last_used_at.isoformat() if row.last_used_at else "never", state,
+        )  # fmt: skip
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token id (from `token list`).")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a token at once."""
+    engine = _engine(_settings(config))
+    try:
+        with new_session(engine) as session:
+            revoke_token(session, token_id, now=utcnow(), actor=OPERATOR)
+    except TokenError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        engine.dispose()
+    console.print(f"token {token_id} revoked")
+
+
+@audit_app.command("verify")
+def audit_verify(config: ConfigOption = None) -> None:
+    """Recompute the audit log's hash chain; exit 1 at the first entry that does not fit."""
+    from . import audit
+
+    engine = _engine(_settings(config))
+    try:
+        with new_session(engine) as session:
+            check = audit.verify(session)
+    finally:
+        engine.dispose()
+    if not check.ok:
+        raise _fail(f"audit log broken at entry {check.first_bad_seq}: {check.reason}")
+    console.print(f"audit log intact: {check.entries} entries, head {check.head_hash}")
+
+
+@audit_app.command("show")
+def audit_show(
+    after: Annotated[int, typer.Option(min=0, help="Only entries after this seq.")] = 0,
+    config: ConfigOption = None,
+) -> None:
+    """Print the audit log as JSON lines."""
+    from . import audit
+
+    engine = _engine(_settings(config))
+    try:
+        with new_session(engine) as session:
+            rows = audit.entries(session, after=after, limit=1_000_000)
+    finally:
+        engine.dispose()
+    for row in rows:
+        print(json.dumps(row.model_dump(mode="json"), sort_keys=True))
+
+
+@snapshot_app.command("key")
+def snapshot_key(config: ConfigOption = None) -> None:
+    """Print the coordinator's snapshot-signing public key (creates the key if missing)."""
+    from .snapshot import load_or_create_key
+
+    try:
+        key = load_or_create_key(_settings(config).effective_signing_key_file)
+    except SigningKeyError as exc:
+        raise _fail(str(exc)) from exc
+    err_console.print(f"key id {key.key_id}")
+    print(key.public_key_b64)
+
+
+@snapshot_app.command("verify")
+def snapshot_verify(
+    file: Annotated[Path, typer.Argument(help="Snapshot envelope (GET /v1/picture/snapshot).")],
+    public_key: Annotated[
+        str, typer.Option(help="Coordinator public key, base64, or @FILE (from `snapshot key`).")
+    ],
+) -> None:
+    """Verify a signed snapshot offline; prints the picture's headline figures."""
+    from protocol.keys import decode_public_key
+
+    from .snapshot import verify_snapshot
+
+    try:
+        raw = file.read_bytes()
+        picture = verify_snapshot(raw, decode_public_key(_read_key(public_key)))
+    except OSError as exc:
+        raise _fail(f"cannot read {file}: {exc}") from exc
+    except ValueError as exc:
+        raise _fail(f"public key: {exc}", 2) from exc
+    except ProtocolError as exc:
+        raise _fail(f"snapshot does NOT verify: {exc.code}: {exc.message}") from exc
+    console.print(
+        f"snapshot verifies: generated {picture.generated_at.isoformat()}, tier {picture.tier}, "
+        f"{picture.reports} reports, {picture.totals.matches} matches"
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    config: ConfigOption = None,
+) -> None:
+    """Apply migrations up to REVISION (default: head). Safe to repeat."""
+    from .migrate import current_revision, upgrade
+
+    settings = _settings(config)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        upgrade(engine, revision)
+        console.print(
+            f"database {_redact(settings.effective_database_url)} "
+            f"at revision {current_revision(engine)}"
+        )
+    finally:
+        engine.dispose()
+
+
+@db_app.command("current")
+def db_current(config: ConfigOption = None) -> None:
+    """Show the database's revision and the newest one available."""
+    from .migrate import current_revision, head_revision
+
+    engine = make_engine(_settings(config).effective_database_url)
+    try:
+        console.print(f"current: {current_revision(engine)}  head: {head_revision(engine)}")
     finally:
         engine.dispose()
 

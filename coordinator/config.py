@@ -9,8 +9,9 @@ import os
 import tomllib
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +24,7 @@ CONFIG_ENV_VAR = "LIBRA_COORDINATOR_CONFIG"
 DEFAULT_CONFIG_FILE = Path("coordinator.toml")
 DEFAULT_DATA_DIR = Path("var/coordinator")
 SQLITE_FILE_NAME = "coordinator.db"
+SIGNING_KEY_FILE_NAME = "coordinator-signing.key"
 
 
 class ConfigError(Exception):
@@ -61,15 +63,96 @@ class CoordinatorSettings(BaseSettings):
         ge=1024,
         description="Largest accepted POST /v1/reports body; larger bodies get 413 too_large.",
     )
+    max_batch_reports: int = Field(
+        default=500, ge=1, le=10_000, description="Most envelopes in one POST /v1/reports:batch."
+    )
+    max_batch_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest accepted POST /v1/reports:batch body (413 too_large above).",
+    )
+    rate_limit_per_node: float = Field(
+        default=100.0,
+        ge=0,
+        description="Sustained reports per second accepted from one node (0: no limit); "
+        "above it 429 rate_limited, which a node's outbox retries later.",
+    )
+    rate_limit_burst: int = Field(
+        default=1000, ge=1, description="Reports one node may send at once before the rate applies."
+    )
+    anonymous_role: Literal["none", "viewer"] = Field(
+        default="none",
+        description="Role of requests without a token: none (401) or viewer (aggregates only).",
+    )
+    token_ttl: timedelta = Field(
+        default=timedelta(days=90), description="Default lifetime of `token create` tokens."
+    )
+    node_token_ttl: timedelta = Field(
+        default=timedelta(days=365), description="Lifetime of the node token issued at enrollment."
+    )
+    invitation_ttl: timedelta = Field(
+        default=timedelta(days=7), description="Default lifetime of an enrollment invitation."
+    )
+    key_overlap: timedelta = Field(
+        default=timedelta(days=7),
+        description="After a key rotation, reports created up to this long after it may still be "
+        "signed with the old key.",
+    )
+    picture_min_count: int = Field(
+        default=0,
+        ge=0,
+        description="Viewer tier: country/hoster rows with fewer matches are suppressed (0: off).",
+    )
+    picture_min_nodes: int = Field(
+        default=1,
+        ge=1,
+        description="Viewer tier: rows reported by fewer distinct nodes are suppressed (1: off).",
+    )
+    viewer_node_detail: bool = Field(
+        default=False,
+        description="Federation policy: may viewers see the per-node breakdown of the picture?",
+    )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="OIDC bearer mode: the identity provider's issuer (`iss`); empty = off.",
+    )
+    oidc_audience: str | None = Field(
+        default=None, description="OIDC: the audience (`aud`) tokens must be issued for."
+    )
+    oidc_jwks_url: str | None = Field(
+        default=None, description="OIDC: the provider's JWKS URL (signing keys)."
+    )
+    oidc_role_claim: str = Field(
+        default="libra_role",
+        description="OIDC: claim naming the role (admin, viewer or auditor; string or list).",
+    )
+    oidc_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256", "EdDSA"],
+        description="OIDC: accepted JWT signature algorithms.",
+    )
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="Coordinator Ed25519 seed for signed picture snapshots; empty means "
+        "<data_dir>/coordinator-signing.key (created on first use, mode 0600).",
+    )
     host: str = Field(default="127.0.0.1", description="Address `serve` listens on.")
     port: int = Field(default=8700, ge=1, le=65535, description="Port `serve` listens on.")
 
-    @field_validator("max_report_age", "max_future_skew")
+    @field_validator(
+        "max_report_age", "max_future_skew", "token_ttl", "node_token_ttl", "invitation_ttl"
+    )
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("must be a positive duration")
         return value
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> CoordinatorSettings:
+        oidc = (self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url)
+        if any(oidc) and not all(oidc):
+            raise ValueError("OIDC needs oidc_issuer, oidc_audience and oidc_jwks_url together")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -88,6 +171,10 @@ class CoordinatorSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / SQLITE_FILE_NAME).as_posix()}"
+
+    @property
+    def effective_signing_key_file(self) -> Path:
+        return self.signing_key_file or self.data_dir / SIGNING_KEY_FILE_NAME
 
 
 def resolve_config_path(explicit: Path | None) -> Path | None:

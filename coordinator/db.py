@@ -1,7 +1,6 @@
 """Engine construction and schema creation for SQLite (default) and PostgreSQL.
 
-``create_schema`` is the single place tables come into being, so that Alembic migrations can
-replace it later without touching callers.
+``create_schema`` is the single place tables come into being; it runs the Alembic migrations.
 """
 
 from __future__ import annotations
@@ -72,10 +71,10 @@ def make_engine(url: str, *, connect_args: dict[str, Any] | None = None) -> Engi
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every coordinator table that does not exist yet (idempotent)."""
-    from .models import CoordinatorModel
+    """Bring the database to the newest schema with the Alembic migrations (idempotent)."""
+    from .migrate import upgrade
 
-    CoordinatorModel.metadata.create_all(engine)
+    upgrade(engine)
 
 
 def new_session(engine: Engine) -> Session:

@@ -46,3 +46,57 @@ class NodeNotFound(RegistryError):
 
 class KeyNotFound(RegistryError):
     pass
+
+
+class NodeNotActive(ProtocolError):
+    """The node enrolled but an admin has not approved it yet."""
+
+    code = "node_not_active"
+    http_status = 403
+
+
+class ExpiredKey(ProtocolError):
+    """The signing key had been replaced (rotation) before the report was created."""
+
+    code = "expired_key"
+    http_status = 403
+
+
+class RateLimited(ProtocolError):
+    code = "rate_limited"
+    http_status = 429
+
+
+class Unauthenticated(ProtocolError):
+    """No usable credentials: missing, malformed, unknown, expired or revoked token."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+class Forbidden(ProtocolError):
+    """Valid credentials whose role or scopes do not allow this request."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class NotFound(ProtocolError):
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(ProtocolError):
+    code = "conflict"
+    http_status = 409
+
+
+class InvalidInvitation(ProtocolError):
+    """Unknown invitation, wrong secret, expired, already used, or for another country."""
+
+    code = "invalid_invitation"
+    http_status = 403
+
+
+class TokenError(RegistryError):
+    """A token command cannot be carried out (unknown token, bad role or scope)."""

@@ -22,6 +22,7 @@ class CoordinatorModel(SQLModel, registry=registry()):
 
 
 class NodeStatus(StrEnum):
+    PENDING = "pending"  # enrolled with an invitation, awaiting an admin's approval
     ACTIVE = "active"
     REVOKED = "revoked"
 
@@ -38,6 +39,9 @@ class NodeRow(CoordinatorModel, table=True):
     # Ingest advances it with a compare-and-set UPDATE, which serialises one node's concurrent
     # reports on both SQLite and PostgreSQL without explicit locks.
     last_sequence: int | None = Field(default=None, sa_type=BigInteger)
+    # Standard base64 X25519 public key: sponsors seal the federation key to it.
+    x25519_public_key: str | None = Field(default=None, max_length=64)
+    approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class NodeKeyRow(CoordinatorModel, table=True):
@@ -50,6 +54,8 @@ class NodeKeyRow(CoordinatorModel, table=True):
     public_key: str = Field(max_length=64)  # standard base64 of the 32-byte Ed25519 key
     created_at: datetime = Field(sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Set when a newer key replaced this one: reports created before it still verify (overlap).
+    valid_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ReportRow(CoordinatorModel, table=True):
@@ -112,3 +118,70 @@ class DenominatorRow(CoordinatorModel, table=True):
     pages_fetched: int = Field(sa_type=BigInteger)
     images_hashed: int = Field(sa_type=BigInteger)
     hosts_seen: int = Field(sa_type=BigInteger)
+
+
+class ApiTokenRow(CoordinatorModel, table=True):
+    """An API token: only the SHA-256 of its secret is kept, never the secret itself."""
+
+    __tablename__ = "api_tokens"
+
+    token_id: str = Field(primary_key=True, max_length=32)
+    secret_sha256: str = Field(max_length=64)
+    name: str = Field(max_length=200)
+    role: str = Field(max_length=16)
+    scopes: str = Field(max_length=1000)  # space-separated
+    node_id: str | None = Field(default=None, max_length=63)  # node tokens act for one node
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class InvitationRow(CoordinatorModel, table=True):
+    """A single-use, expiring invitation to enroll one node of one country."""
+
+    __tablename__ = "invitations"
+
+    invitation_id: str = Field(primary_key=True, max_length=32)
+    secret_sha256: str = Field(max_length=64)
+    country: str = Field(max_length=2)
+    note: str | None = Field(default=None, max_length=200)
+    created_by: str = Field(max_length=200)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    used_by_node: str | None = Field(default=None, max_length=63)
+
+
+class AuditRow(CoordinatorModel, table=True):
+    """One membership change; ``entry_hash`` chains it to the previous entry."""
+
+    __tablename__ = "audit_log"
+
+    seq: int = Field(primary_key=True, sa_type=BigInteger)
+    at: datetime = Field(sa_type=UTCDateTime)
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=64)
+    subject: str = Field(max_length=200)
+    details: str = Field(sa_type=Text)  # canonical JSON
+    prev_hash: str = Field(max_length=64)
+    entry_hash: str = Field(max_length=64, unique=True)
+
+
+class SealedKeyRow(CoordinatorModel, table=True):
+    """A federation key sealed by a sponsor to a node's X25519 key: opaque to the coordinator."""
+
+    __tablename__ = "sealed_keys"
+    __table_args__ = (UniqueConstraint("recipient_node", "sponsor_node", name="uq_sealed_pair"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    recipient_node: str = Field(
+        sa_column=Column(String(63), ForeignKey("nodes.node_id"), nullable=False, index=True)
+    )
+    sponsor_node: str = Field(
+        sa_column=Column(String(63), ForeignKey("nodes.node_id"), nullable=False)
+    )
+    # The X25519 key it was sealed to: a blob for an older key is useless after re-enrollment.
+    recipient_x25519: str = Field(max_length=64)
+    sealed_blob: str = Field(sa_type=Text)
+    created_at: datetime = Field(sa_type=UTCDateTime)

@@ -13,7 +13,7 @@ import base64
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from datasketches import hll_sketch, hll_union
 from pydantic import BaseModel, ConfigDict
@@ -86,6 +86,26 @@ class PeriodRow(_Out):
     distinct: int
 
 
+class NodeBreakdownRow(_Out):
+    """Which node reported what: only for admins, or viewers when policy allows."""
+
+    node_id: str
+    country: str
+    reports: int
+    matches: int
+
+
+class Suppression(_Out):
+    """Small-cell suppression applied to this picture (viewer tier)."""
+
+    min_count: int
+    min_nodes: int
+    by_country: int  # rows withheld
+    by_hoster: int
+    by_family: int
+    by_period: int
+
+
 class Picture(_Out):
     generated_at: UtcDatetime
     filters: Filters
@@ -96,6 +116,47 @@ class Picture(_Out):
     by_hoster: list[HosterRow]
     by_family: list[FamilyRow]
     by_period: list[PeriodRow]
+    # Added fields (the five above keep their shape): who this view was built for.
+    tier: Literal["full", "viewer"] = "full"
+    suppression: Suppression | None = None
+    by_node: list[NodeBreakdownRow] | None = None
+
+
+def node_breakdown(session: Session, filters: PictureFilter) -> list[NodeBreakdownRow]:
+    from .models import NodeRow
+
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    total = func.total if sqlite else func.sum
+    where = _report_conditions(filters)
+    cell_where = list(where)
+    if filters.hash_family is not None:
+        cell_where.append(col(CellRow.hash_family) == filters.hash_family.value)
+    reports = dict(
+        session.exec(
+            select(col(ReportRow.node_id), func.count(col(ReportRow.report_id)))
+            .where(*where)
+            .group_by(col(ReportRow.node_id))
+        ).all()
+    )
+    matches = dict(
+        session.exec(
+            select(col(ReportRow.node_id), total(col(CellRow.matches)))
+            .select_from(CellRow)
+            .join(ReportRow, col(ReportRow.report_id) == col(CellRow.report_id))
+            .where(*cell_where)
+            .group_by(col(ReportRow.node_id))
+        ).all()
+    )
+    countries = dict(session.exec(select(col(NodeRow.node_id), col(NodeRow.country))).all())
+    return [
+        NodeBreakdownRow(
+            node_id=node_id,
+            country=countries.get(node_id, "??"),
+            reports=int(count),
+            matches=_int(matches.get(node_id)),
+        )
+        for node_id, count in sorted(reports.items())
+    ]
 
 
 class _Distinct:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from protocol.keys import decode_public_key, encode_public_key, key_id
 
+from . import audit
 from .errors import DuplicateKey, InvalidRegistration, KeyNotFound, NodeNotFound
 from .models import NodeKeyRow, NodeRow, NodeStatus, ReportRow
 
@@ -32,6 +33,7 @@ class KeyView:
     key_id: str
     created_at: datetime
     revoked_at: datetime | None
+    valid_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,14 @@ def add_node(
     public_key_b64: str,
     now: datetime,
     operator: str | None = None,
+    overlap: timedelta | None = None,
+    actor: str = "operator",
 ) -> Registration:
-    """Register a node with a key, or add a key to an existing node (rotation)."""
+    """Register a node with a key, or add a key to an existing node (rotation).
+
+    On rotation with ``overlap``, the node's other current keys stay valid for reports created
+    up to ``now + overlap``; without it they stay valid until revoked.
+    """
     if not NODE_ID_RE.match(node_id):
         raise InvalidRegistration(
             f"node id {node_id!r} must be 2-63 chars of a-z, 0-9 and '-', not starting with '-'"
@@ -97,6 +105,20 @@ def add_node(
                 created_at=now,
             )
         )
+        if not new_node and overlap is not None:
+            _expire_other_keys(session, node_id, kid, now + overlap)
+        audit.append(
+            session,
+            actor=actor,
+            action="node.register" if new_node else "key.rotate",
+            subject=node_id,
+            now=now,
+            details={
+                "key_id": kid,
+                "country": country,
+                "overlap_s": None if overlap is None else int(overlap.total_seconds()),
+            },
+        )
         session.commit()
     except IntegrityError as exc:
         session.rollback()
@@ -105,7 +127,20 @@ def add_node(
     return Registration(node_id=node_id, key_id=kid, new_node=new_node)
 
 
-def revoke_key(session: Session, kid: str, *, now: datetime) -> NodeKeyRow:
+def _expire_other_keys(session: Session, node_id: str, keep: str, until: datetime) -> None:
+    for key in session.exec(
+        select(NodeKeyRow).where(
+            col(NodeKeyRow.node_id) == node_id,
+            col(NodeKeyRow.key_id) != keep,
+            col(NodeKeyRow.revoked_at).is_(None),
+        )
+    ):
+        if key.valid_until is None or key.valid_until > until:
+            key.valid_until = until
+            session.add(key)
+
+
+def revoke_key(session: Session, kid: str, *, now: datetime, actor: str = "operator") -> NodeKeyRow:
     """Revoke one key from ``now`` on; an already revoked key keeps its first revocation time."""
     row = session.get(NodeKeyRow, kid)
     if row is None:
@@ -113,11 +148,17 @@ def revoke_key(session: Session, kid: str, *, now: datetime) -> NodeKeyRow:
     if row.revoked_at is None:
         row.revoked_at = now
         session.add(row)
+        audit.append(
+            session, actor=actor, action="key.revoke", subject=row.node_id, now=now,
+            details={"key_id": kid},
+        )  # fmt: skip
         session.commit()
     return row
 
 
-def revoke_node(session: Session, node_id: str, *, now: datetime) -> list[str]:
+def revoke_node(
+    session: Session, node_id: str, *, now: datetime, actor: str = "operator"
+) -> list[str]:
     """Revoke a node and every key it still holds; returns the key ids revoked now."""
     node = session.get(NodeRow, node_id)
     if node is None:
@@ -133,6 +174,10 @@ def revoke_node(session: Session, node_id: str, *, now: datetime) -> list[str]:
         key.revoked_at = now
         session.add(key)
         revoked.append(key.key_id)
+    audit.append(
+        session, actor=actor, action="node.revoke", subject=node_id, now=now,
+        details={"key_ids": revoked},
+    )  # fmt: skip
     session.commit()
     return revoked
 
@@ -154,7 +199,12 @@ def list_nodes(session: Session) -> list[NodeView]:
         select(NodeKeyRow).order_by(col(NodeKeyRow.created_at), col(NodeKeyRow.key_id))
     ):
         keys.setdefault(key.node_id, []).append(
-            KeyView(key_id=key.key_id, created_at=key.created_at, revoked_at=key.revoked_at)
+            KeyView(
+                key_id=key.key_id,
+                created_at=key.created_at,
+                revoked_at=key.revoked_at,
+                valid_until=key.valid_until,
+            )
         )
     views: list[NodeView] = []
     for node in session.exec(select(NodeRow).order_by(col(NodeRow.node_id))):

@@ -18,26 +18,28 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
-from protocol.hashes import HashFamily
 from protocol.models import Period
 
 from . import outbox
 from .attribution import GeoDatabaseError
+from .cli_federation import app as federation_app
+from .cli_lists import list_app
 from .config import (
     DEFAULT_CONFIG_FILE,
     FEDERATION_KEY_FILE_NAME,
+    LIST_KEY_FILE_NAME,
     SIGNING_KEY_FILE_NAME,
     ConfigError,
     NodeSettings,
     load_settings,
 )
+from .crypto_store import ListKeyError, create_list_key
 from .cycle import CycleError, CycleSummary, RichCycleProgress
 from .keys import KeyFileError, create_federation_key, create_signing_key, load_federation_key
-from .lists import UnknownFormat, entry_count, formats, get_importer, import_list
+from .lists import entry_count
 from .service import (
     CrawlBusy,
     ReportRun,
@@ -54,10 +56,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-list_app = typer.Typer(help="Private hash lists.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Signed reports waiting for the coordinator.", no_args_is_help=True)
-app.add_typer(list_app, name="list")
+app.add_typer(list_app, name="list")  # node/cli_lists.py
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(federation_app, name="federation")  # node/cli_federation.py
 
 # soft_wrap: long lines (paths, error messages) stay whole for logs and grep.
 console = Console(soft_wrap=True)
@@ -87,7 +89,10 @@ def _settings(config: Path | None) -> NodeSettings:
 
 
 def _engine(settings: NodeSettings) -> Engine:
-    return open_engine(settings)
+    try:
+        return open_engine(settings)
+    except ListKeyError as exc:
+        _fail(str(exc), 2)
 
 
 # --------------------------------------------------------------------------- init
@@ -122,13 +127,14 @@ def init(
         ),
     ] = None,
 ) -> None:
-    """Create a node directory: node.toml, a new signing key and a federation key.
+    """Create a node directory: node.toml, a new signing key, a federation key and the
+    key that encrypts the hash lists at rest (lists.key).
 
     Prints the node id, key id and public key: give these to the coordinator's admin.
     """
     config_path = directory / DEFAULT_CONFIG_FILE.name
     signing_path = directory / SIGNING_KEY_FILE_NAME
-    for existing in (config_path, signing_path):
+    for existing in (config_path, signing_path, directory / LIST_KEY_FILE_NAME):
         if existing.exists():
             _fail(f"{existing} already exists; refusing to overwrite a node", 1)
     values: dict[str, Any] = {"node_id": node_id, "country": country.upper(), "data_dir": "."}
@@ -163,7 +169,8 @@ def init(
         key = create_signing_key(signing_path)
         if federation_key_file is None:
             create_federation_key(directory / FEDERATION_KEY_FILE_NAME)
-    except KeyFileError as exc:
+        create_list_key(directory / LIST_KEY_FILE_NAME)
+    except (KeyFileError, ListKeyError) as exc:
         _fail(str(exc))
     document = {k: v for k, v in values.items() if k != "geoip"}
     # Write every section so operators see the knobs; [geoip] only with the paths given.
@@ -179,88 +186,6 @@ def init(
     console.print(f"key id          {key.key_id}")
     console.print(f"public key      {key.public_key_b64}")
     console.print("Register the node id and public key at the coordinator before reporting.")
-
-
-# --------------------------------------------------------------------------- lists
-
-
-@list_app.command("import")
-def list_import(
-    file: Annotated[Path, typer.Argument(help="List file to import.", exists=True, dir_okay=False)],
-    format_name: Annotated[
-        str, typer.Option("--format", help=f"List format ({', '.join(formats())}).")
-    ] = "plain",
-    algorithm: Annotated[
-        HashFamily | None,
-        typer.Option(
-            "--algorithm", help="Hash family of every line (needed for 64/16 hex digits)."
-        ),
-    ] = None,
-    source: Annotated[
-        str | None, typer.Option("--source", help="List source name (default: file name).")
-    ] = None,
-    list_version: Annotated[
-        str | None,
-        typer.Option("--list-version", help="Version of the list (default: import time)."),
-    ] = None,
-    label: Annotated[str | None, typer.Option("--label", help="Label for the entries.")] = None,
-    category: Annotated[
-        str | None, typer.Option("--category", help="Category for the entries.")
-    ] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Import a hash list file into the node database (one transaction)."""
-    settings = _settings(config)
-    try:
-        importer = get_importer(format_name, algorithm)
-    except UnknownFormat as exc:
-        _fail(str(exc.args[0]), 2)
-    engine = _engine(settings)
-    version = list_version or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with (
-        file.open("r", encoding="utf-8", errors="replace", newline=None) as stream,
-        Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
-        ) as progress,
-    ):
-        task = progress.add_task(f"importing {file.name}", total=None)
-
-        def tick(count: int) -> None:
-            if count % 1000 == 0:
-                progress.update(task, description=f"importing {file.name}: {count} lines")
-
-        summary = import_list(
-            engine,
-            importer,
-            stream,
-            source=source or file.name,
-            version=version,
-            label=label,
-            category=category,
-            on_record=tick,
-        )
-    console.print(
-        f"imported {summary.imported}, duplicate {summary.duplicates}, rejected {summary.rejected}"
-    )
-    for family, count in sorted(summary.by_family.items()):
-        console.print(f"  {family.value}: {count} new")
-    if summary.first_rejected:
-        console.print("first rejected lines:")
-        for record in summary.first_rejected[:10]:
-            console.print(f"  line {record.line}: {record.text!r}: {record.reason}", markup=False)
-    if summary.rejected and not (summary.imported or summary.duplicates):
-        raise typer.Exit(1)
-
-
-@list_app.command("show")
-def list_show(config: ConfigOption = None) -> None:
-    """Show how many list entries the node holds per hash family."""
-    counts = entry_count(_engine(_settings(config)))
-    if not counts:
-        console.print("no list entries")
-        return
-    for family, count in sorted(counts.items()):
-        console.print(f"{family:8} {count}")
 
 
 # --------------------------------------------------------------------------- crawl
@@ -306,6 +231,25 @@ def crawl(config: ConfigOption = None) -> None:
     except (CrawlBusy, CycleError, GeoDatabaseError) as exc:
         _fail(str(exc))
     _print_cycle(summary)
+
+
+@app.command("crawl-worker")
+def crawl_worker(
+    config: ConfigOption = None,
+    name: str = typer.Option("", help="Worker (consumer) name; default host-pid."),
+    hosts_at_once: int = typer.Option(8, min=1, help="Hosts this worker owns at once."),
+) -> None:
+    """Work this node's shared Redis frontier (crawl.frontier = "redis") until it is empty."""
+    from .crawl_worker import run_worker  # issue 5: Redis Streams frontier
+
+    settings = _settings(config)
+    if settings.crawl.frontier != "redis":
+        _fail('crawl-worker needs crawl.frontier = "redis"', 2)
+    stats = asyncio.run(run_worker(settings, name or None, hosts_at_once))
+    err.print(
+        f"worker done: {stats.jobs_done} pages, {len(stats.hosts_owned)} hosts "
+        f"({len(stats.hosts_taken_over)} taken over), {stats.jobs_reclaimed} jobs reclaimed"
+    )
 
 
 # --------------------------------------------------------------------------- report
@@ -448,7 +392,7 @@ def outbox_retry(
 
 @app.command()
 def serve(config: ConfigOption = None) -> None:
-    """Run crawl cycles and reports on the intervals in [schedule] until stopped."""
+    """Run crawl cycles and reports on the `schedule` intervals until stopped."""
     from .scheduler import run_forever  # APScheduler is only needed here
 
     settings = _settings(config)

@@ -27,6 +27,8 @@ DEFAULT_CONFIG_FILE = Path("node.toml")
 SQLITE_FILE_NAME = "node.sqlite3"
 SIGNING_KEY_FILE_NAME = "node.key"
 FEDERATION_KEY_FILE_NAME = "federation.key"
+LIST_KEY_FILE_NAME = "lists.key"
+INDEX_DIR_NAME = "index"
 
 
 class ConfigError(Exception):
@@ -49,13 +51,20 @@ class GeoipSettings(_Section):
     )
 
 
+class RecrawlSettings(_Section):
+    """A known hotspot: crawled again every ``every_minutes`` by `libra node serve`."""
+
+    url: str = Field(pattern=r"^https?://", description="Start URL of the re-crawl.")
+    every_minutes: float = Field(gt=0, description="Interval between re-crawls.")
+
+
 class CrawlSettings(_Section):
     """Mirrors node.crawler.CrawlLimits field by field."""
 
     max_pages: int = Field(default=2000, ge=1, description="Pages fetched per cycle at most.")
     max_depth: int = Field(default=6, ge=0, description="Link depth from a seed.")
     concurrency: int = Field(default=8, ge=1, description="Pages fetched at once overall.")
-    per_host_concurrency: int = Field(default=2, ge=1, description="Pages at once per host.")
+    per_host_concurrency: int = Field(default=1, ge=1, description="Pages at once per host.")
     timeout_s: float = Field(default=15.0, gt=0, description="Per-request timeout (seconds).")
     max_html_bytes: int = Field(default=5_000_000, ge=1024, description="HTML body cap.")
     max_redirects: int = Field(default=5, ge=0, description="Redirects followed per page.")
@@ -65,6 +74,34 @@ class CrawlSettings(_Section):
         description="User-Agent of the crawler (also matched against robots.txt).",
     )
     obey_robots: bool = Field(default=True, description="Honour robots.txt.")
+    # ---- issue 5: politeness, scope, frontier (docs/operations-crawler.md)
+    robots_override_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts whose robots.txt this node ignores by policy (each use is audited).",
+    )
+    max_pages_per_site: int = Field(default=0, ge=0, description="Pages per seed site; 0 = off.")
+    min_delay_s: float = Field(default=0.0, ge=0, description="Min gap between requests to a host.")
+    max_crawl_delay_s: float = Field(default=30.0, ge=0, description="Cap on robots Crawl-delay.")
+    backoff_base_s: float = Field(default=1.0, ge=0, description="First back-off after 429/503.")
+    max_backoff_s: float = Field(default=120.0, ge=0, description="Back-off / Retry-After cap.")
+    slow_response_s: float = Field(default=5.0, gt=0, description="Slower answers back off.")
+    retries: int = Field(default=2, ge=0, description="Retries of 429/503/timeouts per URL.")
+    scope: Literal["host", "domain"] = Field(
+        default="host", description="Site of a seed: its host name or its registered domain."
+    )
+    external_hops: int = Field(default=0, ge=0, description="Off-site hops followed.")
+    include: list[str] = Field(default_factory=list, description="Page URL regexes to keep.")
+    exclude: list[str] = Field(default_factory=list, description="Page URL regexes to skip.")
+    sitemaps: bool = Field(default=True, description="Use robots.txt Sitemap: lines.")
+    frontier: Literal["sqlite", "memory", "redis"] = Field(
+        default="sqlite", description="Where the frontier lives (sqlite: resumable)."
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis frontier.")
+    redis_prefix: str = Field(default="libra:frontier", description="Redis key prefix.")
+    lease_s: float = Field(default=30.0, gt=0, description="Redis host lease before takeover.")
+    recrawl: list[RecrawlSettings] = Field(
+        default_factory=list, description="Hotspots re-crawled on their own interval (`serve`)."
+    )
 
 
 class MatchSettings(_Section):
@@ -126,8 +163,18 @@ class NodeSettings(BaseSettings):
         default=None,
         description="32-byte federation HMAC key (base64); unset = <data_dir>/federation.key.",
     )
+    list_key_file: Path | None = Field(
+        default=None,
+        description="32-byte AES key for the lists at rest (base64); unset = <data_dir>/lists.key."
+        " $LIBRA_NODE_LIST_KEY (base64) overrides the file.",
+    )
     function_url: str = Field(
         default="http://127.0.0.1:8000", description="Base URL of the remote-hash function."
+    )
+    function_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 seed (base64) signing requests to the function as node_id; "
+        "unset = unsigned requests (only a lab or require_auth=false function accepts them).",
     )
     coordinator_url: str = Field(
         default="http://127.0.0.1:8700", description="Base URL of the coordinator."
@@ -186,6 +233,15 @@ class NodeSettings(BaseSettings):
     def federation_key_path(self) -> Path:
         return self.federation_key_file or self.data_dir / FEDERATION_KEY_FILE_NAME
 
+    @property
+    def list_key_path(self) -> Path:
+        return self.list_key_file or self.data_dir / LIST_KEY_FILE_NAME
+
+    @property
+    def index_dir(self) -> Path:
+        """Where the persisted (encrypted) match indexes live."""
+        return self.data_dir / INDEX_DIR_NAME
+
 
 def resolve_config_path(explicit: Path | None) -> Path:
     """The config file to read: explicit path, else $LIBRA_NODE_CONFIG, else ./node.toml.
@@ -218,6 +274,8 @@ def _anchor_paths(settings: NodeSettings, base: Path) -> NodeSettings:
             "data_dir": data_dir,
             "signing_key_file": _under(base, settings.signing_key_file),
             "federation_key_file": _under(base, settings.federation_key_file),
+            "function_key_file": _under(base, settings.function_key_file),
+            "list_key_file": _under(base, settings.list_key_file),
             "lab": _under(base, settings.lab),
             "geoip": settings.geoip.model_copy(
                 update={

@@ -6,6 +6,12 @@ is tested with fakes and run for real with node.crawler.Crawler and node.dispatc
 Each distinct image URL is dispatched once per cycle; a matching image becomes exactly one
 Sighting (its strongest match). Only the matched list entry and distance are stored for an
 analysed image, never the hash values the function returned.
+
+Resume: every analysed image URL is recorded (CycleImage) in the same transaction as its
+sighting or failure. A cycle left "running" by a killed process is continued (same cycle row)
+by the next run over the same seed list (same run_key); its analysed images are neither sent
+again nor counted again, so a cycle holds at most one sighting per image URL and is reported
+once, when it finishes. Only an image whose analysis was in flight at the kill is sent twice.
 """
 
 from __future__ import annotations
@@ -20,15 +26,25 @@ from typing import Protocol
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from protocol.models import HashResult, utcnow
 
 from .attribution import Attributor
 from .crawler import ImageFound, PageFailed, PageFetched
 from .dispatch import AnalyzeFailure
+from .links import storable_url  # data: URIs are stored as a digest, never as bytes
 from .matcher import MatchIndex
-from .models import RUNNING, AnalysedImage, AnalysisFailure, CrawlCycle, HostPages, Sighting
+from .models import (
+    RUNNING,
+    AnalysedImage,
+    AnalysisFailure,
+    CrawlCycle,
+    CycleImage,
+    CycleRun,
+    HostPages,
+    Sighting,
+)
 
 CrawlEvent = PageFetched | PageFailed | ImageFound
 # An unexpected exception from the function client is recorded under this code, not fatal.
@@ -148,8 +164,11 @@ class _Cycle:
         attributor: Attributor,
         dihedral: bool,
         progress: ProgressSink | None,
+        analysed: set[str] | None = None,
     ) -> None:
         self.engine = engine
+        # storable_url of every image already analysed in this cycle (before a kill).
+        self.analysed = analysed if analysed is not None else set()
         self.cycle_id = cycle_id
         self.function = function
         self.index = index
@@ -182,6 +201,8 @@ class _Cycle:
                 self._host(event.host).pages_failed += 1
             elif isinstance(event, ImageFound) and event.url not in seen:
                 seen.add(event.url)
+                if storable_url(event.url) in self.analysed:
+                    continue  # analysed before the process was killed: counted already
                 self.stats.images_found += 1
                 self._host(event.host).images_found += 1
                 self._tick()
@@ -206,9 +227,12 @@ class _Cycle:
         self.stats.analysis_failures += 1
         with Session(self.engine) as session, session.begin():
             session.add(
+                CycleImage(cycle_id=self.cycle_id, url=storable_url(image.url), outcome="failed")
+            )
+            session.add(
                 AnalysisFailure(
                     cycle_id=self.cycle_id,
-                    url=image.url,
+                    url=storable_url(image.url),
                     code=failure.code,
                     message=failure.message[:500],
                     http_status=failure.http_status,
@@ -221,9 +245,12 @@ class _Cycle:
         now = utcnow()
         with Session(self.engine) as session, session.begin():
             session.add(
+                CycleImage(cycle_id=self.cycle_id, url=storable_url(image.url), outcome="hashed")
+            )
+            session.add(
                 AnalysedImage(
                     cycle_id=self.cycle_id,
-                    url=image.url,
+                    url=storable_url(image.url),
                     final_url=result.final_url,
                     server_ip=result.server_ip,
                     analysed_at=now,
@@ -237,7 +264,7 @@ class _Cycle:
             session.add(
                 Sighting(
                     cycle_id=self.cycle_id,
-                    url=image.url,
+                    url=storable_url(image.url),
                     final_url=result.final_url,
                     server_ip=result.server_ip,
                     country=where.country,
@@ -312,13 +339,62 @@ def mark_interrupted(engine: Engine) -> int:
         return len(stale)
 
 
-def _start_cycle(engine: Engine) -> int:
+def _start_cycle(engine: Engine, run_key: str | None = None) -> int:
     with Session(engine) as session, session.begin():
         row = CrawlCycle(started_at=utcnow())
         session.add(row)
         session.flush()
         assert row.id is not None
+        if run_key is not None:
+            session.add(CycleRun(cycle_id=row.id, run_key=run_key))
         return row.id
+
+
+def resume_or_start(engine: Engine, run_key: str) -> tuple[int, bool]:
+    """The cycle to run over the seed list ``run_key``: the newest cycle a dead process left
+    "running" over the same seeds (resumed: True), else a new one. Every other cycle left
+    running is marked interrupted. Only call this while holding the node's crawl lock.
+    """
+    with Session(engine) as session:
+        stale = session.exec(
+            select(CrawlCycle.id, CycleRun.run_key)
+            .join(CycleRun, col(CycleRun.cycle_id) == col(CrawlCycle.id), isouter=True)
+            .where(col(CrawlCycle.status) == RUNNING)
+            .order_by(col(CrawlCycle.id).desc())
+        ).all()
+    resumed = next((cid for cid, key in stale if key == run_key and cid is not None), None)
+    if resumed is None:
+        mark_interrupted(engine)
+        return _start_cycle(engine, run_key), False
+    with Session(engine) as session, session.begin():
+        for cid, _key in stale:
+            if cid == resumed:
+                continue
+            row = session.get(CrawlCycle, cid)
+            assert row is not None
+            row.status = INTERRUPTED
+            row.finished_at = utcnow()
+            row.error = "the crawling process died before the cycle finished"
+            session.add(row)
+    return resumed, True
+
+
+def _analysed_so_far(engine: Engine, cycle_id: int) -> tuple[set[str], CycleStats]:
+    """The image URLs a resumed cycle has analysed already and the counts they contributed."""
+    stats = CycleStats()
+    with Session(engine) as session:
+        urls = set(
+            session.exec(select(CycleImage.url).where(col(CycleImage.cycle_id) == cycle_id)).all()
+        )
+
+        hashed = select(func.count()).where(col(AnalysedImage.cycle_id) == cycle_id)
+        failed = select(func.count()).where(col(AnalysisFailure.cycle_id) == cycle_id)
+        matched = select(func.count()).where(col(Sighting.cycle_id) == cycle_id)
+        stats.images_hashed = int(session.exec(hashed).one())
+        stats.analysis_failures = int(session.exec(failed).one())
+        stats.matches = int(session.exec(matched).one())
+    stats.images_found = len(urls)
+    return urls, stats
 
 
 async def run(
@@ -332,9 +408,23 @@ async def run(
     concurrency: int = 8,
     dihedral: bool = False,
     progress: ProgressSink | None = None,
+    run_key: str | None = None,
 ) -> CycleSummary:
-    """Run one cycle to the end and return its summary (also saved on the cycle row)."""
-    cycle = _Cycle(engine, _start_cycle(engine), function, index, attributor, dihedral, progress)
+    """Run one cycle to the end and return its summary (also saved on the cycle row).
+
+    With ``run_key`` (the crawler's key of the seed list; hold the node's crawl lock), a cycle a
+    killed process left running over the same seeds is continued instead of starting a new one.
+    """
+    if run_key is None:
+        cycle_id, resumed = _start_cycle(engine), False
+    else:
+        cycle_id, resumed = resume_or_start(engine, run_key)
+    analysed: set[str] = set()
+    restored = CycleStats()
+    if resumed:
+        analysed, restored = _analysed_so_far(engine, cycle_id)
+    cycle = _Cycle(engine, cycle_id, function, index, attributor, dihedral, progress, analysed)
+    cycle.stats = restored
     workers = max(1, concurrency)
     queue: asyncio.Queue[ImageFound | None] = asyncio.Queue(maxsize=workers * 4)
     try:

@@ -9,7 +9,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine
 
-from . import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from . import audit, models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from .crypto_store import ListKey, bind_list_key, check_list_key
 from .models import NodeState
 
 
@@ -23,8 +24,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """Create the engine and the schema; for SQLite also the database's directory."""
+def make_engine(url: str, list_key: ListKey | None = None) -> Engine:
+    """Create the engine and the schema; for SQLite also the database's directory.
+
+    With ``list_key`` list values are stored encrypted; a key that does not decrypt the
+    lists already stored raises ListKeyError here, before anything else runs.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -33,7 +38,10 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)
+    bind_list_key(engine, list_key)
     init_db(engine)
+    if list_key is not None:
+        check_list_key(engine)
     return engine
 
 

@@ -12,16 +12,20 @@ SSRF checks on the image URLs it fetches.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 import httpx
 from pydantic import ValidationError
 
+from protocol.keys import NodeKey
 from protocol.models import AnalyzeRequest, ErrorResponse, HashResult
+from protocol.request_auth import RequestSigner
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,17 @@ class AnalyzeFailure:
     code: str  # the function's error code, or one of ours (function_unreachable, bad_response)
     message: str
     http_status: int | None  # None: no HTTP answer at all
+
+
+def load_request_signer(caller: str, key_file: Path | None) -> RequestSigner | None:
+    """The signer for ``NodeSettings.function_key_file`` (a base64 Ed25519 seed), if set."""
+    if key_file is None:
+        return None
+    try:
+        text = key_file.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read function_key_file {key_file}: {exc}") from None
+    return RequestSigner(caller, NodeKey.from_seed_b64(text).signing_key)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -76,10 +91,12 @@ class FunctionClient:
         transport: httpx.AsyncBaseTransport | None = None,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
+        auth: RequestSigner | None = None,
     ) -> None:
         """``retries`` counts extra attempts; back-off before attempt n is uniform in
         [0, min(max_backoff_s, backoff_s * 2**n)], or exactly Retry-After when the function
-        sent one (capped at max_backoff_s)."""
+        sent one (capped at max_backoff_s). ``auth`` signs every request (the function's
+        authorized_keys must hold its public key)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._concurrency = concurrency
@@ -87,6 +104,7 @@ class FunctionClient:
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
         self._semaphore = asyncio.Semaphore(concurrency)
+        self._auth = auth
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             transport=transport,
@@ -116,12 +134,21 @@ class FunctionClient:
         ceiling = min(self._max_backoff_s, self._backoff_s * 2**attempt)
         return random.uniform(0, ceiling)  # noqa: S311 (jitter, not security)
 
+    def _headers(self, content: bytes) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self._auth is not None:
+            # Signed per attempt: a fresh timestamp, and the function refuses replayed signatures.
+            path = self._client.base_url.path.rstrip("/") + "/v1/analyze"
+            headers.update(self._auth.headers("POST", path, content))
+        return headers
+
     async def analyze(self, url: str, *, dihedral: bool = False) -> HashResult | AnalyzeFailure:
         """Hash one image URL through the function; never raises for remote failures."""
         try:
             body = AnalyzeRequest(url=url, dihedral=dihedral).model_dump(mode="json")
         except ValidationError as exc:
             return AnalyzeFailure(url, "invalid_url", str(exc.errors()[0]["msg"]), None)
+        content = json.dumps(body, separators=(",", ":")).encode("utf-8")
         last = AnalyzeFailure(url, "function_unreachable", "no attempt made", None)
         retry_after: float | None = None
         for attempt in range(self._retries + 1):
@@ -131,7 +158,9 @@ class FunctionClient:
             try:
                 # Only the request holds a slot: back-off sleeps do not.
                 async with self._semaphore:
-                    response = await self._client.post("/v1/analyze", json=body)
+                    response = await self._client.post(
+                        "/v1/analyze", content=content, headers=self._headers(content)
+                    )
             except httpx.TransportError as exc:
                 last = AnalyzeFailure(
                     url, "function_unreachable", f"{type(exc).__name__}: {exc}", None

@@ -8,12 +8,15 @@ forms found: ``<img src|srcset>`` (and the lazy-loading ``data-src``/``data-srcs
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import urljoin
 
 import httpx
 from selectolax.lexbor import LexborHTMLParser
+from w3lib.url import canonicalize_url
 
 from .net import DEFAULT_PORTS
 
@@ -36,10 +39,13 @@ class PageLinks:
 
     pages: list[str] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
-    # data: URIs are counted, not emitted (they carry the image inline; see docs).
+    # data: URIs: all are counted; the image ones (data:image/...) are listed for the function,
+    # which decodes them itself. The node never decodes them.
     data_uris: int = 0
+    data_images: list[str] = field(default_factory=list)
 
 
+@lru_cache(maxsize=131072)  # pages link the same URLs over and over; parsing is the hot path
 def normalize_url(url: str) -> str | None:
     """Canonical form for de-duplication, or None if not a fetchable http(s) URL.
 
@@ -60,6 +66,22 @@ def normalize_url(url: str) -> str | None:
     return str(parsed)
 
 
+@lru_cache(maxsize=131072)
+def canonical_key(url: str) -> str:
+    """The seen-set key of a normalised URL: w3lib's canonical form (query arguments sorted,
+    percent-encoding unified, fragment dropped). The URL fetched stays the page's own spelling."""
+    return canonicalize_url(url)
+
+
+def storable_url(url: str) -> str:
+    """What may be written to disk for an image URL: a data: URI carries the image itself, so only
+    its SHA-256 is kept (``data:sha256,<hex>``)."""
+    if url[:5].lower() != "data:":
+        return url
+    return "data:sha256," + hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@lru_cache(maxsize=131072)
 def url_host(url: str) -> str:
     """Host name of a normalised URL ('' if it has none)."""
     try:
@@ -135,6 +157,7 @@ class _Collector:
         self.links = PageLinks()
         self._pages: set[str] = set()
         self._images: set[str] = set()
+        self._data: set[str] = set()
 
     def _resolve(self, raw: str | None) -> str | None:
         if raw is None:
@@ -144,6 +167,9 @@ class _Collector:
             return None
         if raw[:5].lower() == "data:":
             self.links.data_uris += 1
+            if raw[5:11].lower() == "image/" and raw not in self._data:
+                self._data.add(raw)
+                self.links.data_images.append(raw)
             return None
         try:
             return normalize_url(urljoin(self.base, raw))

@@ -17,6 +17,8 @@ from sqlmodel import Field, SQLModel
 
 from protocol.models import utcnow
 
+from .crypto_store import EncryptedValue
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """Stores UTC, returns timezone-aware UTC (SQLite would otherwise hand back naive times)."""
@@ -55,6 +57,11 @@ class ListVersion(SQLModel, table=True):
     imported: int = 0
     duplicates: int = 0
     rejected: int = 0
+    # {"pdq": 12, ...}: new entries per family (JSON), for `list show`.
+    family_counts: str = Field(default="{}", sa_type=Text)
+    actor: str | None = None
+    removed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    removed: int = 0
 
 
 class ListEntry(SQLModel, table=True):
@@ -65,10 +72,14 @@ class ListEntry(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     family: str = Field(index=True)
-    value: str
+    # AES-GCM ciphertext in the database when the engine has a list key (node.crypto_store).
+    value: str = Field(sa_type=EncryptedValue)
     list_version_id: int = Field(foreign_key="list_version.id", index=True)
     label: str | None = None
     category: str | None = None
+    # Removed from its list but still referenced by a sighting: kept for the record, never
+    # matched; a later import of the same value revives it.
+    retired: bool = Field(default=False, index=True)
 
 
 RUNNING = "running"  # CrawlCycle.status while the cycle runs; then "done" or "failed"
@@ -141,6 +152,30 @@ class Sighting(SQLModel, table=True):
     entry_id: int = Field(foreign_key="list_entry.id")
     distance: int
     seen_at: datetime = Field(default_factory=_now, sa_type=UtcDateTime, index=True)
+
+
+class CycleImage(SQLModel, table=True):
+    """An image URL of a cycle that was analysed (dispatched and answered: a result or a final
+    failure). Written in the same transaction as its AnalysedImage/Sighting or AnalysisFailure,
+    so after a kill the database says exactly which images a resumed cycle must not re-send."""
+
+    __tablename__ = "cycle_image"
+    __table_args__ = (UniqueConstraint("cycle_id", "url", name="uq_cycle_image_cycle_url"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="crawl_cycle.id", index=True)
+    url: str = Field(sa_type=Text)  # storable_url: a data: URI is stored as its digest
+    outcome: str  # "hashed" or "failed"
+
+
+class CycleRun(SQLModel, table=True):
+    """The crawl (seed list, see node.crawler.run_key) a cycle runs: a restart over the same
+    seeds continues the cycle its killed predecessor left running."""
+
+    __tablename__ = "cycle_run"
+
+    cycle_id: int = Field(foreign_key="crawl_cycle.id", primary_key=True)
+    run_key: str = Field(index=True)
 
 
 class AnalysisFailure(SQLModel, table=True):

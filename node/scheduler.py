@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from .attribution import GeoDatabaseError
 from .config import NodeSettings
+from .crawl_recrawl import first_run, recrawl_jobs
 from .cycle import CycleError
 from .keys import KeyFileError
 from .service import CrawlBusy, crawl_once, report_once
@@ -76,6 +77,18 @@ def build_scheduler(
             minutes=minutes[job_id],
             id=job_id,
             next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+    # issue 5: hotspots re-crawled on their own intervals (node/crawl_recrawl.py).
+    for job_id, every, func in recrawl_jobs(settings, engine, console or Console()):
+        scheduler.add_job(
+            func,
+            "interval",
+            minutes=every,
+            id=job_id,
+            next_run_time=first_run(now, every),
             max_instances=1,
             coalesce=True,
             misfire_grace_time=None,

@@ -23,12 +23,15 @@ from protocol.models import Period, utcnow
 from . import outbox
 from .attribution import Attributor
 from .config import NodeSettings
-from .crawler import Crawler, CrawlLimits
-from .cycle import CycleSummary, ProgressSink, mark_interrupted, run
+from .crawl_setup import make_crawler, open_frontier  # crawler, limits, frontier backend
+from .crawler import seeds_run_key
+from .crypto_store import ListKey, load_list_key
+from .cycle import CycleSummary, ProgressSink, run
 from .db import make_engine
-from .dispatch import FunctionClient
+from .dispatch import FunctionClient, load_request_signer
+from .index.persist import current as persisted_index
 from .keys import load_federation_key, load_signing_key
-from .matcher import MatchIndex, Thresholds
+from .matcher import Thresholds
 from .net import make_client
 from .reporter import QueuedReport, pending_periods, period_containing, queue_report
 
@@ -55,7 +58,16 @@ def crawl_lock(data_dir: Path) -> Iterator[None]:
 
 
 def open_engine(settings: NodeSettings) -> Engine:
-    return make_engine(settings.effective_database_url)
+    """The node database, with list values encrypted under the node's list key.
+
+    Raises ListKeyError (clear message) when the key is missing or wrong: the node does not
+    start without it.
+    """
+    return make_engine(settings.effective_database_url, list_key_of(settings))
+
+
+def list_key_of(settings: NodeSettings) -> ListKey:
+    return load_list_key(settings.list_key_path)
 
 
 def thresholds(settings: NodeSettings) -> Thresholds:
@@ -80,7 +92,8 @@ async def crawl_once(
 ) -> CycleSummary:
     """One crawl cycle over the configured seeds with the real crawler and function client."""
     with crawl_lock(settings.data_dir):
-        mark_interrupted(engine)
+        # run() continues a cycle a killed process left running over the same seeds and marks
+        # any other cycle left running as interrupted.
         return await _crawl(settings, engine, progress)
 
 
@@ -88,18 +101,7 @@ async def _crawl(
     settings: NodeSettings, engine: Engine, progress: ProgressSink | None
 ) -> CycleSummary:
     crawl = settings.crawl
-    limits = CrawlLimits(
-        max_pages=crawl.max_pages,
-        max_depth=crawl.max_depth,
-        concurrency=crawl.concurrency,
-        per_host_concurrency=crawl.per_host_concurrency,
-        timeout_s=crawl.timeout_s,
-        max_html_bytes=crawl.max_html_bytes,
-        max_redirects=crawl.max_redirects,
-        user_agent=crawl.user_agent,
-        obey_robots=crawl.obey_robots,
-    )
-    index = MatchIndex.from_db(engine, thresholds(settings))
+    index = persisted_index(engine, settings.index_dir, list_key_of(settings), thresholds(settings))
     with Attributor(settings.geoip.country_db, settings.geoip.asn_db) as attributor:
         client = make_client(
             lab_of(settings),
@@ -112,11 +114,13 @@ async def _crawl(
             concurrency=settings.dispatch.concurrency,
             retries=settings.dispatch.retries,
             timeout_s=settings.dispatch.timeout_s,
+            auth=load_request_signer(settings.node_id, settings.function_key_file),
         )
+        frontier = open_frontier(settings)
         try:
             return await run(
                 engine=engine,
-                crawler=Crawler(client, limits),
+                crawler=make_crawler(settings, client, frontier, engine),
                 function=function,
                 index=index,
                 attributor=attributor,
@@ -124,8 +128,10 @@ async def _crawl(
                 concurrency=settings.dispatch.concurrency,
                 dihedral=settings.match.dihedral,
                 progress=progress,
+                run_key=seeds_run_key(settings.seeds),
             )
         finally:
+            frontier.close()
             await function.aclose()
             await client.aclose()
 

@@ -2,27 +2,32 @@
 
 Every failure is a JSON ``{"error": {"code", "message"}}`` with a stable code; nothing ends as a
 500 with a traceback. Logs carry a short hash of the URL, never the URL or any image bytes.
+Order of checks on /v1/analyze: signature (401/403) -> per-caller rate (429) -> admission
+(503) -> body -> fetch -> isolated decode.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from protocol.lab import LabNetwork, load_lab
 from protocol.models import AnalyzeRequest, ErrorBody, ErrorResponse, HashResult
 
+from .auth import Authenticator, RateLimited, RateLimiter, parse_authorized_keys
+from .datauri import obtain
 from .errors import AnalysisFailed, FunctionError
 from .fetch import Fetcher
-from .hashing import DecodeLimits, hash_image
+from .isolation import DecodePool
 from .settings import FunctionSettings
 from .ssrf import Guard, Resolver, system_resolver
 from .urls import url_ref
@@ -35,23 +40,33 @@ LAB_WARNING = (
 )
 
 
+UNAUTHENTICATED_WARNING = (
+    "AUTHENTICATION OFF: any caller that can reach this function may use it (%s). "
+    "Configure authorized_keys."
+)
+
+
+class AuthConfigError(ValueError):
+    """Production settings without authorized_keys: the function would be an open proxy."""
+
+
+class Overloaded(FunctionError):
+    code = "overloaded"
+    http_status = 503
+
+
 class Analyzer:
     """Fetch -> decode -> hash for one URL. Stateless apart from its configuration."""
 
-    def __init__(
-        self, fetcher: Fetcher, decode_limits: DecodeLimits, max_concurrent_decodes: int
-    ) -> None:
+    def __init__(self, fetcher: Fetcher, decoder: DecodePool) -> None:
         self.fetcher = fetcher
-        self.decode_limits = decode_limits
-        self._decodes = anyio.CapacityLimiter(max_concurrent_decodes)
+        self.decoder = decoder
 
     async def analyze(self, request: AnalyzeRequest) -> HashResult:
-        fetched = await self.fetcher.fetch(request.url)
-        work = functools.partial(
-            hash_image, fetched.data, dihedral=request.dihedral, limits=self.decode_limits
-        )
-        # Decode in a worker thread so the event loop keeps serving other requests.
-        digest = await anyio.to_thread.run_sync(work, limiter=self._decodes)
+        # data: URIs carry the image inline (worker_function/datauri.py); others are fetched.
+        fetched = await obtain(self.fetcher, request.url, max_bytes=self.fetcher.limits.max_bytes)
+        # Decoding runs in an isolated worker so a hostile image costs only this request.
+        digest = await self.decoder.hash(fetched.data, dihedral=request.dihedral)
         return HashResult(
             url=request.url,
             final_url=fetched.final_url,
@@ -65,9 +80,45 @@ class Analyzer:
         )
 
 
-def error_response(code: str, message: str, status: int) -> JSONResponse:
+class Admission:
+    """Counts analyses in progress; beyond ``limit`` callers get 503 + Retry-After at once,
+    rather than queueing until their own client times out."""
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        self.limit = limit
+        self.retry_after = retry_after
+        self.in_flight = 0
+
+    def enter(self) -> None:
+        if self.in_flight >= self.limit:
+            raise Overloaded(f"the function is busy ({self.limit} analyses in progress)")
+        self.in_flight += 1  # single event loop: no lock needed
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+
+def error_response(
+    code: str, message: str, status: int, retry_after: int | None = None
+) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(code=code, message=message))
-    return JSONResponse(body.model_dump(mode="json"), status_code=status)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'LIBRA-Ed25519 realm="libra-function"'}
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+def _authenticator(settings: FunctionSettings, lab: LabNetwork | None) -> Authenticator | None:
+    if settings.authorized_keys:
+        keys = parse_authorized_keys(settings.authorized_keys)
+        return Authenticator(keys, max_skew_seconds=settings.auth_max_skew_seconds)
+    if settings.require_auth and lab is None:
+        raise AuthConfigError(
+            "no authorized_keys configured: an unauthenticated function is an open proxy "
+            "(set authorized_keys, or require_auth = false to accept that)"
+        )
+    log.warning(UNAUTHENTICATED_WARNING, "lab mode" if lab is not None else "require_auth=false")
+    return None
 
 
 def create_app(
@@ -91,16 +142,37 @@ def create_app(
         extra_ports=frozenset(settings.extra_ports),
         resolver=resolver or system_resolver,
     )
+    authenticator = _authenticator(settings, lab)
+    limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    admission = Admission(settings.max_in_flight, settings.overload_retry_after_seconds)
     fetcher = Fetcher(guard, settings.fetch_limits(), user_agent=settings.user_agent)
-    analyzer = Analyzer(fetcher, settings.decode_limits(), settings.max_concurrent_decodes)
+    decoder = DecodePool(
+        settings.max_concurrent_decodes,
+        settings.decode_limits(),
+        settings.worker_limits(),
+        settings.decode_isolation,
+    )
+    analyzer = Analyzer(fetcher, decoder)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        decoder.warm_up()
+        try:
+            yield
+        finally:
+            decoder.close()
 
     app = FastAPI(
         title="LIBRA remote-hash function",
         description="Fetches one image URL into memory and returns its hashes. Keeps nothing.",
-        version="0.1.0",
+        version="0.2.0",
+        lifespan=lifespan,
     )
     app.state.analyzer = analyzer
+    app.state.decoder = decoder
+    app.state.admission = admission
     app.state.lab_mode = lab is not None
+    app.state.authenticated = authenticator is not None
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -110,33 +182,68 @@ def create_app(
         "/v1/analyze",
         response_model=HashResult,
         responses={
-            400: {"model": ErrorResponse},
-            403: {"model": ErrorResponse},
-            413: {"model": ErrorResponse},
-            415: {"model": ErrorResponse},
-            422: {"model": ErrorResponse},
-            502: {"model": ErrorResponse},
-            504: {"model": ErrorResponse},
+            status: {"model": ErrorResponse}
+            for status in (400, 401, 403, 413, 415, 422, 429, 502, 503, 504)
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": AnalyzeRequest.model_json_schema()}},
+            }
         },
     )
-    async def analyze(request: AnalyzeRequest) -> HashResult | JSONResponse:
-        ref = url_ref(request.url)
+    async def analyze(http_request: Request) -> HashResult | JSONResponse:
         started = time.monotonic()
+        body = await http_request.body()
         try:
-            result = await analyzer.analyze(request)
+            caller = _caller(http_request, body, authenticator)
+            limiter.take(caller)
+            admission.enter()
+        except RateLimited as exc:
+            log.info("analyze refused: %s for %s", exc.code, caller)
+            return error_response(exc.code, exc.message, exc.http_status, exc.retry_after)
+        except Overloaded as exc:
+            log.info("analyze refused: overloaded (%d in flight)", admission.in_flight)
+            return error_response(exc.code, exc.message, exc.http_status, admission.retry_after)
         except FunctionError as exc:
-            _log_outcome(ref, exc.code, started)
+            log.info("analyze refused: %s", exc.code)
             return error_response(exc.code, exc.message, exc.http_status)
-        except Exception as exc:
-            # Only the exception type is logged: messages of unexpected errors are not vetted.
-            log.exception("analyze %s failed unexpectedly (%s)", ref, type(exc).__name__)
-            failure = AnalysisFailed(f"analysis failed unexpectedly ({type(exc).__name__})")
-            return error_response(failure.code, failure.message, failure.http_status)
-        _log_outcome(ref, "ok", started, result)
-        return result
+        try:
+            return await _analyze_body(analyzer, body, started)
+        finally:
+            admission.leave()
 
     _install_error_handlers(app)
     return app
+
+
+def _caller(request: Request, body: bytes, authenticator: Authenticator | None) -> str:
+    if authenticator is None:
+        # Without authentication the rate limit is per client address.
+        return "addr:" + (request.client.host if request.client else "unknown")
+    return authenticator.verify(request.method, request.url.path, request.headers, body)
+
+
+async def _analyze_body(
+    analyzer: Analyzer, body: bytes, started: float
+) -> HashResult | JSONResponse:
+    try:
+        request = AnalyzeRequest.model_validate_json(body)
+    except ValidationError as exc:
+        return error_response("invalid_request", _describe_validation(exc.errors()), 422)
+    ref = url_ref(request.url)
+    try:
+        result = await analyzer.analyze(request)
+    except FunctionError as exc:
+        _log_outcome(ref, exc.code, started)
+        return error_response(exc.code, exc.message, exc.http_status)
+    except Exception as exc:
+        # Only the exception type is logged: messages of unexpected errors are not vetted.
+        log.exception("analyze %s failed unexpectedly (%s)", ref, type(exc).__name__)
+        failure = AnalysisFailed(f"analysis failed unexpectedly ({type(exc).__name__})")
+        return error_response(failure.code, failure.message, failure.http_status)
+    _log_outcome(ref, "ok", started, result)
+    return result
 
 
 def _log_outcome(ref: str, outcome: str, started: float, result: HashResult | None = None) -> None:

@@ -67,7 +67,12 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    try:
+        application = create_app(settings)
+    except ValueError as exc:  # AuthConfigError, bad lab file
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(application, host=host, port=port, log_level="info")
 
 
 def hash_command(

@@ -7,8 +7,9 @@ Every setting is documented in docs/operations-function.md.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -16,8 +17,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .auth import parse_authorized_keys
 from .fetch import FetchLimits
 from .hashing import DecodeLimits
+from .isolation import WorkerLimits
 
 
 class ConfigFileError(ValueError):
@@ -44,12 +47,40 @@ class FunctionSettings(BaseSettings):
     max_pixels: int = Field(default=50_000_000, ge=1)
     # Ports allowed besides 80 and 443 in production (lab ports come from the lab file).
     extra_ports: list[int] = Field(default_factory=list)
-    # Images decoded at the same time (bounds memory; each decode runs in a worker thread).
+    # Images decoded at the same time: the number of decode worker processes.
     max_concurrent_decodes: int = Field(default=4, ge=1)
+    # "process": decode in worker processes under resource limits (production). "thread": in
+    # this process (only for trusted input, e.g. benchmarks).
+    decode_isolation: Literal["process", "thread"] = "process"
+    # Address-space limit (RLIMIT_AS) of each decode worker, in MiB.
+    decode_memory_mb: int = Field(default=2048, ge=256)
+    # CPU seconds one image may use (RLIMIT_CPU); over it the worker dies: decoder_crashed.
+    decode_cpu_seconds: int = Field(default=10, ge=1)
+    # Wall-clock seconds one decode may take before its worker is killed: decode_timeout.
+    decode_timeout_seconds: float = Field(default=15.0, gt=0)
+    # Analyses (fetch + decode) in progress at once; one more is answered 503 + Retry-After.
+    max_in_flight: int = Field(default=64, ge=1)
+    # Retry-After (seconds) sent with 503 overloaded.
+    overload_retry_after_seconds: int = Field(default=2, ge=1)
+    # Callers and their Ed25519 public keys (base64): {"node-a" = "..."}.
+    authorized_keys: dict[str, str] = Field(default_factory=dict)
+    # Refuse to start without authorized_keys (production). Lab mode without keys is open.
+    require_auth: bool = True
+    # Largest accepted difference between a request's timestamp and our clock, in seconds.
+    auth_max_skew_seconds: float = Field(default=300.0, gt=0)
+    # Per-caller token bucket: sustained requests per second and burst size.
+    rate_limit_per_second: float = Field(default=50.0, gt=0)
+    rate_limit_burst: int = Field(default=100, ge=1)
     # User-Agent sent upstream.
     user_agent: str = "LIBRA-remote-hash/0.1"
     # Python logging level of the worker_function logger.
     log_level: str = "INFO"
+
+    @field_validator("authorized_keys")
+    @classmethod
+    def _valid_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        parse_authorized_keys(value)  # raises ValueError naming the bad entry
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -72,6 +103,13 @@ class FunctionSettings(BaseSettings):
 
     def decode_limits(self) -> DecodeLimits:
         return DecodeLimits(max_pixels=self.max_pixels)
+
+    def worker_limits(self) -> WorkerLimits:
+        return WorkerLimits(
+            memory_bytes=self.decode_memory_mb * 1024 * 1024,
+            cpu_seconds=self.decode_cpu_seconds,
+            wall_seconds=self.decode_timeout_seconds,
+        )
 
 
 def load_settings(config: Path | None = None, **overrides: object) -> FunctionSettings:

@@ -64,12 +64,30 @@ _DENY_V6 = tuple(
         "64:ff9b:1::/48",  # local-use NAT64
     )
 )
+# Cloud metadata and host-agent endpoints. Most already fall in a denied range (link-local, CGNAT,
+# unique-local), but Azure's wire server is a *public* address, so this list is checked first and
+# named in the refusal.
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, GCP, Azure IMDS, OpenStack, DigitalOcean, Oracle
+        "169.254.170.2",  # AWS ECS task metadata
+        "169.254.169.123",  # AWS time sync
+        "168.63.129.16",  # Azure wire server / host agent (public address space)
+        "100.100.100.200",  # Alibaba Cloud
+        "192.0.0.192",  # Oracle Cloud (legacy)
+        "fd00:ec2::254",  # AWS IMDS over IPv6
+        "fd00:ec2::23",  # AWS DNS over IPv6 (Nitro)
+    )
+)
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
 
 
 def forbidden_reason(address: IPAddress) -> str | None:
     """Why ``address`` must not be fetched from, or None if it is a public unicast address."""
+    if address in METADATA_ADDRESSES:
+        return "is a cloud metadata address"
     if isinstance(address, ipaddress.IPv6Address):
         embedded = _embedded_v4(address)
         if embedded is not None:
@@ -103,6 +121,8 @@ def _embedded_v4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     if address in _SIX_TO_FOUR:
         return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]  # the client's address (Teredo is denied as a range too)
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -39,9 +40,21 @@ class ProcessGroup:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return self.log_dir / f"{name}.log"
 
-    def start(self, name: str, args: list[str], health_url: str, timeout: float = 60.0) -> None:
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        health_url: str,
+        timeout: float = 60.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
         log = self._log(name).open("ab")
-        proc = subprocess.Popen(libra_argv(*args), stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            libra_argv(*args),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else {**os.environ, **env},
+        )
         self.services.append((name, proc))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

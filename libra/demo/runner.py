@@ -7,10 +7,12 @@ picture with the truth computed from the world model alone (never from hashes).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -90,6 +92,8 @@ class Federation:
         self.coordinator_url = ""
         self.coordinator_config = workdir / "coordinator" / "coordinator.toml"
         self.node_configs: dict[str, Path] = {}
+        self.function_keys: dict[str, Path] = {}
+        self.viewer_token = ""
 
     def start_world(self) -> Path:
         self.web.start()
@@ -99,9 +103,23 @@ class Federation:
         )
         return lab_file
 
+    def make_function_keys(self) -> dict[str, str]:
+        """One request-signing key per node; the function accepts exactly these callers."""
+        authorized: dict[str, str] = {}
+        for plan in self.world.nodes:
+            key = NodeKey.generate()
+            path = self.workdir / "function-keys" / f"{plan.node_id}.key"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(key.seed_b64() + "\n", encoding="utf-8")
+            path.chmod(0o600)
+            self.function_keys[plan.node_id] = path
+            authorized[plan.node_id] = key.public_key_b64
+        return authorized
+
     def start_function(self, lab_file: Path) -> None:
         port = free_port()
         self.function_url = f"http://127.0.0.1:{port}"
+        authorized = json.dumps(self.make_function_keys())
         self.procs.start(
             "function",
             [
@@ -115,6 +133,7 @@ class Federation:
                 str(lab_file),
             ],
             f"{self.function_url}/healthz",
+            env={"LIBRA_FUNCTION_AUTHORIZED_KEYS": authorized},
         )
 
     def start_coordinator(self) -> None:
@@ -141,6 +160,25 @@ class Federation:
             ],
             f"{self.coordinator_url}/healthz",
         )
+        # The picture is for holders of a viewer token, as for any international viewer.
+        output = self.procs.run(
+            "token-viewer",
+            [
+                "coordinator",
+                "token",
+                "create",
+                "--name",
+                "demo-viewer",
+                "--role",
+                "viewer",
+                "--config",
+                str(self.coordinator_config),
+            ],
+        )
+        lines = output.strip().splitlines()
+        if not lines:
+            raise DemoStepFailed("`libra coordinator token create` printed no token")
+        self.viewer_token = lines[-1].strip()
 
     def enroll_nodes(self, lab_file: Path, geo: tuple[Path, Path]) -> None:
         federation_key = self.workdir / "federation.key"
@@ -174,7 +212,12 @@ class Federation:
             for seed in self.world.seed_urls(plan.node_id, self.web.port):
                 args += ["--seed", seed]
             output = self.procs.run(f"init-{plan.node_id}", args)
-            self.node_configs[plan.node_id] = node_dir / "node.toml"
+            config_path = node_dir / "node.toml"
+            self.node_configs[plan.node_id] = config_path
+            # The key this node signs its function requests with (authorised at the function).
+            config = tomllib.loads(config_path.read_text(encoding="utf-8"))
+            config["function_key_file"] = str(self.function_keys[plan.node_id])
+            config_path.write_text(tomli_w.dumps(config), encoding="utf-8")
             # The operator's path: read the public key that `node init` prints.
             found = re.search(r"public key\s+([A-Za-z0-9+/=]{44})", output)
             if found is None:
@@ -250,6 +293,7 @@ class Federation:
                 "period_start": period[0].strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "period_end": period[1].strftime("%Y-%m-%dT%H:%M:%SZ"),
             },
+            headers={"authorization": f"Bearer {self.viewer_token}"},
             timeout=30.0,
             trust_env=False,
         )

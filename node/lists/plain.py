@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from protocol.hashes import HashFamily, InvalidHash, family_from_length, normalize
 
-from .base import ImportedRecord, RejectedRecord, register
-
-MAX_REJECTED_TEXT = 120  # keep reports of garbage lines readable
+from .base import MAX_REJECTED_TEXT, ImportedRecord, RejectedRecord, register, text_stream
 
 
 @dataclass(frozen=True)
@@ -24,9 +22,9 @@ class PlainImporter:
     algorithm: HashFamily | None = None
     name: str = "plain"
 
-    def records(self, stream: TextIO) -> Iterator[ImportedRecord | RejectedRecord]:
-        for number, raw in enumerate(stream, start=1):
-            text = raw.lstrip("\ufeff").split("#", 1)[0].strip()
+    def records(self, stream: BinaryIO | TextIO) -> Iterator[ImportedRecord | RejectedRecord]:
+        for number, raw in enumerate(text_stream(stream), start=1):
+            text = raw.split("#", 1)[0].strip()
             if not text:
                 continue
             try:

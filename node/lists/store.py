@@ -7,18 +7,20 @@ or earlier in the same file) counts as a duplicate and is not stored twice.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
-from sqlalchemy import func, insert
-from sqlalchemy.engine import Engine
+from sqlalchemy import delete, exists, func, insert, or_, update
+from sqlalchemy.engine import CursorResult, Engine
 from sqlmodel import Session, col, select
 
-from protocol.hashes import HashFamily
+from protocol.models import utcnow
 
-from ..models import ListEntry, ListVersion
-from .base import ImportedRecord, ListImporter, RejectedRecord
+from .. import audit
+from ..models import AnalysedImage, ListEntry, ListVersion, Sighting
+from .base import ImportedRecord, ListFamily, ListImporter, RejectedRecord
 
 BATCH = 1000
 KEEP_REJECTED = 20  # how many rejected lines an import summary keeps for display
@@ -31,7 +33,7 @@ class ImportSummary:
     duplicates: int = 0
     rejected: int = 0
     first_rejected: list[RejectedRecord] = field(default_factory=list)
-    by_family: dict[HashFamily, int] = field(default_factory=dict)
+    by_family: dict[ListFamily, int] = field(default_factory=dict)
 
 
 def _flush(
@@ -52,17 +54,32 @@ def _flush(
         fresh.append(record)
         by_family.setdefault(record.family.value, []).append(record.value)
     known: set[tuple[str, str]] = set()
+    retired: dict[tuple[str, str], int] = {}
     for family, values in by_family.items():
         rows = session.exec(
-            select(ListEntry.value).where(
+            select(ListEntry.id, ListEntry.value, ListEntry.retired).where(
                 ListEntry.family == family, col(ListEntry.value).in_(values)
             )
         )
-        known.update((family, value) for value in rows)
+        for entry_id, value, is_retired in rows:
+            if is_retired and entry_id is not None:
+                retired[(family, value)] = entry_id
+            else:
+                known.add((family, value))
     rows_to_insert = []
     for record in fresh:
-        if (record.family.value, record.value) in known:
+        key = (record.family.value, record.value)
+        if key in known:
             summary.duplicates += 1
+            continue
+        if key in retired:  # removed earlier but kept for a sighting: bring it back
+            session.execute(
+                update(ListEntry)
+                .where(col(ListEntry.id) == retired[key])
+                .values(retired=False, list_version_id=version_id)
+            )
+            summary.imported += 1
+            summary.by_family[record.family] = summary.by_family.get(record.family, 0) + 1
             continue
         rows_to_insert.append(
             {
@@ -89,14 +106,21 @@ def import_records(
     label: str | None = None,
     category: str | None = None,
     on_record: Callable[[int], None] | None = None,
+    actor: str | None = None,
+    reason: str = "",
 ) -> ImportSummary:
     """Store records in one transaction and return the counts.
+
+    An exception from ``records`` (ListFormatError: a broken file) rolls everything back:
+    the lists stay exactly as they were. The import is recorded in the audit log in the
+    same transaction.
 
     ``label``/``category`` apply to records that carry none of their own. ``on_record`` is
     called with the running record count (for progress displays).
     """
     with Session(engine) as session, session.begin():
-        version_row = ListVersion(source=source, version=version, format=format_name)
+        who = actor or audit.default_actor()
+        version_row = ListVersion(source=source, version=version, format=format_name, actor=who)
         session.add(version_row)
         session.flush()
         assert version_row.id is not None
@@ -127,20 +151,40 @@ def import_records(
         version_row.imported = summary.imported
         version_row.duplicates = summary.duplicates
         version_row.rejected = summary.rejected
+        counts = {f.value: n for f, n in sorted(summary.by_family.items())}
+        version_row.family_counts = json.dumps(counts)
         session.add(version_row)
+        audit.record(
+            session,
+            "list.import",
+            subject=f"list_version:{version_row.id}",
+            reason=reason,
+            actor=who,
+            details={
+                "source": source,
+                "version": version,
+                "format": format_name,
+                "imported": summary.imported,
+                "duplicates": summary.duplicates,
+                "rejected": summary.rejected,
+                "by_family": counts,
+            },
+        )
     return summary
 
 
 def import_list(
     engine: Engine,
     importer: ListImporter,
-    stream: TextIO,
+    stream: BinaryIO | TextIO,
     *,
     source: str,
     version: str,
     label: str | None = None,
     category: str | None = None,
     on_record: Callable[[int], None] | None = None,
+    actor: str | None = None,
+    reason: str = "",
 ) -> ImportSummary:
     """Run ``importer`` over ``stream`` and store the result in one transaction."""
     return import_records(
@@ -152,13 +196,79 @@ def import_list(
         label=label,
         category=category,
         on_record=on_record,
+        actor=actor,
+        reason=reason,
     )
+
+
+def _rowcount(result: object) -> int:
+    assert isinstance(result, CursorResult)  # DML statements return a cursor result
+    return int(result.rowcount)
+
+
+class ListNotFound(LookupError):
+    """No list version with that id (or it was removed already)."""
+
+
+@dataclass(frozen=True)
+class RemoveSummary:
+    list_version_id: int
+    deleted: int  # entries gone from the database
+    retired: int  # entries kept (a sighting refers to them) but never matched again
+
+
+def remove_version(
+    engine: Engine, version_id: int, *, reason: str = "", actor: str | None = None
+) -> RemoveSummary:
+    """Remove one imported list version in one transaction, recorded in the audit log.
+
+    Entries a sighting or analysed image refers to are retired instead of deleted, so past
+    evidence stays intact; either way they never match again.
+    """
+    with Session(engine) as session, session.begin():
+        row = session.get(ListVersion, version_id)
+        if row is None or row.removed_at is not None:
+            raise ListNotFound(f"no list version {version_id} (see `libra node list show`)")
+        of_version = col(ListEntry.list_version_id) == version_id
+        referenced = or_(
+            exists().where(col(Sighting.entry_id) == col(ListEntry.id)),
+            exists().where(col(AnalysedImage.entry_id) == col(ListEntry.id)),
+        )
+        retired = _rowcount(
+            session.execute(
+                update(ListEntry)
+                .where(of_version, referenced, col(ListEntry.retired).is_(False))
+                .values(retired=True)
+            )
+        )
+        deleted = _rowcount(
+            session.execute(delete(ListEntry).where(of_version, col(ListEntry.retired).is_(False)))
+        )
+        row.removed_at = utcnow()
+        row.removed = int(deleted) + int(retired)
+        session.add(row)
+        audit.record(
+            session,
+            "list.remove",
+            subject=f"list_version:{version_id}",
+            reason=reason,
+            actor=actor,
+            details={"source": row.source, "deleted": deleted, "retired": retired},
+        )
+    return RemoveSummary(version_id, int(deleted), int(retired))
+
+
+def list_versions(engine: Engine) -> list[ListVersion]:
+    with Session(engine) as session:
+        return list(session.exec(select(ListVersion).order_by(col(ListVersion.id))).all())
 
 
 def entry_count(engine: Engine) -> dict[str, int]:
     """Number of list entries per family."""
     with Session(engine) as session:
         rows = session.exec(
-            select(ListEntry.family, func.count()).group_by(col(ListEntry.family))
+            select(ListEntry.family, func.count())
+            .where(col(ListEntry.retired).is_(False))
+            .group_by(col(ListEntry.family))
         ).all()
     return {family: int(count) for family, count in rows}

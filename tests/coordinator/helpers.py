@@ -114,3 +114,31 @@ def stored_counts(engine: Engine) -> tuple[int, int, int]:
             session.exec(select(func.count()).select_from(CellRow)).one(),
             session.exec(select(func.count()).select_from(DenominatorRow)).one(),
         )
+
+
+def make_token(
+    engine: Engine,
+    role: str = "admin",
+    now: datetime = DAY_START,
+    ttl: timedelta = timedelta(days=30),
+    node_id: str | None = None,
+    scopes: list[str] | None = None,
+) -> str:
+    """Create an API token straight in the database; returns the secret token text."""
+    from coordinator.auth import Role, create_token
+
+    with new_session(engine) as session:
+        return create_token(
+            session,
+            name=f"test {role}",
+            role=Role(role),
+            now=now,
+            ttl=ttl,
+            actor="test",
+            node_id=node_id,
+            scopes=scopes,
+        ).token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}

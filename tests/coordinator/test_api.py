@@ -25,6 +25,7 @@ from .helpers import (
     envelope_bytes,
     fixed_key,
     make_report,
+    make_token,
     payload_dict,
     register,
     sign_payload,
@@ -39,7 +40,9 @@ def client(engine: Engine, key_a: NodeKey, key_b: NodeKey) -> Iterator[TestClien
     register(engine, "node-a", "DE", key_a, NOW)
     register(engine, "node-b", "FR", key_b, NOW)
     settings = CoordinatorSettings(max_body_bytes=BODY_LIMIT)
+    token = make_token(engine, "admin", NOW)
     with TestClient(create_app(settings, engine=engine, clock=lambda: NOW)) as test_client:
+        test_client.headers["authorization"] = f"Bearer {token}"
         yield test_client
 
 

@@ -116,3 +116,37 @@ def test_mutated_signed_reports(
     )
     data.update(mutation)
     assert_not_5xx(client, sign_payload(json.dumps(data).encode(), key_a))
+
+
+_SEQUENCE = [1000]
+
+
+@FUZZ
+@given(batch=st.lists(envelope_like | json_values, min_size=1, max_size=6))
+def test_batch_endpoint_never_fails_with_5xx(
+    client: TestClient, key_a: NodeKey, batch: list[Any]
+) -> None:
+    _SEQUENCE[0] += 1  # state persists across examples: each good report is a new one
+    report = make_report(key_a, created_at=NOW, sequence=_SEQUENCE[0])
+    good = json.loads(envelope_bytes(report, key_a))
+    response = client.post("/v1/reports/batch", content=json.dumps({"envelopes": [*batch, good]}))
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["index"] for r in results] == list(range(len(batch) + 1))
+    # Junk next to a good report never costs the good one.
+    assert results[-1]["http_status"] == 200
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(["/v1/enroll", "/v1/invitations", "/v1/federation-key/sealed"]),
+    body=json_values,
+    token=st.text(max_size=60),
+)
+def test_membership_endpoints_never_fail_with_5xx(
+    client: TestClient, path: str, body: Any, token: str
+) -> None:
+    headers = {"authorization": f"Bearer {token}"} if token.isascii() else {}
+    response = client.post(path, content=json.dumps(body), headers=headers)
+    assert response.status_code < 500, response.text
+    assert set(response.json()) == {"error"}

@@ -82,6 +82,8 @@ def _settings(**values: object) -> FunctionSettings:
         "deadline_seconds": TEST_DEADLINE,
         "lab": None,
         "extra_ports": [],
+        # Authentication has its own tests (test_auth.py); these exercise everything behind it.
+        "require_auth": False,
     }
     base.update(values)
     return FunctionSettings(**base)  # type: ignore[arg-type]

@@ -1,11 +1,14 @@
 """Child process for test_no_disk_writes: hash a batch with every disk write forbidden.
 
-Two independent guards are installed before anything from LIBRA is imported:
+The function server is started first (as in production: its decode worker processes and their
+IPC semaphores, which live in /dev/shm, i.e. memory, are created at start-up). Then two
+independent guards are installed before any image is seen:
 - RLIMIT_FSIZE = 0: the kernel refuses to grow any file (SIGXFSZ ignored -> EFBIG error);
 - an audit hook that raises on any open for writing, os.open with write flags, and on file
   creation, removal or renaming.
-Then it hashes generated images directly (hash_image) and through the HTTP endpoint (the app on
-loopback fetching from a loopback image server) and prints a JSON summary on stdout.
+The decode workers run under their own RLIMIT_FSIZE = 0 and write-refusing audit hook. Then it
+hashes generated images directly (hash_image) and through the HTTP endpoint (the app on loopback
+fetching from a loopback image server) and prints a JSON summary on stdout.
 """
 
 from __future__ import annotations
@@ -16,8 +19,6 @@ import signal
 import sys
 
 sys.dont_write_bytecode = True
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _FORBIDDEN_EVENTS = {
@@ -50,9 +51,13 @@ def _audit(event: str, args: tuple[object, ...]) -> None:
         raise PermissionError(f"disk write attempted: {event}")
 
 
-sys.addaudithook(_audit)
+def install_guards() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    sys.addaudithook(_audit)
 
-import json  # noqa: E402 (the guards must be in place before these imports)
+
+import json  # noqa: E402
 
 import httpx  # noqa: E402
 
@@ -73,6 +78,15 @@ FORMATS = [
 
 
 def main() -> int:
+    with h.ImageServer() as images:
+        lab = LabNetwork(hosts={"img.example.test": "127.0.0.1"}, allow_ports=[images.port])
+        app = create_app(FunctionSettings(lab=None), lab=lab)
+        with h.FunctionServer(app) as server:
+            install_guards()
+            return run_batch(images, server.url)
+
+
+def run_batch(images: h.ImageServer, function_url: str) -> int:
     # The guard really bites: a write attempt must fail before we trust the result.
     try:
         with open("/tmp/libra-nodisk-probe", "w"):  # must be refused
@@ -92,21 +106,13 @@ def main() -> int:
     direct = {path: hash_image(data, dihedral=True).hashes.sha256 for path, data in batch.items()}
 
     via_http: dict[str, str] = {}
-    routes: dict[str, h.Static | h.Handler] = {
-        path: h.Static(200, data) for path, data in batch.items()
-    }
-    with h.ImageServer(routes) as images:
-        lab = LabNetwork(hosts={"img.example.test": "127.0.0.1"}, allow_ports=[images.port])
-        app = create_app(FunctionSettings(lab=None), lab=lab)
-        with (
-            h.FunctionServer(app) as server,
-            httpx.Client(base_url=server.url, trust_env=False, timeout=30) as client,
-        ):
-            for path in batch:
-                url = f"http://img.example.test:{images.port}{path}"
-                response = client.post("/v1/analyze", json={"url": url, "dihedral": True})
-                response.raise_for_status()
-                via_http[path] = response.json()["hashes"]["sha256"]
+    images.routes.update({path: h.Static(200, data) for path, data in batch.items()})
+    with httpx.Client(base_url=function_url, trust_env=False, timeout=30) as client:
+        for path in batch:
+            url = f"http://img.example.test:{images.port}{path}"
+            response = client.post("/v1/analyze", json={"url": url, "dihedral": True})
+            assert response.status_code == 200, response.text
+            via_http[path] = response.json()["hashes"]["sha256"]
 
     print(
         json.dumps(

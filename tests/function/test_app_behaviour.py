@@ -10,7 +10,7 @@ import pytest
 from protocol.lab import LabNetwork
 from tests.function.conftest import LAB_HOST
 from tests.function.helpers import ImageServer
-from worker_function import app as app_module
+from worker_function import isolation
 from worker_function.app import create_app
 from worker_function.settings import FunctionSettings
 from worker_function.urls import url_ref
@@ -29,8 +29,16 @@ def test_lab_mode_logs_a_loud_warning(caplog: pytest.LogCaptureFixture) -> None:
     )
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="worker_function"):
-        create_app(FunctionSettings(lab=None))
+        create_app(FunctionSettings(lab=None, require_auth=False))
     assert not any("LAB MODE" in r.getMessage() for r in caplog.records)
+
+
+def test_lab_mode_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIBRA_FUNCTION_LAB", raising=False)
+    settings = FunctionSettings(require_auth=False)
+    assert settings.lab is None
+    app = create_app(settings)
+    assert app.state.lab_mode is False
 
 
 def test_lab_file_from_settings(tmp_path: object, image_server: ImageServer) -> None:
@@ -45,7 +53,7 @@ def test_lab_file_from_settings(tmp_path: object, image_server: ImageServer) -> 
 async def test_logs_never_contain_the_url(
     caplog: pytest.LogCaptureFixture, lab: LabNetwork, base_url: str
 ) -> None:
-    app = create_app(FunctionSettings(lab=None), lab=lab)
+    app = create_app(FunctionSettings(lab=None, decode_isolation="thread"), lab=lab)
     secret = f"{base_url}/a.jpg?token=do-not-log-me"
     missing = f"{base_url}/missing-do-not-log.jpg"
     with caplog.at_level(logging.INFO):
@@ -63,8 +71,8 @@ async def test_unexpected_failure_is_a_json_502(
     def explode(*_: object, **__: object) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(app_module, "hash_image", explode)
-    app = create_app(FunctionSettings(lab=None), lab=lab)
+    monkeypatch.setattr(isolation, "hash_image", explode)
+    app = create_app(FunctionSettings(lab=None, decode_isolation="thread"), lab=lab)
     async with _client(app) as client:
         response = await client.post("/v1/analyze", json={"url": f"{base_url}/a.jpg"})
     assert response.status_code == 502

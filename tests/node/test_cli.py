@@ -121,7 +121,7 @@ def test_list_import_reports_counts_and_rejected_lines(tmp_path: Path) -> None:
     only_bad = tmp_path / "bad.txt"
     only_bad.write_text("nope\n")
     assert runner.invoke(app, ["list", "import", str(only_bad), *config]).exit_code == 1
-    unknown = runner.invoke(app, ["list", "import", str(only_bad), "--format", "csv", *config])
+    unknown = runner.invoke(app, ["list", "import", str(only_bad), "--format", "nosuch", *config])
     assert unknown.exit_code == 2
 
 

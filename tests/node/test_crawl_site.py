@@ -128,7 +128,10 @@ async def test_full_site() -> None:
             u("/away"): "redirect_offsite",
             u("/doc.pdf"): "not_html",
         }
-        assert set(images) == {
+        # An inline data: image goes to the function (which decodes it), under the page host.
+        data_uri = "data:image/png;base64,iVBORw0KGgo="
+        assert images[data_uri].host == "site-a.test"
+        assert set(images) - {data_uri} == {
             u("/img/og.jpg"),
             web.url("site-b.test", "/img/tw.png"),
             u("/photo.jpg"),

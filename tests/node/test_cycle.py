@@ -229,3 +229,15 @@ def test_mark_interrupted(engine: Engine) -> None:
     with Session(engine) as session:
         statuses = sorted(c.status for c in session.exec(select(CrawlCycle)).all())
     assert statuses == ["done", "interrupted"]
+
+
+def test_resume_or_start_continues_only_a_cycle_of_the_same_seeds(engine: Engine) -> None:
+    first, resumed = cycle.resume_or_start(engine, "seeds-a")
+    assert not resumed  # nothing left running: a new cycle
+    again, resumed = cycle.resume_or_start(engine, "seeds-a")  # the process "died"
+    assert (again, resumed) == (first, True)
+    other, resumed = cycle.resume_or_start(engine, "seeds-b")
+    assert other != first and not resumed
+    with Session(engine) as session:
+        statuses = {c.id: c.status for c in session.exec(select(CrawlCycle)).all()}
+    assert statuses == {first: "interrupted", other: "running"}

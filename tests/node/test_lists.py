@@ -3,7 +3,7 @@ from __future__ import annotations
 import io
 import random
 from collections.abc import Iterator
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -20,6 +20,7 @@ from node.lists import (
     import_records,
     register,
 )
+from node.lists.base import text_stream
 from node.models import ListEntry, ListVersion
 from protocol.hashes import HashFamily
 from tests.node.conftest import rand_hex
@@ -132,8 +133,8 @@ def test_registry_plugins() -> None:
     class Upper:
         name = "test-upper"
 
-        def records(self, stream: TextIO) -> Iterator[ImportedRecord | RejectedRecord]:
-            for n, line in enumerate(stream, 1):
+        def records(self, stream: BinaryIO | TextIO) -> Iterator[ImportedRecord | RejectedRecord]:
+            for n, line in enumerate(text_stream(stream), 1):
                 yield ImportedRecord(HashFamily.MD5, line.strip().lower(), n)
 
     register("test-upper", lambda algorithm: Upper())

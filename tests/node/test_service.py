@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from node.config import load_settings
+from node.crypto_store import create_list_key
 from node.service import CrawlBusy, crawl_lock, default_period, thresholds
 
 CONFIG = """node_id = "node-a"
@@ -24,7 +25,9 @@ report_minutes = 7.5
 def settings_at(tmp_path: Path):  # type: ignore[no-untyped-def]
     path = tmp_path / "node.toml"
     path.write_text(CONFIG)
-    return load_settings(path)
+    settings = load_settings(path)
+    create_list_key(settings.list_key_path)  # the node does not start without its list key
+    return settings
 
 
 def test_crawl_lock_allows_one_crawl_per_node(tmp_path: Path) -> None:

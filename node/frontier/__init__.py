@@ -1,0 +1,116 @@
+"""The crawl frontier: what is queued, what was seen, what is done (per crawl run).
+
+Backends:
+
+- ``MemoryFrontier``: in process only (tests, one-off runs).
+- ``SqliteFrontier`` (node/frontier/sqlite.py): the default; lives in the node's SQLite file so a
+  crawl killed mid-way resumes where it stopped (no page lost, no finished page fetched again).
+- ``RedisFrontier`` (node/frontier/redis_streams.py): several crawler workers share one frontier,
+  one owner per host at a time (leases reclaimed with XAUTOCLAIM when a worker dies).
+
+A *run* is one crawl over one seed list; the seen-set is per run, so each URL is fetched at most
+once per cycle. Keys are ``links.canonical_key`` (w3lib).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+ItemKind = Literal["page", "sitemap"]
+
+
+@dataclass(frozen=True)
+class FrontierItem:
+    url: str
+    depth: int
+    site: str  # the seed site it belongs to (host or registered domain)
+    hops: int = 0  # consecutive external hops used
+    referrer: str = ""
+    kind: ItemKind = "page"
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    url: str
+    page_url: str
+    host: str
+
+
+class Frontier(Protocol):
+    """What the in-process crawler needs from a frontier (all calls are quick and local)."""
+
+    def start(self, run_key: str, seeds: list[FrontierItem]) -> list[FrontierItem]:
+        """Begin or resume the run ``run_key``; returns the items still to fetch."""
+        ...
+
+    def resumed_images(self) -> list[ImageRecord]:
+        """Images found before a restart of this run (re-emitted so none is lost)."""
+        ...
+
+    def add(self, key: str, item: FrontierItem) -> bool:
+        """Queue ``item`` if ``key`` is new in this run; False if already seen."""
+        ...
+
+    def seen(self, key: str) -> bool: ...
+
+    def complete(
+        self,
+        key: str,
+        outcome: str,
+        new: list[tuple[str, FrontierItem]],
+        images: list[ImageRecord],
+    ) -> list[FrontierItem]:
+        """Atomically: mark ``key`` done with ``outcome`` ("ok", "image" or a failure reason),
+        record ``images`` and queue the new items; returns those that were new."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Items per site in this run (for per-host budgets after a resume)."""
+        ...
+
+    def finish(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryFrontier:
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self._sites: dict[str, int] = {}
+
+    def start(self, run_key: str, seeds: list[FrontierItem]) -> list[FrontierItem]:
+        self._seen.clear()
+        self._sites.clear()
+        return seeds
+
+    def resumed_images(self) -> list[ImageRecord]:
+        return []
+
+    def add(self, key: str, item: FrontierItem) -> bool:
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        self._sites[item.site] = self._sites.get(item.site, 0) + 1
+        return True
+
+    def seen(self, key: str) -> bool:
+        return key in self._seen
+
+    def complete(
+        self,
+        key: str,
+        outcome: str,
+        new: list[tuple[str, FrontierItem]],
+        images: list[ImageRecord],
+    ) -> list[FrontierItem]:
+        return [item for k, item in new if self.add(k, item)]
+
+    def counts(self) -> dict[str, int]:
+        return dict(self._sites)
+
+    def finish(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

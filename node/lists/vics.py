@@ -1,0 +1,143 @@
+"""Project VIC VICS JSON, versions 1.x (``odata.metadata``) and 2.0 (``@odata.context``).
+
+Streamed with ijson, so a hash set of millions of Media never sits in memory: Media objects
+are built one at a time from ``value[]`` and, in case exports, from ``value[i].Media[]``. Each
+hash of a Media (MD5, SHA1, SHA256, PhotoDNA and AlternativeHashes such as PDQ) becomes one
+record; ``MediaID`` is the label, ``Category`` the category. A UTF-8 BOM, upper-case hex and
+"true"/"false" strings are tolerated. Record numbers count Media in file order.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO, TextIO
+
+import ijson  # type: ignore[import-untyped]
+
+from protocol.hashes import HashFamily
+
+from .base import (
+    ImportedRecord,
+    ListFamily,
+    ListFormatError,
+    RejectedRecord,
+    StoredFamily,
+    binary_stream,
+    family_alias,
+    parse_record,
+    register,
+)
+
+MEDIA_FIELDS: dict[str, ListFamily] = {
+    "MD5": HashFamily.MD5,
+    "SHA1": HashFamily.SHA1,
+    "SHA256": HashFamily.SHA256,
+    "PhotoDNA": StoredFamily.PHOTODNA,
+}
+TOP = "value.item"
+NESTED = "value.item.Media.item"
+
+
+class _Chain(io.RawIOBase):
+    """``head`` then the rest of ``stream``: put back the bytes read to look for a BOM."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = head
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _without_bom(stream: BinaryIO) -> io.BufferedReader:
+    head = stream.read(3)
+    if head == b"\xef\xbb\xbf":
+        head = b""
+    return io.BufferedReader(_Chain(head, stream))
+
+
+def _media_records(media: dict[str, Any], number: int) -> Iterator[ImportedRecord | RejectedRecord]:
+    label_raw = media.get("MediaID")
+    label = None if label_raw in (None, "") else str(label_raw)
+    category_raw = media.get("Category")
+    category = None if category_raw in (None, "") else str(category_raw)
+    found = False
+    for field, family in MEDIA_FIELDS.items():
+        value = media.get(field)
+        if isinstance(value, str) and value.strip():
+            found = True
+            yield parse_record(family, value, number, label, category)
+    for alt in media.get("AlternativeHashes") or []:
+        if not isinstance(alt, dict):
+            continue
+        name, value = str(alt.get("HashName", "")), alt.get("HashValue")
+        alt_family = family_alias(name)
+        if alt_family is None or not isinstance(value, str):
+            continue  # other vendors' hashes (e.g. proprietary video hashes): not ours
+        found = True
+        yield parse_record(alt_family, value, number, label, category)
+    if not found:
+        yield RejectedRecord(number, f"Media #{number} (MediaID {label})", "no usable hash")
+
+
+@dataclass(frozen=True)
+class VicsImporter:
+    algorithm: HashFamily | None = None  # VICS names its hashes; --algorithm is ignored
+    name: str = "vics"
+
+    def records(self, stream: BinaryIO | TextIO) -> Iterator[ImportedRecord | RejectedRecord]:
+        number = 0
+        top: ijson.ObjectBuilder | None = None
+        nested: ijson.ObjectBuilder | None = None
+        saw_context = False
+        case = False  # the current value[] item has a Media array: it is a case
+        try:
+            for prefix, event, value in ijson.parse(
+                _without_bom(binary_stream(stream)), use_float=True
+            ):
+                if prefix in ("@odata.context", "odata.metadata"):
+                    saw_context = True
+                if prefix == NESTED and event == "start_map":
+                    nested = ijson.ObjectBuilder()
+                if nested is not None:
+                    nested.event(event, value)
+                    if prefix == NESTED and event == "end_map":
+                        number += 1
+                        yield from _media_records(nested.value, number)
+                        nested = None
+                    continue
+                if prefix == "value.item.Media":
+                    case = True
+                    continue  # the Media array of a case: its items are handled above
+                if prefix == TOP and event == "start_map":
+                    top = ijson.ObjectBuilder()
+                if top is not None:
+                    top.event(event, value)
+                    if prefix == TOP and event == "end_map":
+                        obj: dict[str, Any] = top.value
+                        top = None
+                        if not case:
+                            number += 1
+                            yield from _media_records(obj, number)
+                        case = False
+        except ijson.JSONError as exc:
+            raise ListFormatError(f"after Media #{number}", f"malformed JSON: {exc}") from exc
+        if not saw_context:
+            raise ListFormatError(
+                "top level", "no @odata.context (2.0) or odata.metadata (1.x): not a VICS file"
+            )
+
+
+register("vics", VicsImporter)

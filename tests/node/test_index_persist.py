@@ -1,0 +1,84 @@
+"""The persisted match index: encrypted, stamped, incremental, rebuilt when stale or damaged."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from node.crypto_store import ListKey, ListKeyError, create_list_key
+from node.db import make_engine
+from node.index import persist
+from node.lists import ImportedRecord, import_records, remove_version
+from protocol.hashes import HashFamily
+from tests.node.conftest import rand_hex
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Engine, ListKey, Path]:
+    key = create_list_key(tmp_path / "lists.key")
+    return make_engine(f"sqlite:///{tmp_path / 'n.sqlite3'}", key), key, tmp_path / "index"
+
+
+def add(engine: Engine, values: list[str], family: HashFamily = HashFamily.PDQ) -> int:
+    records = [ImportedRecord(family, v, n + 1) for n, v in enumerate(values)]
+    return import_records(engine, records, source="t", version="1", format_name="t").list_version_id
+
+
+def test_round_trip_and_encryption(setup: tuple[Engine, ListKey, Path]) -> None:
+    engine, key, directory = setup
+    rng = random.Random(1)
+    pdq = [rand_hex(rng, 256) for _ in range(30)]
+    md5 = [rand_hex(rng, 128) for _ in range(5)]
+    add(engine, pdq)
+    add(engine, md5, HashFamily.MD5)
+    built = persist.current(engine, directory, key)
+    blob = (directory / persist.INDEX_FILE).read_bytes()
+    assert bytes.fromhex(pdq[0]) not in blob and bytes.fromhex(md5[0]) not in blob
+    loaded = persist.load(directory, key)
+    assert loaded is not None and loaded[1] == persist.db_stamp(engine)
+    index = loaded[0]
+    assert index.counts() == built.counts()
+    assert index.lookup(HashFamily.MD5, [md5[2]])[0][0].entry_id == 33
+    assert index.lookup(HashFamily.PDQ, [pdq[4]])[0][0].entry_id == 5
+    with pytest.raises(ListKeyError):
+        persist.load(directory, ListKey(b"\x09" * 32))
+
+
+def test_incremental_update_after_import_and_remove(setup: tuple[Engine, ListKey, Path]) -> None:
+    engine, key, directory = setup
+    rng = random.Random(2)
+    first = [rand_hex(rng, 256) for _ in range(10)]
+    add(engine, first)
+    persist.current(engine, directory, key)
+    before = persist.load(directory, key)
+    stamp = persist.db_stamp(engine)
+    second = [rand_hex(rng, 256) for _ in range(4)]
+    version = add(engine, second)
+    index = persist.apply_change(
+        engine, directory, key, before, stamp, added=persist.version_entries(engine, version)
+    )
+    assert index.lookup(HashFamily.PDQ, [second[0]])[0][0].entry_id == 11
+    loaded = persist.load(directory, key)
+    assert loaded is not None and loaded[1] == persist.db_stamp(engine)
+    before, stamp = loaded, persist.db_stamp(engine)
+    ids = [i for i, _, _ in persist.version_entries(engine, version)]
+    remove_version(engine, version)
+    index = persist.apply_change(engine, directory, key, before, stamp, removed=ids)
+    assert index.lookup(HashFamily.PDQ, [second[0]]) == [[]]
+    assert persist.current(engine, directory, key).counts()[HashFamily.PDQ] == 10
+
+
+def test_stale_or_damaged_file_is_rebuilt(setup: tuple[Engine, ListKey, Path]) -> None:
+    engine, key, directory = setup
+    rng = random.Random(3)
+    add(engine, [rand_hex(rng, 256) for _ in range(5)])
+    persist.current(engine, directory, key)
+    extra = rand_hex(rng, 256)
+    add(engine, [extra])  # the file is now stale
+    assert persist.current(engine, directory, key).lookup(HashFamily.PDQ, [extra])[0]
+    path = directory / persist.INDEX_FILE
+    path.write_bytes(key.encrypt_blob(b"LIBRAIDX garbage", persist.CONTEXT))
+    assert persist.current(engine, directory, key).counts()[HashFamily.PDQ] == 6

@@ -1,0 +1,189 @@
+"""Decoding in worker processes with resource limits, so a decoder crash or hang costs one URL.
+
+Each worker runs ``hash_image`` under RLIMIT_AS (address space), RLIMIT_CPU (CPU seconds per
+image), RLIMIT_FSIZE = 0 and RLIMIT_CORE = 0 (nothing, not even a core dump, reaches a disk),
+plus an audit hook that refuses opening files for writing. Pebble's pool replaces a worker that
+died or overran the wall-clock timeout; the request that caused it gets ``decoder_crashed`` or
+``decode_timeout`` and every other request is served as usual.
+
+Workers are started with ``spawn`` (pipes only): ``forkserver`` would create a socket in a
+temporary directory, and ``fork`` would copy a threaded server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import multiprocessing
+import os
+import resource
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import anyio
+from pebble import ProcessExpired, ProcessPool
+
+from .errors import AnalysisFailed, DecodeFailed, FunctionError
+from .hashing import DecodeLimits, ImageDigest, hash_image
+
+Isolation = Literal["process", "thread"]
+WORKER_MAX_TASKS = 1000
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
+class DecoderCrashed(DecodeFailed):
+    """The worker process died while decoding (segfault, abort, CPU limit, out of memory)."""
+
+    code = "decoder_crashed"
+    http_status = 422
+
+
+class DecodeTimeout(DecodeFailed):
+    """The decode did not finish within the wall-clock limit; its worker was killed."""
+
+    code = "decode_timeout"
+    http_status = 422
+
+
+@dataclass(frozen=True)
+class WorkerLimits:
+    memory_bytes: int = 2048 * 1024 * 1024  # RLIMIT_AS of each worker
+    cpu_seconds: int = 10  # RLIMIT_CPU per image (soft limit, re-armed per task)
+    wall_seconds: float = 15.0  # the worker is killed after this long on one image
+
+
+def _refuse_writes(event: str, args: tuple[object, ...]) -> None:
+    # Second line of defence after RLIMIT_FSIZE: no decoder may even open a file for writing.
+    if event == "open":
+        mode, flags = ([*args, None, None][1:3]) if len(args) >= 2 else (None, None)
+        if (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+            isinstance(flags, int) and flags & _WRITE_FLAGS
+        ):
+            raise PermissionError("decode workers never write files")
+    elif event in {"os.remove", "os.rename", "os.mkdir", "tempfile.mkstemp", "tempfile.mkdtemp"}:
+        raise PermissionError("decode workers never write files")
+
+
+def _init_worker(memory_bytes: int) -> None:
+    """Runs once in each new worker, before any image is seen."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write attempt fails with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    sys.addaudithook(_refuse_writes)
+
+
+def arm_cpu_limit(cpu_seconds: int) -> None:
+    """Allow ``cpu_seconds`` more CPU time; beyond it the kernel sends SIGXCPU (fatal here)."""
+    # RLIMIT_CPU counts the whole life of the process: arm it relative to what is used so far.
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = int(usage.ru_utime + usage.ru_stime) + 1
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    resource.setrlimit(resource.RLIMIT_CPU, (used + cpu_seconds, hard))
+
+
+def hash_in_worker(
+    data: bytes, dihedral: bool, limits: DecodeLimits, cpu_seconds: int
+) -> ImageDigest:
+    arm_cpu_limit(cpu_seconds)
+    return hash_image(data, dihedral=dihedral, limits=limits)
+
+
+# What a worker runs for one image (tests substitute misbehaving decoders with the same shape).
+WorkerTask = Callable[[bytes, bool, DecodeLimits, int], ImageDigest]
+
+
+class DecodePool:
+    """Runs ``hash_image`` in isolated worker processes (or threads, for trusted local input)."""
+
+    def __init__(
+        self,
+        workers: int,
+        decode_limits: DecodeLimits,
+        worker_limits: WorkerLimits | None = None,
+        isolation: Isolation = "process",
+        task: WorkerTask = hash_in_worker,
+    ) -> None:
+        self.workers = workers
+        self.decode_limits = decode_limits
+        self.worker_limits = worker_limits or WorkerLimits()
+        self.isolation = isolation
+        self.task = task
+        self._threads = anyio.CapacityLimiter(workers)
+        self._pool: ProcessPool | None = None
+        self._lock = threading.Lock()
+
+    def _process_pool(self) -> ProcessPool:
+        # Started on first use so that building an app (tests, CLI --help) spawns nothing.
+        with self._lock:
+            if self._pool is None or not self._pool.active:
+                self._pool = ProcessPool(
+                    max_workers=self.workers,
+                    # Fresh workers now and then: no decoder state or heap growth accumulates.
+                    max_tasks=WORKER_MAX_TASKS,
+                    initializer=_init_worker,
+                    initargs=(self.worker_limits.memory_bytes,),
+                    context=multiprocessing.get_context("spawn"),
+                )
+                # Reading ``active`` starts the pool: its pipes and semaphores (/dev/shm, memory
+                # only) are made now, at start-up, not while a request waits.
+                if not self._pool.active:
+                    raise AnalysisFailed("the decode pool did not start")
+            return self._pool
+
+    async def hash(self, data: bytes, *, dihedral: bool) -> ImageDigest:
+        if self.isolation == "thread":
+
+            def work() -> ImageDigest:
+                return hash_image(data, dihedral=dihedral, limits=self.decode_limits)
+
+            return await anyio.to_thread.run_sync(work, limiter=self._threads)
+        limits = self.worker_limits
+        future = self._process_pool().schedule(
+            self.task,
+            args=(data, dihedral, self.decode_limits, limits.cpu_seconds),
+            timeout=limits.wall_seconds,
+        )
+        try:
+            return await asyncio.wrap_future(future)
+        except concurrent.futures.TimeoutError:
+            raise DecodeTimeout(
+                f"decoding did not finish within {limits.wall_seconds:g} s"
+            ) from None
+        except ProcessExpired as exc:
+            raise DecoderCrashed(f"the decoder process died ({_describe_exit(exc)})") from None
+        except FunctionError:
+            raise  # hash_image's own verdicts (ImageError) cross the process boundary intact
+        except concurrent.futures.CancelledError:
+            raise
+        except Exception as exc:
+            raise AnalysisFailed(f"decoding failed unexpectedly ({type(exc).__name__})") from None
+        finally:
+            future.cancel()  # type: ignore[no-untyped-call]  # a cancelled request must not keep a worker busy
+
+    def warm_up(self) -> None:
+        """Start the worker processes now (server start-up) rather than on the first image."""
+        if self.isolation == "process":
+            self._process_pool()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.stop()  # type: ignore[no-untyped-call]
+                self._pool.join(timeout=10)
+                self._pool = None
+
+
+def _describe_exit(exc: ProcessExpired) -> str:
+    code = exc.exitcode
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
