@@ -11,12 +11,11 @@ import asyncio
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import tomli_w
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.engine import Engine
@@ -25,6 +24,7 @@ from protocol.models import Period
 
 from . import outbox
 from .attribution import GeoDatabaseError
+from .cli_common import ConfigOption, console, err, fail, settings_or_exit
 from .cli_federation import app as federation_app
 from .cli_lists import list_app
 from .config import (
@@ -32,7 +32,6 @@ from .config import (
     FEDERATION_KEY_FILE_NAME,
     LIST_KEY_FILE_NAME,
     SIGNING_KEY_FILE_NAME,
-    ConfigError,
     NodeSettings,
     load_settings,
 )
@@ -61,38 +60,12 @@ app.add_typer(list_app, name="list")  # node/cli_lists.py
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(federation_app, name="federation")  # node/cli_federation.py
 
-# soft_wrap: long lines (paths, error messages) stay whole for logs and grep.
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help=f"Node TOML file (default: $LIBRA_NODE_CONFIG, else ./{DEFAULT_CONFIG_FILE}).",
-        show_default=False,
-    ),
-]
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(code)
-
-
-def _settings(config: Path | None) -> NodeSettings:
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        _fail(str(exc), 2)
-
 
 def _engine(settings: NodeSettings) -> Engine:
     try:
         return open_engine(settings)
     except ListKeyError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
 
 
 # --------------------------------------------------------------------------- init
@@ -136,7 +109,7 @@ def init(
     signing_path = directory / SIGNING_KEY_FILE_NAME
     for existing in (config_path, signing_path, directory / LIST_KEY_FILE_NAME):
         if existing.exists():
-            _fail(f"{existing} already exists; refusing to overwrite a node", 1)
+            fail(f"{existing} already exists; refusing to overwrite a node", 1)
     values: dict[str, Any] = {"node_id": node_id, "country": country.upper(), "data_dir": "."}
     if function_url:
         values["function_url"] = function_url
@@ -161,7 +134,7 @@ def init(
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
-        _fail(f"invalid settings: {problems}", 2)
+        fail(f"invalid settings: {problems}", 2)
     try:
         if federation_key_file is not None:
             load_federation_key(federation_key_file)
@@ -171,7 +144,7 @@ def init(
             create_federation_key(directory / FEDERATION_KEY_FILE_NAME)
         create_list_key(directory / LIST_KEY_FILE_NAME)
     except (KeyFileError, ListKeyError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     document = {k: v for k, v in values.items() if k != "geoip"}
     # Write every section so operators see the knobs; [geoip] only with the paths given.
     for section in ("crawl", "match", "dispatch", "report", "schedule"):
@@ -220,16 +193,16 @@ async def _crawl(settings: NodeSettings, engine: Engine, show: bool) -> CycleSum
 @app.command()
 def crawl(config: ConfigOption = None) -> None:
     """Run one crawl cycle in the foreground over the configured seeds."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     if not settings.seeds:
-        _fail("no seeds configured (set `seeds` in the node TOML file)", 2)
+        fail("no seeds configured (set `seeds` in the node TOML file)", 2)
     engine = _engine(settings)
     if not entry_count(engine):
         err.print("[yellow]warning:[/] the node holds no list entries: nothing can match")
     try:
         summary = asyncio.run(_crawl(settings, engine, show=True))
     except (CrawlBusy, CycleError, GeoDatabaseError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _print_cycle(summary)
 
 
@@ -242,9 +215,9 @@ def crawl_worker(
     """Work this node's shared Redis frontier (crawl.frontier = "redis") until it is empty."""
     from .crawl_worker import run_worker  # issue 5: Redis Streams frontier
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     if settings.crawl.frontier != "redis":
-        _fail('crawl-worker needs crawl.frontier = "redis"', 2)
+        fail('crawl-worker needs crawl.frontier = "redis"', 2)
     stats = asyncio.run(run_worker(settings, name or None, hosts_at_once))
     err.print(
         f"worker done: {stats.jobs_done} pages, {len(stats.hosts_owned)} hosts "
@@ -259,7 +232,7 @@ def _parse_time(text: str, name: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        _fail(f"{name}: {text!r} is not an ISO 8601 timestamp", 2)
+        fail(f"{name}: {text!r} is not an ISO 8601 timestamp", 2)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -321,10 +294,10 @@ def report(
     period that still holds unreported crawl cycles. Exit 0 when all was delivered, 75 when
     reports stay queued (coordinator unreachable), 1 when the coordinator refused one.
     """
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     period: Period | None = None
     if (period_start is None) != (period_end is None):
-        _fail("give both --period-start and --period-end, or neither", 2)
+        fail("give both --period-start and --period-end, or neither", 2)
     if period_start is not None and period_end is not None:
         try:
             period = Period(
@@ -332,12 +305,12 @@ def report(
                 end=_parse_time(period_end, "--period-end"),
             )
         except ValidationError as exc:
-            _fail(f"invalid period: {exc.errors()[0]['msg']}", 2)
+            fail(f"invalid period: {exc.errors()[0]['msg']}", 2)
     engine = _engine(settings)
     try:
         run = asyncio.run(report_once(settings, engine, period))
     except KeyFileError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _print_queued(run)
     raise typer.Exit(_explain_flush(run.flushed, engine))
 
@@ -348,7 +321,7 @@ def report(
 @outbox_app.command("show")
 def outbox_show(config: ConfigOption = None) -> None:
     """List the reports waiting in the outbox (oldest first)."""
-    items = outbox.pending_items(_engine(_settings(config)), include_rejected=True)
+    items = outbox.pending_items(_engine(settings_or_exit(config)), include_rejected=True)
     if not items:
         console.print("outbox is empty")
         return
@@ -370,7 +343,7 @@ def outbox_show(config: ConfigOption = None) -> None:
 @outbox_app.command("flush")
 def outbox_flush(config: ConfigOption = None) -> None:
     """Send the queued reports now (same exit codes as `report`)."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     engine = _engine(settings)
     raise typer.Exit(_explain_flush(asyncio.run(flush_outbox(settings, engine)), engine))
 
@@ -383,7 +356,7 @@ def outbox_retry(
     config: ConfigOption = None,
 ) -> None:
     """Clear the rejected mark so the next flush sends the report(s) again."""
-    count = outbox.retry_rejected(_engine(_settings(config)), report_id)
+    count = outbox.retry_rejected(_engine(settings_or_exit(config)), report_id)
     console.print(f"{count} report(s) will be sent on the next flush")
 
 
@@ -395,9 +368,9 @@ def serve(config: ConfigOption = None) -> None:
     """Run crawl cycles and reports on the `schedule` intervals until stopped."""
     from .scheduler import run_forever  # APScheduler is only needed here
 
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     if not settings.seeds:
-        _fail("no seeds configured (set `seeds` in the node TOML file)", 2)
+        fail("no seeds configured (set `seeds` in the node TOML file)", 2)
     engine = _engine(settings)
     console.print(
         f"serving node {settings.node_id}: crawl every {settings.schedule.crawl_minutes:g} min, "

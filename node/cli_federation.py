@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from .config import ConfigError, NodeSettings, load_settings
+from .cli_common import ConfigOption, console, fail, settings_or_exit
 from .enroll import (
     TOKEN_FILE_NAME,
     X25519_FILE_NAME,
@@ -29,27 +26,6 @@ app = typer.Typer(
     help="Join a federation (invitation, enrollment) and relay the federation key.",
     no_args_is_help=True,
 )
-console = Console()
-err = Console(stderr=True)
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Node TOML file (default: $LIBRA_NODE_CONFIG).", show_default=False
-    ),
-]
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(code)
-
-
-def _settings(config: Path | None) -> NodeSettings:
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        _fail(str(exc), 2)
 
 
 @app.command("enroll")
@@ -61,7 +37,7 @@ def enroll_cmd(
     config: ConfigOption = None,
 ) -> None:
     """Enroll this node: creates the X25519 key if missing, stores the node token (0600)."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     x_path = settings.data_dir / X25519_FILE_NAME
     try:
         x_key = load_x25519_key(x_path) if x_path.exists() else create_x25519_key(x_path)
@@ -77,7 +53,7 @@ def enroll_cmd(
         )
         save_token(settings.data_dir / TOKEN_FILE_NAME, done.node_token)
     except (KeyFileError, EnrollError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(
         f"enrolled [bold]{done.node_id}[/] (key {done.key_id[:16]}…), status {done.status}; "
         "an admin must approve it (`libra coordinator node approve`), and a sponsoring node "
@@ -88,7 +64,7 @@ def enroll_cmd(
 @app.command("sponsor")
 def sponsor_cmd(config: ConfigOption = None) -> None:
     """Seal this node's federation key to every member that still needs it from us."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     try:
         result = sponsor(
             settings.coordinator_url,
@@ -96,7 +72,7 @@ def sponsor_cmd(config: ConfigOption = None) -> None:
             load_federation_key(settings.federation_key_path),
         )
     except (KeyFileError, EnrollError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if not result.sealed_for:
         console.print("no member is waiting for the federation key from this node")
         return
@@ -117,7 +93,7 @@ def fetch_key_cmd(
     config: ConfigOption = None,
 ) -> None:
     """Fetch and open the sealed federation key; writes the federation key file (0600)."""
-    settings = _settings(config)
+    settings = settings_or_exit(config)
     try:
         fetched = fetch_federation_key(
             settings.coordinator_url,
@@ -127,7 +103,7 @@ def fetch_key_cmd(
         )
         changed = save_federation_key(settings.federation_key_path, fetched.key, replace=replace)
     except (KeyFileError, EnrollError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     what = "stored at" if changed else "already in"
     console.print(
         f"federation key {what} {settings.federation_key_path} "

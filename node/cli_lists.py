@@ -9,10 +9,9 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -28,7 +27,8 @@ from sqlmodel import Session, col, select
 from protocol.hashes import HashFamily, InvalidHash, family_from_length, normalize
 
 from . import audit
-from .config import DEFAULT_CONFIG_FILE, ConfigError, NodeSettings, load_settings
+from .cli_common import ConfigOption, console, err, fail, settings_or_exit
+from .config import ConfigError, NodeSettings, load_settings
 from .crypto_store import LIST_KEY_ENV, ListKey, ListKeyError, create_list_key
 from .index import IndexFormatError, persist
 from .key_rotation import rotate_list_key
@@ -48,38 +48,19 @@ from .models import ListEntry, ListVersion
 from .service import list_key_of, open_engine, thresholds
 
 list_app = typer.Typer(help="Private hash lists (encrypted at rest).", no_args_is_help=True)
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 MATCH_BATCH = 10_000
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help=f"Node TOML file (default: $LIBRA_NODE_CONFIG, else ./{DEFAULT_CONFIG_FILE}).",
-        show_default=False,
-    ),
-]
 ReasonOption = Annotated[
     str, typer.Option("--reason", help="Why (recorded in the audit log with the user).")
 ]
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(code)
-
-
 def _open(config: Path | None) -> tuple[NodeSettings, Engine, ListKey]:
-    try:
-        settings = load_settings(config)
-    except ConfigError as exc:
-        _fail(str(exc), 2)
+    settings = settings_or_exit(config)
     try:
         return settings, open_engine(settings), list_key_of(settings)
     except ListKeyError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
 
 
 def _index_before(settings: NodeSettings, key: ListKey) -> tuple[MatchIndex, str] | None:
@@ -117,7 +98,7 @@ def list_import(
     try:
         importer = get_importer(format_name, algorithm)
     except UnknownFormat as exc:
-        _fail(str(exc.args[0]), 2)
+        fail(str(exc.args[0]), 2)
     settings, engine, key = _open(config)
     before = _index_before(settings, key)
     before_stamp = persist.db_stamp(engine)
@@ -164,9 +145,7 @@ def list_import(
                 reason=reason,
                 details={"format": format_name, "where": exc.where, "error": exc.reason},
             )
-            _fail(
-                f"{file.name} is not a valid {format_name} file at {exc}; the lists are unchanged"
-            )
+            fail(f"{file.name} is not a valid {format_name} file at {exc}; the lists are unchanged")
     persist.apply_change(
         engine,
         settings.index_dir,
@@ -249,7 +228,7 @@ def list_remove(
     try:
         summary = remove_version(engine, version_id, reason=reason)
     except ListNotFound as exc:
-        _fail(str(exc.args[0]))
+        fail(str(exc.args[0]))
     persist.apply_change(engine, settings.index_dir, key, before, before_stamp, removed=ids)
     console.print(
         f"list version {version_id} removed: {summary.deleted} entries deleted, "
@@ -283,7 +262,7 @@ def list_export(
                 count = export(engine, out, format_name, family=algorithm, version_id=version_id)
             tmp.replace(output)
     except ExportError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     audit.log(
         engine,
         "list.export",
@@ -331,7 +310,7 @@ def list_match(
 ) -> None:
     """Match hashes against the lists (persisted index); one JSON line per query."""
     if not file.is_file():
-        _fail(f"{file} does not exist", 2)
+        fail(f"{file} does not exist", 2)
     settings, engine, key = _open(config)
     index = persist.current(engine, settings.index_dir, key, thresholds(settings))
     details = _entry_details(engine)
@@ -408,11 +387,11 @@ def list_rotate_key(
     try:
         settings = load_settings(config)
     except ConfigError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     try:
         result = rotate_list_key(settings, new_key_file, reason=reason)
     except ListKeyError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(
         f"re-encrypted {result.values} list values; key {result.old_key_id} -> {result.new_key_id}"
     )
@@ -432,11 +411,11 @@ def list_create_key(config: ConfigOption = None) -> None:
     try:
         settings = load_settings(config)
     except ConfigError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     try:
         key = create_list_key(settings.list_key_path)
     except ListKeyError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"list key {key.key_id} written to {settings.list_key_path}")
 
 
