@@ -273,6 +273,10 @@ class Run:
         start = self._frontier.start(run_key([i.url for i in items]), items)
         self._site_pages = self._frontier.counts()
         self._stats.pages_scheduled = sum(self._site_pages.values())
+        for item, outcome in self._frontier.resumed_outcomes():
+            replayed = _replayed_event(item, outcome)
+            if replayed is not None:
+                yield replayed
         for image in self._frontier.resumed_images():
             self._images.add(image.url)
             yield ImageFound(url=image.url, page_url=image.page_url, host=image.host)
@@ -692,3 +696,19 @@ class Run:
             key = canonical_key(url)
             if not self._frontier.seen(key) and all(k != key for k, _ in new):
                 new.append((key, FrontierItem(url, item.depth, item.site, 0, item.url, "sitemap")))
+
+
+def _replayed_event(item: FrontierItem, outcome: str) -> PageFetched | PageFailed | None:
+    """The event a page finished before a restart produced, for the resumed cycle's counts.
+
+    The frontier keeps outcomes, not HTTP statuses: a replayed fetched page reports 200. Image
+    URLs are re-emitted through ``resumed_images``; sitemaps only ever produce failures.
+    """
+    host = url_host(item.url)
+    if outcome == "image":
+        return None
+    if outcome == "ok":
+        if item.kind != "page":
+            return None
+        return PageFetched(url=item.url, host=host, status=200, depth=item.depth)
+    return PageFailed(url=item.url, host=host, reason=outcome)

@@ -48,6 +48,11 @@ class Frontier(Protocol):
         """Images found before a restart of this run (re-emitted so none is lost)."""
         ...
 
+    def resumed_outcomes(self) -> list[tuple[FrontierItem, str]]:
+        """Items finished before a restart of this run with their outcomes, so the cycle's page
+        counts cover the whole run and not only what was fetched after the restart."""
+        ...
+
     def add(self, key: str, item: FrontierItem) -> bool:
         """Queue ``item`` if ``key`` is new in this run; False if already seen."""
         ...
@@ -85,6 +90,9 @@ class MemoryFrontier:
         return seeds
 
     def resumed_images(self) -> list[ImageRecord]:
+        return []
+
+    def resumed_outcomes(self) -> list[tuple[FrontierItem, str]]:
         return []
 
     def add(self, key: str, item: FrontierItem) -> bool:

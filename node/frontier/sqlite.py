@@ -95,6 +95,16 @@ class SqliteFrontier:
             )
         ]
 
+    def resumed_outcomes(self) -> list[tuple[FrontierItem, str]]:
+        return [
+            (FrontierItem(url, depth, site, hops, referrer, kind), outcome)
+            for url, depth, site, hops, referrer, kind, outcome in self._db.execute(
+                "SELECT url, depth, site, hops, referrer, kind, outcome FROM frontier_url "
+                "WHERE run_id = ? AND state = ? ORDER BY done_at, rowid",
+                (self._run, DONE),
+            )
+        ]
+
     def seen(self, key: str) -> bool:
         return key in self._seen
 

@@ -277,7 +277,10 @@ async def test_sqlite_frontier_resumes_an_unfinished_run(tmp_path: Path) -> None
             events = [e async for e in Crawler(client, limits, frontier=again).crawl([u("/")])]
             outcomes = again.outcomes()
             again.close()
-        assert {e.url for e in events if isinstance(e, PageFetched)} == {u("/a"), u("/b")}
+        # "/" finished before the stop: its outcome is replayed (for the cycle's page counts)
+        # but it is not fetched again (the recorder check below).
+        fetched = [e.url for e in events if isinstance(e, PageFetched)]
+        assert sorted(fetched) == sorted([u("/"), u("/a"), u("/b")])
         # the image found before the stop is emitted again: its analysis may not have run
         assert {e.url for e in events if isinstance(e, ImageFound)} == {u("/i.png")}
         assert web.recorder.paths("site-a.test").count("/") == 1

@@ -263,11 +263,18 @@ def test_sigkill_mid_cycle_then_resume_analyses_and_counts_each_image_once(
     assert all(calls[url] == 2 for url in repeated)
     with sqlite3.connect(db) as conn:
         cycles = conn.execute(
-            "SELECT id, status, images_found, matches, analysis_failures FROM crawl_cycle"
+            "SELECT id, status, images_found, matches, analysis_failures, pages_fetched, "
+            "pages_failed, hosts_seen FROM crawl_cycle"
         ).fetchall()
         assert len(cycles) == 1, cycles  # the resumed run continued the killed cycle
-        cycle_id, status, images_found, matches, failures = cycles[0]
+        cycle_id, status, images_found, matches, failures, fetched, failed, hosts = cycles[0]
         assert status == "done"
+        # The report's denominators cover the whole cycle, pages before the kill included.
+        assert (fetched, failed, hosts) == (2 * PAGES, 0, len(HOSTS))
+        per_host = conn.execute(
+            "SELECT SUM(pages_fetched) FROM host_pages WHERE cycle_id = ?", (cycle_id,)
+        ).fetchone()
+        assert per_host == (2 * PAGES,)
         sightings = [
             row[0]
             for row in conn.execute("SELECT url FROM sighting WHERE cycle_id = ?", (cycle_id,))
