@@ -37,7 +37,7 @@ from .crawl_content import (
     sniff_image,
 )
 from .crawl_robots import ALLOW_ALL, RobotsRules, fetch_robots
-from .frontier import Frontier, FrontierItem, ImageRecord, MemoryFrontier
+from .frontier import REDIRECTED, Frontier, FrontierItem, ImageRecord, MemoryFrontier
 from .links import canonical_key, extract_links, normalize_url, url_host
 from .net import BlockedDestination
 from .politeness import HostPolicy, Politeness, robots_delay
@@ -252,6 +252,9 @@ class Run:
         self._images: set[str] = set()
         self._skipped: set[str] = set()
         self._redirected: set[str] = set()
+        # Redirect targets per frontier key, stored with that key's outcome so that a resumed
+        # run does not fetch them again.
+        self._aliases: dict[str, list[str]] = {}
         self._global = asyncio.Semaphore(limits.concurrency)
         self._hosts: dict[str, _HostQueue] = {}
         self._robots: dict[str, RobotsRules] = {}
@@ -392,7 +395,8 @@ class Run:
             ImageRecord(e.url, e.page_url, e.host) for e in events if isinstance(e, ImageFound)
         ]
         # One transaction: the outcome, the images and the new links (crash consistency).
-        added = self._frontier.complete(key, outcome, new, images)
+        aliases = self._aliases.pop(key, [])
+        added = self._frontier.complete(key, outcome, new, images, aliases)
         for event in events:
             self._queue.put_nowait(event)
         for child in added:
@@ -439,7 +443,9 @@ class Run:
             if target in chain or hops >= self._limits.max_redirects:
                 return [self._fail(item, "too_many_redirects")]
             chain.add(target)
-            self._redirected.add(canonical_key(target))  # handled here; not scheduled again
+            alias = canonical_key(target)
+            self._redirected.add(alias)  # handled here; not scheduled again
+            self._aliases.setdefault(canonical_key(item.url), []).append(alias)
             if url_host(target) != url_host(current):
                 policy = self.host_policy(url_host(target))
             current = target
@@ -705,7 +711,7 @@ def _replayed_event(item: FrontierItem, outcome: str) -> PageFetched | PageFaile
     URLs are re-emitted through ``resumed_images``; sitemaps only ever produce failures.
     """
     host = url_host(item.url)
-    if outcome == "image":
+    if outcome in ("image", REDIRECTED):
         return None
     if outcome == "ok":
         if item.kind != "page":

@@ -14,10 +14,13 @@ once per cycle. Keys are ``links.canonical_key`` (w3lib).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 ItemKind = Literal["page", "sitemap"]
+# Outcome of a URL that was reached as a redirect target while fetching another one.
+REDIRECTED = "redirected"
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,11 @@ class Frontier(Protocol):
         outcome: str,
         new: list[tuple[str, FrontierItem]],
         images: list[ImageRecord],
+        aliases: Sequence[str] = (),
     ) -> list[FrontierItem]:
         """Atomically: mark ``key`` done with ``outcome`` ("ok", "image" or a failure reason),
-        record ``images`` and queue the new items; returns those that were new."""
+        mark the redirect targets ``aliases`` seen (done, ``REDIRECTED``), record ``images`` and
+        queue the new items; returns those that were new."""
         ...
 
     def counts(self) -> dict[str, int]:
@@ -111,7 +116,9 @@ class MemoryFrontier:
         outcome: str,
         new: list[tuple[str, FrontierItem]],
         images: list[ImageRecord],
+        aliases: Sequence[str] = (),
     ) -> list[FrontierItem]:
+        self._seen.update(aliases)
         return [item for k, item in new if self.add(k, item)]
 
     def counts(self) -> dict[str, int]:

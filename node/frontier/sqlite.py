@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from . import FrontierItem, ImageRecord
+from . import REDIRECTED, FrontierItem, ImageRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS frontier_run (
@@ -129,14 +130,24 @@ class SqliteFrontier:
         outcome: str,
         new: list[tuple[str, FrontierItem]],
         images: list[ImageRecord],
+        aliases: Sequence[str] = (),
     ) -> list[FrontierItem]:
         db = self._db
         db.execute("BEGIN")
         try:
+            now = time.time()
             db.execute(
                 "UPDATE frontier_url SET state = 'done', outcome = ?, done_at = ? "
                 "WHERE run_id = ? AND key = ?",
-                (outcome, time.time(), self._run, key),
+                (outcome, now, self._run, key),
+            )
+            # Redirect targets reached from this URL: seen, so a resumed run skips them too.
+            db.executemany(
+                "INSERT INTO frontier_url (run_id, key, url, kind, depth, site, hops, referrer, "
+                "state, outcome, done_at) SELECT run_id, ?, ?, kind, depth, site, hops, referrer, "
+                "'done', ?, ? FROM frontier_url WHERE run_id = ? AND key = ? "
+                "ON CONFLICT (run_id, key) DO NOTHING",
+                [(a, a, REDIRECTED, now, self._run, key) for a in aliases if a != key],
             )
             added = [item for k, item in new if self._insert(k, item)]
             db.executemany(

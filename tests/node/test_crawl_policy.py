@@ -152,9 +152,9 @@ def test_scope_rules() -> None:
     scope = Scope(ScopeRules(mode="domain", external_hops=1, exclude=(r"/logout",)))
     site = scope.site_of("http://www.example.co.uk/")
     assert scope.judge("http://img.example.co.uk/a", site, 0).follow
-    off = scope.judge("http://other.org/", site, 0)
+    off = scope.judge("http://other.example/", site, 0)
     assert off.follow and off.hops == 1
-    assert scope.judge("http://third.org/", site, 1).reason == "offsite"
+    assert scope.judge("http://third.example/", site, 1).reason == "offsite"
     assert scope.judge("http://www.example.co.uk/logout", site, 0).reason == "excluded"
     only = Scope(ScopeRules(include=(r"/gallery/",)))
     assert only.judge("http://a.test/x", "a.test", 0).reason == "not_included"
@@ -250,6 +250,35 @@ async def test_robots_sitemap_and_index_feed_the_frontier() -> None:
 
 
 # --------------------------------------------------------------------------- frontier
+
+
+async def test_resumed_run_does_not_refetch_a_redirect_target(tmp_path: Path) -> None:
+    """A page reached through a redirect before the stop is not fetched again after it, even
+    when a page crawled after the restart links to it directly."""
+    with synthetic_web() as web:
+        u = lambda p: web.url("site-a.test", p)  # noqa: E731
+        web.a.add("site-a.test", "/", html('<a href="/r">r</a><a href="/x">x</a>'))
+        web.a.add("site-a.test", "/r", Route(status=302, headers={"Location": "/t"}))
+        web.a.add("site-a.test", "/t", html("target"))
+        web.a.add("site-a.test", "/x", html('<a href="/t">t</a>'))
+        # One request at a time with a pause, so the stop lands before "/x" is fetched.
+        limits = CrawlLimits(per_host_concurrency=1, min_delay_s=0.5)
+        db = tmp_path / "node.sqlite3"
+        async with make_client(web.lab, timeout=5, user_agent=limits.user_agent) as client:
+            first = SqliteFrontier(db)
+            gen = Crawler(client, limits, frontier=first).crawl([u("/")])
+            async for event in gen:
+                if isinstance(event, PageFetched) and event.url == u("/r"):
+                    break
+            await gen.aclose()
+            first.close()
+            assert "/x" not in web.recorder.paths("site-a.test"), "stopped too late"
+            again = SqliteFrontier(db)
+            events = [e async for e in Crawler(client, limits, frontier=again).crawl([u("/")])]
+            again.close()
+        assert web.recorder.paths("site-a.test").count("/t") == 1
+        assert web.recorder.paths("site-a.test").count("/x") == 1
+        assert not [e for e in events if isinstance(e, PageFailed)]
 
 
 async def test_sqlite_frontier_resumes_an_unfinished_run(tmp_path: Path) -> None:
