@@ -61,24 +61,16 @@ def append(
     # Microsecond-free UTC text keeps the hash identical after a database round trip.
     at = now.replace(microsecond=0)
     text = canonical_json(details or {}).decode("utf-8")
-    row = AuditRow(
-        seq=seq,
-        at=at,
-        actor=actor,
-        action=action,
-        subject=subject,
-        details=text,
-        prev_hash=prev,
-        entry_hash=entry_hash(
-            seq=seq,
-            at=at,
-            actor=actor,
-            action=action,
-            subject=subject,
-            details=text,
-            prev_hash=prev,
-        ),
-    )
+    fields: dict[str, Any] = {
+        "seq": seq,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "details": text,
+        "prev_hash": prev,
+    }
+    row = AuditRow(**fields, entry_hash=entry_hash(**fields))
     session.add(row)
     session.flush()
     return row
