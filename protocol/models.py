@@ -132,6 +132,55 @@ class Denominators(_Strict):
     hosts_seen: int = Field(ge=0, le=MAX_COUNT)
 
 
+class AttributionSource(_Strict):
+    """A database snapshot the node's attribution rests on (GeoIP country, ASN, operator table),
+    so every figure can be traced to the data that placed it."""
+
+    # e.g. "GeoLite2-Country", "DBIP-ASN-Lite", "operator-table"
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+    # e.g. the MaxMind build epoch as ISO date-time, or the operator table's content digest
+    version: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+
+class HosterRemovals(_Strict):
+    """Notices to one hoster and what came of them, in one period.
+
+    ``notices_sent`` counts every notice delivered in the period (re-notices included);
+    ``urls_noticed`` the URLs first noticed in the period; ``removed`` the noticed URLs whose
+    removal the node confirmed in the period, with time to removal measured from the first
+    notice. The median and p90 are the node's own exact figures; the coordinator merges the
+    KLL sketches to give the same figures across nodes and periods.
+    """
+
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    asn: int = Field(ge=0, le=4294967295)
+    hoster: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    notices_sent: int = Field(ge=0, le=MAX_COUNT)
+    urls_noticed: int = Field(ge=0, le=MAX_COUNT)
+    removed: int = Field(ge=0, le=MAX_COUNT)
+    removed_within_24h: int = Field(ge=0, le=MAX_COUNT)
+    removed_within_72h: int = Field(ge=0, le=MAX_COUNT)
+    median_seconds: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    p90_seconds: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    # Base64 Apache DataSketches KLL float sketch (k = 200) of the times to removal in seconds.
+    removal_sketch: str | None = Field(default=None, max_length=65536)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HosterRemovals:
+        if not self.removed_within_24h <= self.removed_within_72h <= self.removed:
+            raise ValueError("need removed_within_24h <= removed_within_72h <= removed")
+        if (self.median_seconds is None) != (self.removed == 0):
+            raise ValueError("median_seconds is given exactly when something was removed")
+        if (self.p90_seconds is None) != (self.removed == 0):
+            raise ValueError("p90_seconds is given exactly when something was removed")
+        return self
+
+
+# Members added after version 1 was first published: left out of the signed payload when
+# empty, so reports without them keep exactly the bytes they always had.
+_OPTIONAL_WHEN_EMPTY = ("attribution_sources", "removals")
+
+
 class Report(_Strict):
     protocol_version: int
     report_id: str = Field(pattern=r"^[0-9a-f]{32}$")
@@ -142,6 +191,8 @@ class Report(_Strict):
     period: Period
     cells: list[ReportCell] = Field(max_length=100_000)
     denominators: Denominators
+    attribution_sources: list[AttributionSource] = Field(default_factory=list, max_length=20)
+    removals: list[HosterRemovals] = Field(default_factory=list, max_length=100_000)
 
     @model_validator(mode="after")
     def _unique_cells(self) -> Report:
@@ -151,11 +202,21 @@ class Report(_Strict):
             if key in seen:
                 raise ValueError(f"cell {key} appears twice")
             seen.add(key)
+        hosters: set[tuple[str, int, str]] = set()
+        for row in self.removals:
+            where = (row.country, row.asn, row.hoster)
+            if where in hosters:
+                raise ValueError(f"removals for {where} appear twice")
+            hosters.add(where)
         return self
 
     def to_payload(self) -> bytes:
         """The canonical bytes that get signed."""
-        return canonical_json(self.model_dump(mode="json"))
+        data = self.model_dump(mode="json")
+        for name in _OPTIONAL_WHEN_EMPTY:
+            if not data[name]:
+                del data[name]
+        return canonical_json(data)
 
     @classmethod
     def from_payload(cls, payload: bytes) -> Report:

@@ -93,3 +93,49 @@ def test_non_ascii_base64_is_malformed_envelope() -> None:
     )
     with pytest.raises(MalformedEnvelope):
         env.payload_bytes()
+
+
+def _removals(**change: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "country": "DE",
+        "asn": 64501,
+        "hoster": "Hoster A Ltd",
+        "notices_sent": 2,
+        "urls_noticed": 2,
+        "removed": 2,
+        "removed_within_24h": 1,
+        "removed_within_72h": 2,
+        "median_seconds": 50000,
+        "p90_seconds": 90000,
+    }
+    row.update(change)
+    return row
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"removed_within_24h": 3},  # more within 24 h than removed at all
+        {"removed_within_72h": 0},  # fewer within 72 h than within 24 h
+        {"median_seconds": None},  # removals without a median
+        {"removed": 0, "removed_within_24h": 0, "removed_within_72h": 0},  # a median of nothing
+        {"notices_sent": -1},
+        {"hoster": "bad\nname"},
+    ],
+)
+def test_inconsistent_removal_rows_are_malformed(change: dict[str, object]) -> None:
+    data = json.loads(vector_report().to_payload())
+    data["removals"] = [_removals(**change)]
+    with pytest.raises(MalformedPayload):
+        Report.from_payload(json.dumps(data).encode())
+
+
+def test_removal_rows_are_unique_per_hoster() -> None:
+    data = json.loads(vector_report().to_payload())
+    data["removals"] = [_removals(), _removals(notices_sent=5)]
+    with pytest.raises(MalformedPayload, match="appear twice"):
+        Report.from_payload(json.dumps(data).encode())
+    data["removals"] = [_removals()]
+    report = Report.from_payload(json.dumps(data).encode())
+    assert report.removals[0].median_seconds == 50000
+    assert json.loads(report.to_payload())["removals"] == [_removals() | {"removal_sketch": None}]
