@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +18,7 @@ from .deps import PrincipalDep, SessionDep
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, RegistryError, TokenError
 from .models import AuditRow
 from .registry import add_node, revoke_key, revoke_node
+from .rotation import rotate_by_node
 
 
 class _In(BaseModel):
@@ -71,6 +72,20 @@ class RotateIn(_In):
 class RotateOut(_Out):
     node_id: str
     key_id: str
+
+
+class NodeRotateIn(_In):
+    """A node's own rotation request (see coordinator.rotation): two DSSE envelopes."""
+
+    announcement: dict[str, Any]  # signed with the current key
+    proof: dict[str, Any]  # the same payload signed with the new key
+
+
+class NodeRotateOut(_Out):
+    node_id: str
+    key_id: str
+    status: str  # rotated | unchanged
+    previous_valid_until: UtcDatetime | None
 
 
 class RevokeOut(_Out):
@@ -228,6 +243,24 @@ def members_router(settings: CoordinatorSettings, clock: Callable[[], datetime])
         except RegistryError as exc:
             raise Conflict(str(exc)) from exc
         return RotateOut(node_id=reg.node_id, key_id=reg.key_id)
+
+    @router.post(
+        "/keys/rotate",
+        response_model=NodeRotateOut,
+        summary="A node rotates its own signing key (signed by the current and the new key).",
+        description="No token: the announcement's signature by the node's current key is the "
+        "proof of identity, the proof's signature by the new key the proof of possession.",
+    )
+    def post_node_rotate(body: NodeRotateIn, session: SessionDep) -> NodeRotateOut:
+        done = rotate_by_node(
+            session, body.announcement, body.proof, now=clock(), max_overlap=settings.key_overlap
+        )
+        return NodeRotateOut(
+            node_id=done.node_id,
+            key_id=done.key_id,
+            status=done.status,
+            previous_valid_until=done.previous_valid_until,
+        )
 
     @router.post("/members/{node_id}/revoke", response_model=RevokeOut)
     def post_revoke(node_id: str, session: SessionDep, principal: PrincipalDep) -> RevokeOut:

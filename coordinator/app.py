@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -29,17 +30,20 @@ from starlette.types import Scope as AsgiScope
 
 from protocol.errors import ProtocolError
 from protocol.hashes import HashFamily
-from protocol.models import ReportAck, UtcDatetime, utcnow
+from protocol.models import AttributionSource, ReportAck, UtcDatetime, utcnow
 
+from . import metrics, telemetry
 from .api_members import members_router
+from .api_removals import removals_router
 from .auth import Principal, Scope
 from .config import CoordinatorSettings
+from .dashboard import install_dashboard
 from .db import create_schema, make_engine, new_session
 from .deps import FilterDep, NodesQ, PrincipalDep, SessionDep, as_utc
 from .errors import Forbidden, InvalidRequest, TooLarge
 from .ingest import IngestPolicy, ingest, ingest_batch
 from .picture import Picture, PictureFilter, build_picture, node_breakdown
-from .ratelimit import NodeRateLimiter
+from .ratelimit import make_rate_limiter
 from .registry import list_nodes
 from .snapshot import PICTURE_PAYLOAD_TYPE, load_or_create_key, sign_picture
 from .views import (
@@ -112,6 +116,8 @@ class NodeInfo(BaseModel):
     keys: list[KeyInfo]
     reports: int | None  # None: report activity is withheld from this caller's role
     last_report_at: UtcDatetime | None
+    # Databases behind the latest report's attribution (admins only; None for other roles).
+    attribution_sources: list[AttributionSource] | None = None
 
 
 class NodeList(BaseModel):
@@ -203,13 +209,16 @@ def create_app(
     *,
     engine: Engine | None = None,
     clock: Clock = utcnow,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """Build the API. ``engine`` overrides settings.database_url (tests use it); the schema is
     created if missing. ``clock`` supplies "now" for freshness checks and timestamps."""
     if engine is None:
         engine = make_engine(settings.effective_database_url)
     create_schema(engine)
-    limiter = NodeRateLimiter(settings.rate_limit_per_node, settings.rate_limit_burst)
+    limiter = make_rate_limiter(
+        settings.redis_url, settings.rate_limit_per_node, settings.rate_limit_burst
+    )
     policy = IngestPolicy(
         max_report_age=settings.max_report_age,
         max_future_skew=settings.max_future_skew,
@@ -336,7 +345,7 @@ def create_app(
         detail = principal.can(Scope.PICTURE_DETAIL)
         if include_nodes and not (detail or settings.viewer_node_detail):
             raise Forbidden("the per-node breakdown needs scope picture:detail")
-        picture = build_picture(session, filters, clock())
+        picture = build_picture(session, filters, clock(), write_lock=write_lock)
         if include_nodes:
             picture = picture.model_copy(update={"by_node": node_breakdown(session, filters)})
         if detail:
@@ -409,7 +418,13 @@ def create_app(
         after = _span(after_start, after_end, "after")
         detail = principal.can(Scope.PICTURE_DETAIL)
         shifts = build_shifts(
-            session, before, after, hash_family, clock(), None if detail else suppression
+            session,
+            before,
+            after,
+            hash_family,
+            clock(),
+            None if detail else suppression,
+            write_lock=write_lock,
         )
         if format == "csv":
             rows = [*shifts.by_country, *shifts.by_hoster]
@@ -449,16 +464,30 @@ def create_app(
                     ],
                     reports=view.reports if activity else None,
                     last_report_at=view.last_report_at if activity else None,
+                    attribution_sources=[
+                        AttributionSource(name=name, version=version)
+                        for name, version in view.attribution_sources
+                    ]
+                    if principal.can(Scope.PICTURE_DETAIL)
+                    else None,
                 )
                 for view in list_nodes(session)
             ]
         )
 
     app.include_router(members_router(settings, clock))
+    app.include_router(removals_router(settings, clock))
+    install_dashboard(app, clock)
 
     @app.get("/healthz", response_model=Health, summary="Liveness and database reachability.")
     def healthz(session: SessionDep) -> Health:
         session.connection().execute(text("SELECT 1"))
         return Health(status="ok")
 
+    # issue 8: Prometheus /metrics and server spans (coordinator/metrics.py, telemetry.py);
+    # ``tracer_provider`` overrides the one settings.tracing makes (tests).
+    if settings.metrics:
+        metrics.install(app, metrics.CoordinatorMetrics(engine, clock))
+    provider = tracer_provider or telemetry.provider_for(settings.tracing, settings.otlp_endpoint)
+    telemetry.instrument_app(app, provider)
     return app

@@ -80,6 +80,11 @@ class CoordinatorSettings(BaseSettings):
     rate_limit_burst: int = Field(
         default=1000, ge=1, description="Reports one node may send at once before the rate applies."
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for state shared by several coordinator processes (the per-node "
+        "rate-limit buckets), e.g. redis://127.0.0.1:6379/0; unset: in-process state.",
+    )
     anonymous_role: Literal["none", "viewer"] = Field(
         default="none",
         description="Role of requests without a token: none (401) or viewer (aggregates only).",
@@ -137,6 +142,14 @@ class CoordinatorSettings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `serve` listens on.")
     port: int = Field(default=8700, ge=1, le=65535, description="Port `serve` listens on.")
+    # issue 8: observability (coordinator/telemetry.py, coordinator/metrics.py)
+    tracing: Literal["off", "console", "otlp"] = Field(
+        default="off", description="Trace export: off, console (stderr) or otlp (OTLP/HTTP)."
+    )
+    otlp_endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces", description="OTLP/HTTP traces endpoint."
+    )
+    metrics: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
 
     @field_validator(
         "max_report_age", "max_future_skew", "token_ttl", "node_token_ttl", "invitation_ttl"

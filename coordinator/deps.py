@@ -25,16 +25,30 @@ def _session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(_session)]
 
 
+# The dashboard's login: the pasted API token, kept in an HttpOnly, SameSite=Strict cookie.
+SESSION_COOKIE = "libra_session"
+# The cookie authenticates reads only: with SameSite=Strict and no state change reachable
+# through it, a forged cross-site request has nothing to gain (no CSRF surface).
+_COOKIE_METHODS = frozenset({"GET", "HEAD"})
+
+
 def _principal(request: Request, session: SessionDep) -> Principal:
     header = request.headers.get("authorization")
     if header is None:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie and request.method in _COOKIE_METHODS:
+            return token_principal(request, session, cookie.strip())
         if request.app.state.settings.anonymous_role == "viewer":
             return anonymous(Role.VIEWER)
         raise Unauthenticated("this endpoint needs an API token: Authorization: Bearer <token>")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("use Authorization: Bearer <token>")
-    token = token.strip()
+    return token_principal(request, session, token.strip())
+
+
+def token_principal(request: Request, session: Session, token: str) -> Principal:
+    """Resolve an API token (``lbr_...``) or, when OIDC is configured, a JWT."""
     oidc = request.app.state.oidc
     # Our own tokens start with "lbr_"; anything else is an OIDC JWT when that mode is on.
     if oidc is not None and not token.startswith("lbr_"):
@@ -63,11 +77,29 @@ def _filters(
     hash_family: Annotated[
         HashFamily | None, Query(description="Only cells of this hash family.")
     ] = None,
+    country: Annotated[
+        str | None, Query(description="Only cells of this country (ISO 3166 alpha-2).")
+    ] = None,
+    hoster: Annotated[
+        str | None, Query(max_length=200, description="Only cells of this hoster (exact name).")
+    ] = None,
+    asn: Annotated[int | None, Query(ge=0, le=4294967295, description="Only this ASN.")] = None,
 ) -> PictureFilter:
     start, end = as_utc(period_start), as_utc(period_end)
     if start is not None and end is not None and end <= start:
         raise InvalidRequest("period_end must be after period_start")
-    return PictureFilter(period_start=start, period_end=end, hash_family=hash_family)
+    if country is not None:
+        country = country.strip().upper()
+        if len(country) != 2 or not country.isascii() or not country.isalpha():
+            raise InvalidRequest(f"country {country!r} must be an ISO 3166 alpha-2 code")
+    return PictureFilter(
+        period_start=start,
+        period_end=end,
+        hash_family=hash_family,
+        country=country,
+        hoster=hoster,
+        asn=asn,
+    )
 
 
 FilterDep = Annotated[PictureFilter, Depends(_filters)]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from datasketches import hll_sketch
+from datasketches import hll_sketch, kll_floats_sketch, tgt_hll_type
 from nacl.signing import VerifyKey
 from sqlalchemy import bindparam, insert, or_, update
 from sqlalchemy.exc import IntegrityError
@@ -42,7 +42,18 @@ from protocol.keys import decode_public_key
 from protocol.models import Report, ReportAck
 
 from .errors import ExpiredKey, NodeNotActive, UnknownNode
-from .models import CellRow, DenominatorRow, NodeKeyRow, NodeRow, NodeStatus, ReportRow
+from .models import (
+    AttributionSourceRow,
+    CellRow,
+    DenominatorRow,
+    NodeKeyRow,
+    NodeRow,
+    NodeStatus,
+    RemovalRow,
+    ReportRow,
+    RollupQueueRow,
+)
+from .picture import HLL_LG_K
 
 log = logging.getLogger(__name__)
 
@@ -249,9 +260,16 @@ def _bulk_store(session: Session, items: Sequence[_Verified], now: datetime) -> 
             for item in items
         ],
     )
+    _insert_children(connection, [item.report for item in items])
+
+
+def _insert_children(connection: Any, reports: Sequence[Report]) -> None:
+    """Cells, removal statistics, attribution sources and the rollup queue entries: one
+    executemany per table, in the report's transaction."""
+    connection.execute(insert(RollupQueueRow), [{"report_id": r.report_id} for r in reports])
     cells = [
         {
-            "report_id": item.report.report_id,
+            "report_id": report.report_id,
             "country": cell.country,
             "asn": cell.asn,
             "hoster": cell.hoster,
@@ -260,11 +278,25 @@ def _bulk_store(session: Session, items: Sequence[_Verified], now: datetime) -> 
             "distinct": cell.distinct,
             "sketch": cell.sketch,
         }
-        for item in items
-        for cell in item.report.cells
+        for report in reports
+        for cell in report.cells
     ]
     if cells:
         connection.execute(insert(CellRow), cells)
+    removals = [
+        {"report_id": report.report_id, **row.model_dump()}
+        for report in reports
+        for row in report.removals
+    ]
+    if removals:
+        connection.execute(insert(RemovalRow), removals)
+    sources = [
+        {"report_id": report.report_id, "name": source.name, "version": source.version}
+        for report in reports
+        for source in report.attribution_sources
+    ]
+    if sources:
+        connection.execute(insert(AttributionSourceRow), sources)
 
 
 def ingest(
@@ -450,6 +482,16 @@ def _check_storable(report: Report) -> None:
             raise MalformedPayload("cell hoster holds control characters or invalid Unicode")
         if cell.sketch is not None:
             _check_sketch(cell.sketch)
+    for row in report.removals:
+        if max(row.notices_sent, row.urls_noticed, row.removed) > MAX_SAFE_INTEGER:
+            raise MalformedPayload("removal counts must not exceed 2^53 - 1")
+        if not _is_clean_text(row.hoster):
+            raise MalformedPayload("removals hoster holds control characters or invalid Unicode")
+        if row.removal_sketch is not None:
+            _check_removal_sketch(row.removal_sketch, row.removed)
+    for source in report.attribution_sources:
+        if not (_is_clean_text(source.name) and _is_clean_text(source.version)):
+            raise MalformedPayload("an attribution source holds invalid Unicode")
 
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -471,6 +513,29 @@ def _check_sketch(sketch_b64: str) -> None:
         raise MalformedPayload("a cell sketch is not a base64 DataSketches HLL sketch") from exc
     if not math.isfinite(estimate) or estimate < 0:
         raise MalformedPayload("a cell sketch has no usable estimate")
+    # The protocol's sketch shape. Unions of other shapes downsample in an order-dependent
+    # way, so the picture would depend on merge order (and rollups could not equal it).
+    if sketch.lg_config_k != HLL_LG_K or sketch.tgt_type != tgt_hll_type.HLL_8:
+        raise MalformedPayload(f"a cell sketch must be HLL_8 with lg_k {HLL_LG_K}")
+
+
+def _check_removal_sketch(sketch_b64: str, removed: int) -> None:
+    """A KLL float sketch holding exactly the ``removed`` times, each a finite, non-negative
+    number of seconds: so merged quantiles across nodes can be trusted."""
+    try:
+        sketch = kll_floats_sketch.deserialize(base64.b64decode(sketch_b64, validate=True))
+    except Exception as exc:  # the C++ binding raises IndexError, ValueError, RuntimeError...
+        raise MalformedPayload(
+            "a removal_sketch is not a base64 DataSketches KLL float sketch"
+        ) from exc
+    if sketch.n != removed:
+        raise MalformedPayload(
+            f"a removal_sketch holds {sketch.n} times but the row reports {removed} removed"
+        )
+    if not sketch.is_empty():
+        low, high = sketch.get_min_value(), sketch.get_max_value()
+        if not (math.isfinite(low) and math.isfinite(high) and low >= 0):
+            raise MalformedPayload("a removal_sketch holds negative or non-finite times")
 
 
 def _advance_sequence(session: Session, node_id: str, sequence: int) -> bool:
@@ -519,21 +584,6 @@ def _store(
             hosts_seen=report.denominators.hosts_seen,
         )
     )
-    if report.cells:
-        # One executemany instead of an ORM object per cell: reports may carry 100k cells.
-        session.exec(
-            insert(CellRow),
-            params=[
-                {
-                    "report_id": report.report_id,
-                    "country": cell.country,
-                    "asn": cell.asn,
-                    "hoster": cell.hoster,
-                    "hash_family": cell.hash_family.value,
-                    "matches": cell.matches,
-                    "distinct": cell.distinct,
-                    "sketch": cell.sketch,
-                }
-                for cell in report.cells
-            ],
-        )
+    session.flush()
+    # Core executemany instead of an ORM object per row: reports may carry 100k cells.
+    _insert_children(session.connection(), [report])

@@ -10,8 +10,20 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from .db import UTCDateTime
@@ -185,3 +197,144 @@ class SealedKeyRow(CoordinatorModel, table=True):
     recipient_x25519: str = Field(max_length=64)
     sealed_blob: str = Field(sa_type=Text)
     created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class RemovalRow(CoordinatorModel, table=True):
+    """One report's notices to one hoster and what came of them (protocol HosterRemovals)."""
+
+    __tablename__ = "removals"
+    __table_args__ = (
+        UniqueConstraint("report_id", "country", "asn", "hoster", name="uq_removals_report_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    report_id: str = Field(
+        sa_column=Column(
+            String(32), ForeignKey("reports.report_id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    country: str = Field(max_length=2)
+    asn: int = Field(sa_type=BigInteger)
+    hoster: str = Field(max_length=200)
+    notices_sent: int = Field(sa_type=BigInteger)
+    urls_noticed: int = Field(sa_type=BigInteger)
+    removed: int = Field(sa_type=BigInteger)
+    removed_within_24h: int = Field(sa_type=BigInteger)
+    removed_within_72h: int = Field(sa_type=BigInteger)
+    median_seconds: int | None = Field(default=None, sa_type=BigInteger)
+    p90_seconds: int | None = Field(default=None, sa_type=BigInteger)
+    removal_sketch: str | None = Field(default=None, sa_type=Text)  # base64 KLL floats, k=200
+
+
+class AttributionSourceRow(CoordinatorModel, table=True):
+    """A database snapshot a report's attribution rests on (GeoIP, ASN, operator table)."""
+
+    __tablename__ = "attribution_sources"
+
+    id: int | None = Field(default=None, primary_key=True)
+    report_id: str = Field(
+        sa_column=Column(
+            String(32),
+            ForeignKey("reports.report_id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        )
+    )
+    name: str = Field(max_length=100)
+    version: str = Field(max_length=100)
+
+
+# --- materialised picture rollups (coordinator.rollups) -------------------------------------
+
+
+class BigCount(TypeDecorator[int]):
+    """A non-negative integer sum of any size, kept as decimal text.
+
+    Rollup sums can pass 2^63 (cells carry up to 2^53 each); they are only ever added up in
+    Python, never in SQL, so text keeps them exact on SQLite and PostgreSQL alike.
+    """
+
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(int(value))
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)
+
+
+class RollupQueueRow(CoordinatorModel, table=True):
+    """A stored report not yet folded into the rollups; ingest adds it in its transaction."""
+
+    __tablename__ = "rollup_queue"
+
+    report_id: str = Field(
+        sa_column=Column(
+            String(32), ForeignKey("reports.report_id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+
+
+class RollupStateRow(CoordinatorModel, table=True):
+    """One row; a refresh locks it first, so refreshes never run concurrently."""
+
+    __tablename__ = "rollup_state"
+
+    id: int = Field(primary_key=True)
+    refreshes: int = Field(default=0, sa_type=BigInteger)
+
+
+class RollupNodeRow(CoordinatorModel, table=True):
+    """A node's bit in the rollups' contributing-node bitmaps."""
+
+    __tablename__ = "rollup_nodes"
+
+    node_id: str = Field(primary_key=True, max_length=63)
+    ordinal: int = Field(unique=True)
+
+
+class RollupBucketRow(CoordinatorModel, table=True):
+    """Level 0: one report period exactly. Level k >= 1: the 2^k-day block (aligned on
+    1970-01-01 UTC) holding every period that lies inside it."""
+
+    __tablename__ = "rollup_buckets"
+    __table_args__ = (
+        UniqueConstraint("level", "span_start", "span_end", name="uq_rollup_buckets_span"),
+        Index("ix_rollup_buckets_span", "span_start", "span_end"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    level: int
+    span_start: datetime = Field(sa_type=UTCDateTime)
+    span_end: datetime = Field(sa_type=UTCDateTime)
+
+
+class PictureRollupRow(CoordinatorModel, table=True):
+    """Sums, merged HLL sketch and contributing-node bitmap of one group in one bucket.
+
+    dim "T" (total), "C" (country) or "H" (country, asn, hoster); hash_family "" = all
+    families. The "T"/"" row also carries the bucket's report count and denominators.
+    """
+
+    __tablename__ = "picture_rollups"
+
+    bucket_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("rollup_buckets.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    hash_family: str = Field(primary_key=True, max_length=16)
+    dim: str = Field(primary_key=True, max_length=1)
+    country: str = Field(primary_key=True, max_length=2)
+    asn: int = Field(primary_key=True, sa_type=BigInteger)
+    hoster: str = Field(primary_key=True, max_length=200)
+    cells: int = Field(sa_type=BigCount)
+    matches: int = Field(sa_type=BigCount)
+    plain_distinct: int = Field(sa_type=BigCount)  # summed `distinct` of sketchless cells
+    sketch: bytes | None = Field(default=None, sa_type=LargeBinary)  # compact HLL_8, lg_k 12
+    nodes: bytes = Field(sa_type=LargeBinary)  # little-endian bitmap of rollup_nodes ordinals
+    reports: int = Field(sa_type=BigCount)
+    pages_fetched: int = Field(sa_type=BigCount)
+    images_hashed: int = Field(sa_type=BigCount)
+    hosts_seen: int = Field(sa_type=BigCount)

@@ -1,21 +1,23 @@
 """The global picture: stored reports aggregated by country, hoster/ASN, hash family and period.
 
-Sums and node counts are computed in SQL. Distinct counts merge the cells' HLL sketches in
-Python (a union per group, fed from one streamed query), so an item seen by several nodes or in
-several cells counts once. Cells without a sketch add their own ``distinct`` instead.
-Every stored report counts, including several reports of one node for the same period: each
-is a different crawl cycle's report.
+Served from materialised rollups (coordinator.rollups); ``build_picture_raw`` computes the same
+picture straight from the cells and is the reference the rollups are tested against. Distinct
+counts merge the cells' HLL sketches (a union per group), so an item seen by several nodes or in
+several cells counts once; cells without a sketch add their own ``distinct`` instead. Every
+stored report counts, including several reports of one node for the same period: each is a
+different crawl cycle's report.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from datasketches import hll_sketch, hll_union
+from datasketches import hll_sketch, hll_union, tgt_hll_type
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ColumnElement, func
 from sqlmodel import Session, col, select
@@ -32,11 +34,16 @@ _STREAM_BATCH = 1000
 @dataclass(frozen=True)
 class PictureFilter:
     """period_start: reports whose period starts at or after it; period_end: reports whose
-    period ends at or before it; hash_family: only cells of that family."""
+    period ends at or before it; hash_family, country, hoster (exact name), asn: only cells
+    of that family / country / hoster / ASN. Report, node and denominator counts cover every
+    report in the period (they belong to reports, not cells)."""
 
     period_start: datetime | None = None
     period_end: datetime | None = None
     hash_family: HashFamily | None = None
+    country: str | None = None
+    hoster: str | None = None
+    asn: int | None = None
 
 
 class _Out(BaseModel):
@@ -47,6 +54,9 @@ class Filters(_Out):
     period_start: UtcDatetime | None
     period_end: UtcDatetime | None
     hash_family: HashFamily | None
+    country: str | None = None
+    hoster: str | None = None
+    asn: int | None = None
 
 
 class Totals(_Out):
@@ -128,9 +138,7 @@ def node_breakdown(session: Session, filters: PictureFilter) -> list[NodeBreakdo
     sqlite = session.get_bind().dialect.name == "sqlite"
     total = func.total if sqlite else func.sum
     where = _report_conditions(filters)
-    cell_where = list(where)
-    if filters.hash_family is not None:
-        cell_where.append(col(CellRow.hash_family) == filters.hash_family.value)
+    cell_where = [*where, *cell_conditions(filters)]
     reports = dict(
         session.exec(
             select(col(ReportRow.node_id), func.count(col(ReportRow.report_id)))
@@ -159,7 +167,41 @@ def node_breakdown(session: Session, filters: PictureFilter) -> list[NodeBreakdo
     ]
 
 
-class _Distinct:
+def canonical_estimate(union: hll_union) -> int:
+    """The union's distinct estimate, independent of the order sketches were merged in.
+
+    In HLL mode a union's own estimate depends on how it was built (the HIP accumulator of a
+    gadget promoted from coupons, or the composite estimator once merged out of order), so the
+    same items merged cell by cell or via rollups could differ. Marking the result "out of
+    order" makes every path use the composite estimator over the same registers; list and set
+    modes estimate from their coupon count, which merging never reorders. A union below
+    ``_SURELY_COUPONS`` is in one of those (HLL mode starts at 385 coupons for lg_k 12, with
+    an estimate within a few percent of that), so its own estimate is taken as is.
+    """
+    estimate: float = union.get_estimate()
+    if estimate < _SURELY_COUPONS:
+        return round(estimate)
+    return canonical_estimate_bytes(union.get_result(tgt_hll_type.HLL_8).serialize_compact())
+
+
+def canonical_estimate_bytes(sketch: bytes) -> int:
+    """``canonical_estimate`` of one serialised sketch (a union of it alone)."""
+    raw = bytearray(sketch)
+    if raw[_HLL_MODE_BYTE] & 0x03 == _HLL_MODE:
+        raw[_HLL_FLAGS_BYTE] |= _HLL_OUT_OF_ORDER
+    estimate: float = hll_sketch.deserialize(bytes(raw)).get_estimate()
+    return round(estimate)
+
+
+_SURELY_COUPONS = 256
+# DataSketches HLL preamble: byte 5 flags, byte 7 low bits = current mode (0 list, 1 set, 2 HLL).
+_HLL_FLAGS_BYTE = 5
+_HLL_MODE_BYTE = 7
+_HLL_MODE = 2
+_HLL_OUT_OF_ORDER = 16
+
+
+class DistinctCounter:
     """Per-group distinct estimate: an HLL union of sketches plus sketchless cells' counts."""
 
     def __init__(self) -> None:
@@ -177,15 +219,54 @@ class _Distinct:
 
     def estimate(self, key: Hashable) -> int:
         union = self._unions.get(key)
-        merged = round(union.get_estimate()) if union is not None else 0
-        return int(merged) + self._plain.get(key, 0)
+        merged = canonical_estimate(union) if union is not None else 0
+        return merged + self._plain.get(key, 0)
 
 
-def build_picture(session: Session, filters: PictureFilter, now: datetime) -> Picture:
+@dataclass
+class Aggregates:
+    """Everything a picture shows, before it is shaped: from raw cells or from rollups.
+
+    Group values: country -> (matches, nodes, distinct); (hoster, asn, country) -> (matches,
+    nodes, distinct); family -> (matches, distinct); (start, end) -> (matches, distinct).
+    """
+
+    reports: int = 0
+    nodes: int = 0
+    matches: int = 0
+    distinct: int = 0
+    pages_fetched: int = 0
+    images_hashed: int = 0
+    hosts_seen: int = 0
+    by_country: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    by_hoster: dict[tuple[str, int, str], tuple[int, int, int]] = field(default_factory=dict)
+    by_family: dict[str, tuple[int, int]] = field(default_factory=dict)
+    by_period: dict[tuple[datetime, datetime], tuple[int, int]] = field(default_factory=dict)
+
+
+def build_picture(
+    session: Session,
+    filters: PictureFilter,
+    now: datetime,
+    *,
+    write_lock: AbstractContextManager[Any] | None = None,
+) -> Picture:
+    """The picture from the materialised rollups, first brought up to date with every report
+    committed so far (see coordinator.rollups): exactly what ``build_picture_raw`` gives."""
+    from .rollups import aggregate_rollups, refresh_rollups
+
+    refresh_rollups(session, write_lock=write_lock)
+    return assemble(aggregate_rollups(session, filters), filters, now)
+
+
+def build_picture_raw(session: Session, filters: PictureFilter, now: datetime) -> Picture:
+    """The picture straight from the stored cells (the reference the rollups must equal)."""
+    return assemble(aggregate_raw(session, filters), filters, now)
+
+
+def aggregate_raw(session: Session, filters: PictureFilter) -> Aggregates:
     report_where = _report_conditions(filters)
-    cell_where = [*report_where]
-    if filters.hash_family is not None:
-        cell_where.append(col(CellRow.hash_family) == filters.hash_family.value)
+    cell_where = [*report_where, *cell_conditions(filters)]
 
     def cells_joined(*columns: Any) -> Any:
         return (
@@ -225,7 +306,7 @@ def build_picture(session: Session, filters: PictureFilter, now: datetime) -> Pi
     by_family = _grouped(session, cells_joined, family_key, (matches,))
     by_period = _grouped(session, cells_joined, period_key, (matches,))
 
-    distinct = _Distinct()
+    distinct = DistinctCounter()
     stream = cells_joined(
         *country_key,
         *hoster_key[:2],
@@ -251,68 +332,82 @@ def build_picture(session: Session, filters: PictureFilter, now: datetime) -> Pi
         for key in keys:
             distinct.add_sketch(key, sketch)
 
+    return Aggregates(
+        reports=int(reports_count),
+        nodes=int(nodes_count),
+        matches=_int(total_matches),
+        distinct=distinct.estimate(("total",)),
+        pages_fetched=_int(denominators[0]),
+        images_hashed=_int(denominators[1]),
+        hosts_seen=_int(denominators[2]),
+        by_country={
+            country: (_int(m), int(n), distinct.estimate(("country", country)))
+            for (country,), (m, n) in by_country.items()
+        },
+        by_hoster={
+            (hoster, int(asn), country): (
+                _int(m),
+                int(n),
+                distinct.estimate(("hoster", hoster, asn, country)),
+            )
+            for (hoster, asn, country), (m, n) in by_hoster.items()
+        },
+        by_family={
+            family: (_int(m), distinct.estimate(("family", family)))
+            for (family,), (m,) in by_family.items()
+        },
+        by_period={
+            (p_start, p_end): (_int(m), distinct.estimate(("period", p_start, p_end)))
+            for (p_start, p_end), (m,) in by_period.items()
+        },
+    )
+
+
+def assemble(agg: Aggregates, filters: PictureFilter, now: datetime) -> Picture:
     return Picture(
         generated_at=now,
         filters=Filters(
             period_start=filters.period_start,
             period_end=filters.period_end,
             hash_family=filters.hash_family,
+            country=filters.country,
+            hoster=filters.hoster,
+            asn=filters.asn,
         ),
-        reports=int(reports_count),
-        nodes=int(nodes_count),
+        reports=agg.reports,
+        nodes=agg.nodes,
         totals=Totals(
-            matches=_int(total_matches),
-            distinct=distinct.estimate(("total",)),
-            pages_fetched=_int(denominators[0]),
-            images_hashed=_int(denominators[1]),
-            hosts_seen=_int(denominators[2]),
+            matches=agg.matches,
+            distinct=agg.distinct,
+            pages_fetched=agg.pages_fetched,
+            images_hashed=agg.images_hashed,
+            hosts_seen=agg.hosts_seen,
         ),
         by_country=sorted(
             (
-                CountryRow(
-                    country=country,
-                    matches=_int(m),
-                    distinct=distinct.estimate(("country", country)),
-                    nodes=int(n),
-                )
-                for (country,), (m, n) in by_country.items()
+                CountryRow(country=country, matches=m, distinct=d, nodes=n)
+                for country, (m, n, d) in agg.by_country.items()
             ),
             key=lambda r: (-r.matches, r.country),
         ),
         by_hoster=sorted(
             (
-                HosterRow(
-                    hoster=hoster,
-                    asn=int(asn),
-                    country=country,
-                    matches=_int(m),
-                    distinct=distinct.estimate(("hoster", hoster, asn, country)),
-                    nodes=int(n),
-                )
-                for (hoster, asn, country), (m, n) in by_hoster.items()
+                HosterRow(hoster=hoster, asn=asn, country=country, matches=m, distinct=d, nodes=n)
+                for (hoster, asn, country), (m, n, d) in agg.by_hoster.items()
             ),
             key=lambda r: (-r.matches, r.hoster, r.asn, r.country),
         ),
         by_family=sorted(
             (
-                FamilyRow(
-                    hash_family=HashFamily(family),
-                    matches=_int(m),
-                    distinct=distinct.estimate(("family", family)),
-                )
-                for (family,), (m,) in by_family.items()
+                FamilyRow(hash_family=HashFamily(family), matches=m, distinct=d)
+                for family, (m, d) in agg.by_family.items()
             ),
             key=lambda r: (-r.matches, r.hash_family.value),
         ),
         by_period=sorted(
             (
-                PeriodRow(
-                    period_start=p_start,
-                    period_end=p_end,
-                    matches=_int(m),
-                    distinct=distinct.estimate(("period", p_start, p_end)),
-                )
-                for (p_start, p_end), (m,) in by_period.items()
+                PeriodRow(period_start=p_start, period_end=p_end, matches=m, distinct=d)
+                for (p_start, p_end), (m, d) in agg.by_period.items()
             ),
             key=lambda r: (r.period_start, r.period_end),
         ),
@@ -325,6 +420,19 @@ def _report_conditions(filters: PictureFilter) -> list[ColumnElement[bool]]:
         where.append(col(ReportRow.period_start) >= filters.period_start)
     if filters.period_end is not None:
         where.append(col(ReportRow.period_end) <= filters.period_end)
+    return where
+
+
+def cell_conditions(filters: PictureFilter) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if filters.hash_family is not None:
+        where.append(col(CellRow.hash_family) == filters.hash_family.value)
+    if filters.country is not None:
+        where.append(col(CellRow.country) == filters.country)
+    if filters.hoster is not None:
+        where.append(col(CellRow.hoster) == filters.hoster)
+    if filters.asn is not None:
+        where.append(col(CellRow.asn) == filters.asn)
     return where
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func
@@ -14,7 +14,7 @@ from protocol.keys import decode_public_key, encode_public_key, key_id
 
 from . import audit
 from .errors import DuplicateKey, InvalidRegistration, KeyNotFound, NodeNotFound
-from .models import NodeKeyRow, NodeRow, NodeStatus, ReportRow
+from .models import AttributionSourceRow, NodeKeyRow, NodeRow, NodeStatus, ReportRow
 
 # Same shapes the protocol accepts in a report, so every registered node can actually report.
 NODE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
@@ -46,6 +46,8 @@ class NodeView:
     keys: list[KeyView]
     reports: int
     last_report_at: datetime | None
+    # (name, version) of the databases behind the node's latest report's attribution.
+    attribution_sources: list[tuple[str, str]] = field(default_factory=list)
 
 
 def add_node(
@@ -206,6 +208,7 @@ def list_nodes(session: Session) -> list[NodeView]:
                 valid_until=key.valid_until,
             )
         )
+    sources = latest_attribution_sources(session)
     views: list[NodeView] = []
     for node in session.exec(select(NodeRow).order_by(col(NodeRow.node_id))):
         count, last = stats.get(node.node_id, (0, None))
@@ -220,9 +223,37 @@ def list_nodes(session: Session) -> list[NodeView]:
                 reports=count,
                 # Aggregates bypass the column type, so SQLite hands back a naive value.
                 last_report_at=_as_utc(last),
+                attribution_sources=sources.get(node.node_id, []),
             )
         )
     return views
+
+
+def latest_attribution_sources(session: Session) -> dict[str, list[tuple[str, str]]]:
+    """Per node, the attribution sources its latest report (highest sequence) named."""
+    latest = (
+        select(col(ReportRow.node_id), func.max(col(ReportRow.sequence)).label("sequence"))
+        .group_by(col(ReportRow.node_id))
+        .subquery()
+    )
+    rows = session.exec(
+        select(
+            col(ReportRow.node_id),
+            col(AttributionSourceRow.name),
+            col(AttributionSourceRow.version),
+        )
+        .join(
+            latest,
+            (latest.c.node_id == col(ReportRow.node_id))
+            & (latest.c.sequence == col(ReportRow.sequence)),
+        )
+        .join(AttributionSourceRow, col(AttributionSourceRow.report_id) == col(ReportRow.report_id))
+        .order_by(col(AttributionSourceRow.id))
+    )
+    sources: dict[str, list[tuple[str, str]]] = {}
+    for node_id, name, version in rows:
+        sources.setdefault(node_id, []).append((name, version))
+    return sources
 
 
 def _as_utc(value: datetime | str | None) -> datetime | None:

@@ -10,19 +10,18 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from protocol.hashes import HashFamily
 from protocol.models import UtcDatetime
 
-from .models import CellRow, ReportRow
-from .picture import Picture, PictureFilter, Suppression, _report_conditions
+from .picture import Picture, PictureFilter, Suppression
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,8 @@ class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-Direction = Literal["rose", "fell", "unchanged", "appeared", "vanished"]
+# "withheld": one period's value is suppressed, so the direction would leak its size.
+Direction = Literal["rose", "fell", "unchanged", "appeared", "vanished", "withheld"]
 
 
 class ShiftRow(_Out):
@@ -110,27 +110,19 @@ def _direction(before: int, after: int) -> Direction:
 
 
 def _counts(
-    session: Session, filters: PictureFilter, key: Sequence[Any]
+    session: Session, filters: PictureFilter, by: Literal["country", "hoster"]
 ) -> dict[tuple[Any, ...], tuple[int, int]]:
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    total = func.total if sqlite else func.sum
-    where = _report_conditions(filters)
-    if filters.hash_family is not None:
-        where.append(col(CellRow.hash_family) == filters.hash_family.value)
-    columns: list[Any] = [
-        *key,
-        total(col(CellRow.matches)),
-        func.count(col(ReportRow.node_id).distinct()),
-    ]
-    rows = session.exec(
-        select(*columns)
-        .select_from(CellRow)
-        .join(ReportRow, col(ReportRow.report_id) == col(CellRow.report_id))
-        .where(*where)
-        .group_by(*key)
-    ).all()
-    width = len(key)
-    return {tuple(r[:width]): (int(r[width] or 0), int(r[width + 1])) for r in rows}
+    """{group: (matches, contributing nodes)} from the rollups: per country, or per
+    (country, hoster, asn)."""
+    from .rollups import aggregate_rollups
+
+    agg = aggregate_rollups(session, filters)
+    if by == "country":
+        return {(country,): (m, n) for country, (m, n, _) in agg.by_country.items()}
+    return {
+        (country, hoster, asn): (m, n)
+        for (hoster, asn, country), (m, n, _) in agg.by_hoster.items()
+    }
 
 
 def build_shifts(
@@ -140,17 +132,22 @@ def build_shifts(
     hash_family: HashFamily | None,
     now: datetime,
     policy: SuppressionPolicy | None = None,
+    *,
+    write_lock: AbstractContextManager[Any] | None = None,
 ) -> Shifts:
     """Where counts fell and where they rose between two periods, per hoster and country.
 
     ``policy`` (viewer tier) withholds each period's value that fails the thresholds; a row
     with both values withheld is dropped and counted in ``suppressed_rows``.
     """
+    from .rollups import refresh_rollups
+
+    refresh_rollups(session, write_lock=write_lock)
     f_before = PictureFilter(before[0], before[1], hash_family)
     f_after = PictureFilter(after[0], after[1], hash_family)
     suppressed = 0
 
-    def rows(key: Sequence[Any], make: Any) -> list[ShiftRow]:
+    def rows(key: Literal["country", "hoster"], make: Any) -> list[ShiftRow]:
         nonlocal suppressed
         a, b = _counts(session, f_before, key), _counts(session, f_after, key)
         out: list[ShiftRow] = []
@@ -165,18 +162,21 @@ def build_shifts(
                 if not shown_a and not shown_b and (shown_a is None or shown_b is None):
                     suppressed += 1
                     continue
-            delta = None if shown_a is None or shown_b is None else shown_b - shown_a
-            out.append(make(group, shown_a, shown_b, delta, _direction(ma, mb)))
+            delta: int | None = None
+            direction: Direction = "withheld"
+            if shown_a is not None and shown_b is not None:
+                delta, direction = shown_b - shown_a, _direction(ma, mb)
+            out.append(make(group, shown_a, shown_b, delta, direction))
         return sorted(out, key=lambda r: (-(abs(r.delta) if r.delta is not None else -1),))
 
     by_country = rows(
-        (col(CellRow.country),),
+        "country",
         lambda g, a, b, d, direction: ShiftRow(
             country=g[0], matches_before=a, matches_after=b, delta=d, direction=direction
         ),
     )
     by_hoster = rows(
-        (col(CellRow.country), col(CellRow.hoster), col(CellRow.asn)),
+        "hoster",
         lambda g, a, b, d, direction: ShiftRow(
             country=g[0],
             hoster=g[1],

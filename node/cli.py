@@ -25,8 +25,12 @@ from protocol.models import Period
 from . import outbox
 from .attribution import GeoDatabaseError
 from .cli_common import ConfigOption, console, err, fail, settings_or_exit
+from .cli_contacts import contacts_app, retention_app
+from .cli_db import db_app
 from .cli_federation import app as federation_app
+from .cli_keys import rotate_signing_key_cmd
 from .cli_lists import list_app
+from .cli_notices import notices_app
 from .config import (
     DEFAULT_CONFIG_FILE,
     FEDERATION_KEY_FILE_NAME,
@@ -59,6 +63,11 @@ outbox_app = typer.Typer(help="Signed reports waiting for the coordinator.", no_
 app.add_typer(list_app, name="list")  # node/cli_lists.py
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(federation_app, name="federation")  # node/cli_federation.py
+app.add_typer(notices_app, name="notices")  # node/cli_notices.py (issue 7)
+app.add_typer(contacts_app, name="contacts")  # node/cli_contacts.py (issue 7)
+app.add_typer(retention_app, name="retention")  # node/cli_contacts.py (issue 7)
+app.add_typer(db_app, name="db")  # node/cli_db.py
+app.command("rotate-signing-key")(rotate_signing_key_cmd)  # node/cli_keys.py
 
 
 def _engine(settings: NodeSettings) -> Engine:
@@ -363,6 +372,20 @@ def outbox_retry(
 # --------------------------------------------------------------------------- serve
 
 
+def _observability(settings: NodeSettings, engine: Engine) -> None:
+    """Traces and the Prometheus server of `serve` (node/telemetry.py, node/metrics.py)."""
+    from . import metrics, telemetry
+
+    tel = settings.telemetry
+    telemetry.configure(tel.tracing, tel.otlp_endpoint)
+    try:
+        metrics.start(settings, engine)
+    except (OSError, ValueError) as exc:
+        fail(f"cannot serve metrics on {tel.metrics_listen}: {exc}", 2)
+    if tel.metrics_listen:
+        console.print(f"metrics: http://{tel.metrics_listen}/metrics")
+
+
 @app.command()
 def serve(config: ConfigOption = None) -> None:
     """Run crawl cycles and reports on the `schedule` intervals until stopped."""
@@ -372,6 +395,7 @@ def serve(config: ConfigOption = None) -> None:
     if not settings.seeds:
         fail("no seeds configured (set `seeds` in the node TOML file)", 2)
     engine = _engine(settings)
+    _observability(settings, engine)  # issue 8
     console.print(
         f"serving node {settings.node_id}: crawl every {settings.schedule.crawl_minutes:g} min, "
         f"report every {settings.schedule.report_minutes:g} min (Ctrl-C stops)"

@@ -53,6 +53,11 @@ MATCH_BATCH = 10_000
 ReasonOption = Annotated[
     str, typer.Option("--reason", help="Why (recorded in the audit log with the user).")
 ]
+# issue 7: consultations and exports are audited with who (this, default the login name) and why
+ActorOption = Annotated[
+    str | None,
+    typer.Option("--actor", help="Who (recorded in the audit log; default: the login name)."),
+]
 
 
 def _open(config: Path | None) -> tuple[NodeSettings, Engine, ListKey]:
@@ -171,9 +176,12 @@ def list_import(
 
 
 @list_app.command("show")
-def list_show(config: ConfigOption = None) -> None:
+def list_show(
+    reason: ReasonOption = "", actor: ActorOption = None, config: ConfigOption = None
+) -> None:
     """Show the imported list versions and the entries per hash family."""
     _, engine, _ = _open(config)
+    audit.log(engine, "list.show", reason=reason, actor=actor)  # issue 7: consultation
     versions = list_versions(engine)
     if not versions:
         console.print("no list entries")
@@ -249,6 +257,7 @@ def list_export(
         int | None, typer.Option("--list-version-id", help="Only this list version.")
     ] = None,
     reason: ReasonOption = "",
+    actor: ActorOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Export the lists as a VICS 2.0 hash set, a plain hex list or CSV (decrypted!)."""
@@ -268,6 +277,7 @@ def list_export(
         "list.export",
         subject=str(output),
         reason=reason,
+        actor=actor,
         details={"format": format_name, "family": algorithm, "entries": count},
     )
     err.print(f"exported {count} entries")
@@ -306,12 +316,16 @@ def list_match(
     max_distance: Annotated[
         int | None, typer.Option("--max-distance", help="Override the configured cut-off.")
     ] = None,
+    reason: ReasonOption = "",
+    actor: ActorOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Match hashes against the lists (persisted index); one JSON line per query."""
     if not file.is_file():
         fail(f"{file} does not exist", 2)
     settings, engine, key = _open(config)
+    # issue 7: a consultation of the lists (the queried values are not logged)
+    audit.log(engine, "list.match", subject=file.name, reason=reason, actor=actor)
     index = persist.current(engine, settings.index_dir, key, thresholds(settings))
     details = _entry_details(engine)
     batch: list[tuple[int, str, HashFamily | str]] = []

@@ -29,6 +29,7 @@ SIGNING_KEY_FILE_NAME = "node.key"
 FEDERATION_KEY_FILE_NAME = "federation.key"
 LIST_KEY_FILE_NAME = "lists.key"
 INDEX_DIR_NAME = "index"
+RDAP_BOOTSTRAP_FILE_NAME = "rdap-bootstrap.json"
 
 
 class ConfigError(Exception):
@@ -135,6 +136,132 @@ class ScheduleSettings(_Section):
     report_minutes: float = Field(default=60.0, gt=0, description="`serve`: report interval.")
 
 
+class TelemetrySettings(_Section):
+    """Issue 8: traces and Prometheus metrics (node/telemetry.py, node/metrics.py)."""
+
+    tracing: Literal["off", "console", "otlp"] = Field(
+        default="off", description="Trace export: off, console (stderr) or otlp (OTLP/HTTP)."
+    )
+    otlp_endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces", description="OTLP/HTTP traces endpoint."
+    )
+    metrics_listen: str | None = Field(
+        default=None,
+        pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$",
+        description="`serve`: host:port of the Prometheus /metrics server; unset = off.",
+    )
+
+
+# ---- issue 7 (notices): policy, delivery and approval API for notices to hosters
+# (docs/notices.md). Helper "contacts" adds its own block for attribution/contacts/retention.
+XarfClassification = Literal["baseline", "A1", "A2", "B1", "B2"]
+
+
+class SmtpSettings(_Section):
+    host: str | None = Field(default=None, description="SMTP relay; unset = no e-mail notices.")
+    port: int = Field(default=587, ge=1, le=65535, description="SMTP port.")
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="STARTTLS, implicit TLS, or none (lab relays only)."
+    )
+    username: str | None = Field(default=None, description="SMTP login; unset = no AUTH.")
+    password_file: Path | None = Field(default=None, description="File holding the password.")
+    from_address: str = Field(
+        default="libra-node@localhost", description="Envelope and From: address of notices."
+    )
+    timeout_s: float = Field(default=30.0, gt=0, description="SMTP timeout (seconds).")
+
+
+class NoticeApiSettings(_Section):
+    host: str = Field(default="127.0.0.1", description="`notices api`: bind address.")
+    port: int = Field(default=8710, ge=1, le=65535, description="`notices api`: port.")
+
+
+class NoticeSettings(_Section):
+    enabled: bool = Field(
+        default=False, description="Build, send and re-check notices (`serve` schedules them)."
+    )
+    families: list[str] = Field(
+        default_factory=list, description="Hash families that trigger a notice; empty = all."
+    )
+    categories: list[str] = Field(
+        default_factory=list, description="List categories that trigger a notice; empty = all."
+    )
+    require_approval: bool = Field(
+        default=True, description="An analyst approves each notice before it is sent."
+    )
+    include_hashes: bool = Field(
+        default=False, description="Put the matched list entry's hash value into the notice."
+    )
+    renotice_hours: float = Field(
+        default=24.0, gt=0, description="Re-notice a URL still there after this long."
+    )
+    escalate_after: int = Field(
+        default=3, ge=1, description="Escalate when still there after this many notices."
+    )
+    escalation_email: str | None = Field(
+        default=None, description="Also told when a notice is escalated; unset = flag only."
+    )
+    recheck_minutes: float = Field(default=60.0, gt=0, description="`serve`: notices interval.")
+    unreachable_is_removed: bool = Field(
+        default=True, description="A host that no longer answers counts as removal."
+    )
+    default_classification: XarfClassification = Field(
+        default="baseline",
+        description="XARF classification when the entry's category is not one itself.",
+    )
+    reporter_org: str = Field(default="", max_length=200, description="XARF reporter.org.")
+    reporter_contact: str = Field(default="", description="XARF reporter.contact (e-mail).")
+    reporter_domain: str = Field(default="", description="XARF reporter.domain.")
+    webhook_secret_file: Path | None = Field(
+        default=None, description="HMAC key for webhook bodies; unset = webhooks not sent."
+    )
+    webhook_timeout_s: float = Field(default=15.0, gt=0, description="Webhook timeout.")
+    webhook_retries: int = Field(default=2, ge=0, description="Immediate webhook retries.")
+    retry_minutes: float = Field(default=15.0, gt=0, description="First delivery retry delay.")
+    max_attempts: int = Field(
+        default=8, ge=1, description="Delivery attempts before it is marked failed (kept)."
+    )
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    api: NoticeApiSettings = Field(default_factory=NoticeApiSettings)
+
+
+# ---- issue 7 part C: attribution, abuse contacts, retention (docs/attribution.md)
+class AttributionSettings(_Section):
+    operators_file: Path | None = Field(
+        default=None,
+        description="Operator table (TOML): hosters by ASN/CIDR/domain, names, abuse contacts.",
+    )
+
+
+class ContactsSettings(_Section):
+    rdap: bool = Field(default=True, description="Ask RDAP when the operator table has none.")
+    bootstrap_file: Path | None = Field(
+        default=None,
+        description="Cached RDAP bootstrap (whoisit JSON); unset = <data_dir>/rdap-bootstrap.json.",
+    )
+    cache_days: float = Field(default=7.0, gt=0, description="RDAP answers cached this long.")
+    negative_cache_hours: float = Field(
+        default=6.0, gt=0, description="RDAP failures / no-contact answers cached this long."
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="RDAP request timeout (seconds).")
+
+
+class RetentionSettings(_Section):
+    """Days each kind of record is kept (0 = forever); see node/retention.py."""
+
+    sightings_days: float = Field(default=365.0, ge=0, description="Sightings.")
+    unmatched_days: float = Field(
+        default=30.0, ge=0, description="Analysed image URLs without a match."
+    )
+    failures_days: float = Field(default=30.0, ge=0, description="Analysis failures.")
+    notices_days: float = Field(default=730.0, ge=0, description="Notices and deliveries.")
+    rdap_cache_days: float = Field(default=30.0, ge=0, description="Expired RDAP cache rows.")
+    run_minutes: float = Field(default=1440.0, gt=0, description="`serve`: retention interval.")
+
+
+# ---- end issue 7 part C
+
+
 class NodeSettings(BaseSettings):
     """All node settings. Sources, strongest first: init arguments, environment, TOML."""
 
@@ -189,6 +316,12 @@ class NodeSettings(BaseSettings):
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    notices: NoticeSettings = Field(default_factory=NoticeSettings)  # issue 7
+    # issue 7 part C: attribution, abuse contacts, retention
+    attribution: AttributionSettings = Field(default_factory=AttributionSettings)
+    contacts: ContactsSettings = Field(default_factory=ContactsSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)  # issue 8
 
     @field_validator("function_url", "coordinator_url")
     @classmethod
@@ -238,6 +371,11 @@ class NodeSettings(BaseSettings):
         return self.list_key_file or self.data_dir / LIST_KEY_FILE_NAME
 
     @property
+    def rdap_bootstrap_path(self) -> Path:
+        """The cached RDAP bootstrap data (issue 7)."""
+        return self.contacts.bootstrap_file or self.data_dir / RDAP_BOOTSTRAP_FILE_NAME
+
+    @property
     def index_dir(self) -> Path:
         """Where the persisted (encrypted) match indexes live."""
         return self.data_dir / INDEX_DIR_NAME
@@ -277,6 +415,20 @@ def _anchor_paths(settings: NodeSettings, base: Path) -> NodeSettings:
             "function_key_file": _under(base, settings.function_key_file),
             "list_key_file": _under(base, settings.list_key_file),
             "lab": _under(base, settings.lab),
+            "attribution": settings.attribution.model_copy(
+                update={"operators_file": _under(base, settings.attribution.operators_file)}
+            ),
+            "contacts": settings.contacts.model_copy(
+                update={"bootstrap_file": _under(base, settings.contacts.bootstrap_file)}
+            ),
+            "notices": settings.notices.model_copy(  # issue 7: notice secrets
+                update={
+                    "webhook_secret_file": _under(base, settings.notices.webhook_secret_file),
+                    "smtp": settings.notices.smtp.model_copy(
+                        update={"password_file": _under(base, settings.notices.smtp.password_file)}
+                    ),
+                }
+            ),
             "geoip": settings.geoip.model_copy(
                 update={
                     "country_db": _under(base, settings.geoip.country_db),

@@ -11,7 +11,11 @@ Resume: every analysed image URL is recorded (CycleImage) in the same transactio
 sighting or failure. A cycle left "running" by a killed process is continued (same cycle row)
 by the next run over the same seed list (same run_key); its analysed images are neither sent
 again nor counted again, so a cycle holds at most one sighting per image URL and is reported
-once, when it finishes. Only an image whose analysis was in flight at the kill is sent twice.
+once, when it finishes. Only an image whose analysis was in flight at the kill (or whose
+result was still waiting to be recorded) is sent twice.
+
+Matching is batched: one recorder task takes every function result waiting and matches them
+with one MatchIndex.match_many call, then records each image in its own transaction.
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ from sqlmodel import Session, col, func, select
 
 from protocol.models import HashResult, utcnow
 
-from .attribution import Attributor
+from .attribution import Attributor, host_of
+from .attribution_snapshot import record_sighting, snapshot_id
 from .crawler import ImageFound, PageFailed, PageFetched
 from .dispatch import AnalyzeFailure
 from .links import storable_url  # data: URIs are stored as a digest, never as bytes
-from .matcher import MatchIndex
+from .matcher import Match, MatchIndex, best
 from .models import (
     RUNNING,
     AnalysedImage,
@@ -47,6 +52,9 @@ from .models import (
 )
 
 CrawlEvent = PageFetched | PageFailed | ImageFound
+Outcome = tuple[ImageFound, HashResult | AnalyzeFailure]
+# Most function results matched by one MatchIndex.match_many call.
+MATCH_BATCH = 256
 # An unexpected exception from the function client is recorded under this code, not fatal.
 CLIENT_ERROR = "client_error"
 
@@ -176,6 +184,7 @@ class _Cycle:
         self.dihedral = dihedral
         self.progress = progress
         self.stats = CycleStats()
+        self._snapshot: int | None = None  # issue 7: attribution snapshot of this cycle
 
     def _tick(self) -> None:
         if self.progress is not None:
@@ -211,17 +220,36 @@ class _Cycle:
         for _ in range(workers):
             await queue.put(None)
 
-    async def work(self, queue: asyncio.Queue[ImageFound | None]) -> None:
+    async def work(
+        self, queue: asyncio.Queue[ImageFound | None], done: asyncio.Queue[Outcome | None]
+    ) -> None:
         while (image := await queue.get()) is not None:
             try:
                 result = await self.function.analyze(image.url, dihedral=self.dihedral)
             except Exception as exc:  # a client bug must not end the cycle
                 result = AnalyzeFailure(image.url, CLIENT_ERROR, f"{type(exc).__name__}", None)
-            if isinstance(result, HashResult):
-                self.record_result(image, result)
-            else:
-                self.record_failure(image, result)
-            self._tick()
+            await done.put((image, result))
+        await done.put(None)
+
+    async def record(self, done: asyncio.Queue[Outcome | None], workers: int) -> None:
+        """The one writer: takes every function result waiting (up to MATCH_BATCH), matches
+        their hashes in one batched call, then records each image in its own transaction
+        (as before: an image is recorded with its CycleImage row or not at all)."""
+        finished = 0
+        while finished < workers:
+            batch = [await done.get()]
+            while len(batch) < MATCH_BATCH and not done.empty():
+                batch.append(done.get_nowait())
+            outcomes = [item for item in batch if item is not None]
+            finished += len(batch) - len(outcomes)
+            hashed = [r.hashes for _, r in outcomes if isinstance(r, HashResult)]
+            matches = iter(self.index.match_many(hashed))
+            for image, result in outcomes:
+                if isinstance(result, HashResult):
+                    self.record_result(image, result, next(matches))
+                else:
+                    self.record_failure(image, result)
+                self._tick()
 
     def record_failure(self, image: ImageFound, failure: AnalyzeFailure) -> None:
         self.stats.analysis_failures += 1
@@ -239,9 +267,11 @@ class _Cycle:
                 )
             )
 
-    def record_result(self, image: ImageFound, result: HashResult) -> None:
+    def record_result(
+        self, image: ImageFound, result: HashResult, matches: list[Match] | None = None
+    ) -> None:
         self.stats.images_hashed += 1
-        match = self.index.best(result.hashes)
+        match = self.index.best(result.hashes) if matches is None else best(matches)
         now = utcnow()
         with Session(self.engine) as session, session.begin():
             session.add(
@@ -260,22 +290,27 @@ class _Cycle:
             )
             if match is None:
                 return
-            where = self.attributor.lookup(result.server_ip)
-            session.add(
-                Sighting(
-                    cycle_id=self.cycle_id,
-                    url=storable_url(image.url),
-                    final_url=result.final_url,
-                    server_ip=result.server_ip,
-                    country=where.country,
-                    asn=where.asn,
-                    hoster=where.hoster,
-                    family=match.family.value,
-                    entry_id=match.entry_id,
-                    distance=match.distance,
-                    seen_at=now,
-                )
+            where = self.attributor.lookup(result.server_ip, host_of(result.final_url))
+            sighting = Sighting(
+                cycle_id=self.cycle_id,
+                url=storable_url(image.url),
+                final_url=result.final_url,
+                server_ip=result.server_ip,
+                country=where.country,
+                asn=where.asn,
+                hoster=where.hoster,
+                family=match.family.value,
+                entry_id=match.entry_id,
+                distance=match.distance,
+                seen_at=now,
             )
+            session.add(sighting)
+            # issue 7: which database versions placed this sighting (node/attribution_snapshot)
+            session.flush()
+            assert sighting.id is not None
+            if self._snapshot is None:
+                self._snapshot = snapshot_id(session, self.attributor.sources())
+            record_sighting(session, sighting.id, self._snapshot, where.operator_id)
         self.stats.matches += 1
 
     def finish(self, status: str, error: str | None) -> CycleSummary:
@@ -427,10 +462,12 @@ async def run(
     cycle.stats = restored
     workers = max(1, concurrency)
     queue: asyncio.Queue[ImageFound | None] = asyncio.Queue(maxsize=workers * 4)
+    done: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=MATCH_BATCH)
     try:
         async with asyncio.TaskGroup() as group:
+            group.create_task(cycle.record(done, workers))
             for _ in range(workers):
-                group.create_task(cycle.work(queue))
+                group.create_task(cycle.work(queue, done))
             group.create_task(cycle.produce(crawler, seeds, queue, workers))
     except BaseException as exc:
         first: BaseException = exc

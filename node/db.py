@@ -7,11 +7,12 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
-from . import audit, models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from . import audit, models  # noqa: F401  (registers the tables: migrations are checked against them)
 from .crypto_store import ListKey, bind_list_key, check_list_key
 from .models import NodeState
+from .notices import models as notice_models  # noqa: F401  (issue 7: notice tables)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -46,7 +47,10 @@ def make_engine(url: str, list_key: ListKey | None = None) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
+    # Migrations, not create_all: an upgraded node brings an older database forward.
+    from .migrate import upgrade
+
+    upgrade(engine)
     with Session(engine) as session:
         if session.get(NodeState, 1) is None:
             session.add(NodeState(id=1, next_sequence=1))

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ from pydantic import ValidationError
 from protocol.keys import NodeKey
 from protocol.models import AnalyzeRequest, ErrorResponse, HashResult
 from protocol.request_auth import RequestSigner
+
+from . import metrics as node_metrics
+from . import telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +117,7 @@ class FunctionClient:
             follow_redirects=False,
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
+        telemetry.instrument_client(self._client)  # traceparent to the function only
 
     async def __aenter__(self) -> FunctionClient:
         return self
@@ -144,6 +149,15 @@ class FunctionClient:
 
     async def analyze(self, url: str, *, dihedral: bool = False) -> HashResult | AnalyzeFailure:
         """Hash one image URL through the function; never raises for remote failures."""
+        # Issue 8: one span around the attempts, and the outcome counted (node/metrics.py).
+        started = time.monotonic()
+        with telemetry.span("libra.node.analyze"):
+            result = await self._analyze(url, dihedral=dihedral)
+        outcome = result.code if isinstance(result, AnalyzeFailure) else "ok"
+        node_metrics.observe_analysis(outcome, time.monotonic() - started)
+        return result
+
+    async def _analyze(self, url: str, *, dihedral: bool) -> HashResult | AnalyzeFailure:
         try:
             body = AnalyzeRequest(url=url, dihedral=dihedral).model_dump(mode="json")
         except ValidationError as exc:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from protocol.models import ErrorResponse
 
+from . import telemetry
 from .keys import FEDERATION_KEY_BYTES, KeyFileError
 
 X25519_FILE_NAME = "x25519.key"
@@ -118,7 +119,7 @@ class _SealedList(BaseModel):
     sealed_keys: list[_Sealed]
 
 
-def _check(response: httpx.Response) -> None:
+def check_answer(response: httpx.Response) -> None:
     if response.status_code == 200:
         return
     try:
@@ -129,17 +130,19 @@ def _check(response: httpx.Response) -> None:
     raise EnrollError(f"coordinator answered {response.status_code} ({detail})")
 
 
-def _client(
+def coordinator_client(
     coordinator_url: str, token: str | None, transport: httpx.BaseTransport | None
 ) -> httpx.Client:
     headers = {"authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(
+    client = httpx.Client(
         base_url=coordinator_url.rstrip("/"),
         headers=headers,
         timeout=30.0,
         transport=transport,
         trust_env=False,
     )
+    telemetry.instrument_client(client)  # issue 8: traceparent to the coordinator only
+    return client
 
 
 def enroll(
@@ -153,7 +156,7 @@ def enroll(
     x25519_key: PrivateKey,
     transport: httpx.BaseTransport | None = None,
 ) -> Enrolled:
-    with _client(coordinator_url, None, transport) as client:
+    with coordinator_client(coordinator_url, None, transport) as client:
         try:
             response = client.post(
                 "/v1/enroll",
@@ -168,7 +171,7 @@ def enroll(
             )
         except httpx.HTTPError as exc:
             raise EnrollError(f"cannot reach the coordinator: {exc}") from exc
-    _check(response)
+    check_answer(response)
     try:
         return Enrolled.model_validate(response.json())
     except (ValueError, ValidationError) as exc:
@@ -202,10 +205,10 @@ def sponsor(
 ) -> SponsorResult:
     """Seal our federation key to every member still waiting for one from us."""
     done: list[str] = []
-    with _client(coordinator_url, token, transport) as client:
+    with coordinator_client(coordinator_url, token, transport) as client:
         try:
             listing = client.get("/v1/federation-key/recipients")
-            _check(listing)
+            check_answer(listing)
             recipients = _Recipients.model_validate(listing.json()).recipients
             for recipient in recipients:
                 sealed = seal_federation_key(federation_key, recipient.x25519_public_key)
@@ -217,7 +220,7 @@ def sponsor(
                         "sealed_key": sealed,
                     },
                 )
-                _check(response)
+                check_answer(response)
                 done.append(recipient.node_id)
         except httpx.HTTPError as exc:
             raise EnrollError(f"cannot reach the coordinator: {exc}") from exc
@@ -241,12 +244,12 @@ def fetch_federation_key(
     transport: httpx.BaseTransport | None = None,
 ) -> FetchedKey:
     """Open every sealed copy; they must all hold the same key, from >= min_sponsors nodes."""
-    with _client(coordinator_url, token, transport) as client:
+    with coordinator_client(coordinator_url, token, transport) as client:
         try:
             response = client.get("/v1/federation-key/sealed")
         except httpx.HTTPError as exc:
             raise EnrollError(f"cannot reach the coordinator: {exc}") from exc
-    _check(response)
+    check_answer(response)
     try:
         sealed = _SealedList.model_validate(response.json()).sealed_keys
     except (ValueError, ValidationError) as exc:

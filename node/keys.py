@@ -24,7 +24,7 @@ class KeyFileError(Exception):
     """A key file is missing, unreadable, malformed, or would be overwritten."""
 
 
-def _write_exclusive(path: Path, text: str) -> None:
+def write_exclusive(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         # O_EXCL: never replace a key; 0600 from the first byte (no chmod race).
@@ -46,7 +46,7 @@ def _read(path: Path, what: str) -> str:
 
 def create_signing_key(path: Path) -> NodeKey:
     key = NodeKey.generate()
-    _write_exclusive(path, key.seed_b64())
+    write_exclusive(path, key.seed_b64())
     return key
 
 
@@ -59,7 +59,7 @@ def load_signing_key(path: Path) -> NodeKey:
 
 def create_federation_key(path: Path) -> bytes:
     key = secrets.token_bytes(FEDERATION_KEY_BYTES)
-    _write_exclusive(path, base64.b64encode(key).decode("ascii"))
+    write_exclusive(path, base64.b64encode(key).decode("ascii"))
     return key
 
 

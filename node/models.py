@@ -215,3 +215,44 @@ class NodeState(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     next_sequence: int = 1
+
+
+# ---- issue 7 part C: attribution snapshots, RDAP contact cache (docs/attribution.md)
+
+
+class AttributionSnapshot(SQLModel, table=True):
+    """The set of databases (GeoIP country, ASN, operator table) one attribution rested on."""
+
+    __tablename__ = "attribution_snapshot"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # SHA-256 of the canonical sources JSON: one row per distinct set of database versions.
+    digest: str = Field(unique=True)
+    sources: str = Field(sa_type=Text)  # JSON [[name, version], ...], sorted
+    first_used_at: datetime = Field(default_factory=_now, sa_type=UtcDateTime)
+
+
+class SightingAttribution(SQLModel, table=True):
+    """Which snapshot placed a sighting, and the operator-table entry that matched (if any)."""
+
+    __tablename__ = "sighting_attribution"
+
+    sighting_id: int = Field(foreign_key="sighting.id", primary_key=True)
+    snapshot_id: int = Field(foreign_key="attribution_snapshot.id", index=True)
+    operator_id: str | None = None
+
+
+class RdapContact(SQLModel, table=True):
+    """A cached RDAP answer for one query (``ip:192.0.2.7`` or ``autnum:64496``)."""
+
+    __tablename__ = "rdap_contact"
+
+    id: int | None = Field(default=None, primary_key=True)
+    query: str = Field(unique=True)
+    fetched_at: datetime = Field(sa_type=UtcDateTime)
+    expires_at: datetime = Field(sa_type=UtcDateTime, index=True)
+    ok: bool  # False: the query failed (error says why); cached for the shorter negative time
+    emails: str = Field(default="[]", sa_type=Text)  # JSON list of abuse addresses
+    handle: str | None = None  # RDAP handle of the abuse entity (or the object) answering
+    server: str | None = None  # RDAP base URL asked
+    error: str | None = None

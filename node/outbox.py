@@ -22,6 +22,8 @@ from sqlmodel import Session, col, select
 
 from protocol.models import ErrorResponse, ReportAck
 
+from . import metrics as node_metrics
+from . import telemetry
 from .models import OutboxItem
 
 REPORTS_PATH = "/v1/reports"
@@ -91,12 +93,23 @@ async def flush(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> FlushResult:
     """Send every queued (not rejected) envelope, oldest sequence first."""
+    with telemetry.span("libra.node.outbox_flush"):  # issue 8: one span per flush
+        return await _flush(engine, coordinator_url, timeout_s, transport)
+
+
+async def _flush(
+    engine: Engine,
+    coordinator_url: str,
+    timeout_s: float,
+    transport: httpx.AsyncBaseTransport | None,
+) -> FlushResult:
     result = FlushResult()
     items = pending_items(engine)
     url = coordinator_url.rstrip("/") + REPORTS_PATH
     async with httpx.AsyncClient(
         timeout=timeout_s, transport=transport, follow_redirects=False
     ) as client:
+        telemetry.instrument_client(client)  # traceparent to the coordinator only
         for index, item in enumerate(items):
             try:
                 response = await client.post(
@@ -107,6 +120,7 @@ async def flush(
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 _record(engine, item.id, error, None)
+                node_metrics.observe_delivery("transient")
                 result.last_error = error
                 result.pending.extend(i.report_id for i in items[index:])
                 return result
@@ -120,6 +134,7 @@ async def flush(
                     _delete(engine, item.id)
                     target = result.duplicates if ack.status == "duplicate" else result.delivered
                     target.append(item.report_id)
+                    node_metrics.observe_delivery(ack.status)
                     continue
                 error = "coordinator answered 200 without a matching acknowledgement"
             elif 400 <= status < 500 and status not in TRANSIENT_4XX:
@@ -128,12 +143,14 @@ async def flush(
                 result.rejected.append(
                     Rejection(item.report_id, item.sequence, status, code, message)
                 )
+                node_metrics.observe_delivery(code)
                 continue
             else:
                 code, message = _error_of(response)
                 error = f"{status} {code}: {message}"
             # Transient: keep this and everything after it for the next run.
             _record(engine, item.id, error, None)
+            node_metrics.observe_delivery("transient")
             result.last_error = error
             result.pending.extend(i.report_id for i in items[index:])
             return result

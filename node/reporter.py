@@ -38,7 +38,9 @@ from protocol.hashes import HashFamily
 from protocol.keys import NodeKey
 from protocol.models import Denominators, Period, Report, ReportCell, new_report_id, utcnow
 
+from .attribution_snapshot import sources_for_cycles
 from .models import RUNNING, CrawlCycle, HostPages, NodeState, OutboxItem, Sighting
+from .notices.stats import mark_reported, removals_for_period  # issue 7
 
 HLL_LG_K = 12
 HLL_TYPE = tgt_hll_type.HLL_8
@@ -185,7 +187,12 @@ def queue_report(
             period=period,
             cells=build_cells(session, cycle_ids, federation_key),
             denominators=build_denominators(session, cycle_ids),
+            # issue 7: the database versions this period's sightings rest on
+            attribution_sources=sources_for_cycles(session, cycle_ids),
+            # issue 7: notices and removals per hoster, each fact reported once
+            removals=removals_for_period(session, period),
         )
+        mark_reported(session, period, report.report_id)  # issue 7
         if cycle_ids:
             session.execute(
                 update(CrawlCycle)

@@ -8,7 +8,7 @@ interval: the node keeps serving.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped,import-not-found,unused-ignore]
@@ -21,10 +21,13 @@ from .config import NodeSettings
 from .crawl_recrawl import first_run, recrawl_jobs
 from .cycle import CycleError
 from .keys import KeyFileError
+from .notices.schedule import notices_jobs  # issue 7
+from .retention import scheduled_job  # issue 7
 from .service import CrawlBusy, crawl_once, report_once
 
 CRAWL_JOB = "crawl"
 REPORT_JOB = "report"
+RETENTION_JOB = "retention"  # issue 7
 
 
 def _jobs(settings: NodeSettings, engine: Engine, console: Console) -> dict[str, Any]:
@@ -93,6 +96,31 @@ def build_scheduler(
             coalesce=True,
             misfire_grace_time=None,
         )
+    # issue 7: notices re-check / re-notice / delivery (node/notices/schedule.py), when enabled.
+    for job_id, every, func in notices_jobs(settings, engine, console or Console()):
+        scheduler.add_job(
+            func,
+            "interval",
+            minutes=every,
+            id=job_id,
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+    # issue 7: retention (node/retention.py); first run shortly after start, so a node that is
+    # restarted more often than run_minutes still erases on time.
+    out = console or Console()
+    scheduler.add_job(
+        scheduled_job(engine, settings.retention, lambda text: out.print(escape(text))),
+        "interval",
+        minutes=settings.retention.run_minutes,
+        id=RETENTION_JOB,
+        next_run_time=now + timedelta(minutes=5),
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=None,
+    )
     return scheduler
 
 

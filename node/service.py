@@ -21,7 +21,7 @@ from protocol.lab import LabNetwork, load_lab
 from protocol.models import Period, utcnow
 
 from . import outbox
-from .attribution import Attributor
+from .attribution import Attributor, open_operator_table
 from .config import NodeSettings
 from .crawl_setup import make_crawler, open_frontier  # crawler, limits, frontier backend
 from .crawler import seeds_run_key
@@ -102,7 +102,9 @@ async def _crawl(
 ) -> CycleSummary:
     crawl = settings.crawl
     index = persisted_index(engine, settings.index_dir, list_key_of(settings), thresholds(settings))
-    with Attributor(settings.geoip.country_db, settings.geoip.asn_db) as attributor:
+    # issue 7: the operator table overrides GeoIP (node/operators.py)
+    operators = open_operator_table(settings.attribution.operators_file)
+    with Attributor(settings.geoip.country_db, settings.geoip.asn_db, operators) as attributor:
         client = make_client(
             lab_of(settings),
             timeout=crawl.timeout_s,

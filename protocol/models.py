@@ -241,6 +241,21 @@ class Report(_Strict):
             raise MalformedPayload(f"report field {where}: {first['msg']}") from exc
 
 
+class KeyRotation(_Strict):
+    """A node announces its next signing key: signed once with the current key (who asks) and
+    once with the new key (proof of possession), both over these same canonical bytes."""
+
+    node_id: str = Field(min_length=2, max_length=63)
+    current_key_id: str = Field(pattern=r"^[0-9a-f]{64}$")
+    new_public_key: str = Field(max_length=64)  # base64 of the raw 32-byte Ed25519 key
+    created_at: UtcDatetime
+    # The overlap the node asks for (the coordinator caps it); None: the federation's default.
+    overlap_seconds: int | None = Field(default=None, ge=0, le=90 * 86_400)
+
+    def to_payload(self) -> bytes:
+        return canonical_json(self.model_dump(mode="json"))
+
+
 def new_report_id() -> str:
     return uuid.uuid4().hex
 

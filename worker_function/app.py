@@ -17,12 +17,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from protocol.lab import LabNetwork, load_lab
 from protocol.models import AnalyzeRequest, ErrorBody, ErrorResponse, HashResult
 
+from . import metrics, telemetry
 from .auth import Authenticator, RateLimited, RateLimiter, parse_authorized_keys
 from .datauri import obtain
 from .errors import AnalysisFailed, FunctionError
@@ -126,8 +128,10 @@ def create_app(
     *,
     lab: LabNetwork | None = None,
     resolver: Resolver | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
-    """Build the app. ``lab`` overrides ``settings.lab``; ``resolver`` replaces DNS (tests)."""
+    """Build the app. ``lab`` overrides ``settings.lab``; ``resolver`` replaces DNS (tests);
+    ``tracer_provider`` overrides the one ``settings.tracing`` makes (tests)."""
     settings = settings or FunctionSettings()
     logging.getLogger("worker_function").setLevel(settings.log_level.upper())
     # httpx logs every request line (with the full URL) at INFO: keep its chatter out.
@@ -214,6 +218,11 @@ def create_app(
             admission.leave()
 
     _install_error_handlers(app)
+    # Issue 8: Prometheus /metrics and server spans (worker_function/metrics.py, telemetry.py).
+    if settings.metrics:
+        metrics.install(app, metrics.FunctionMetrics(in_flight=lambda: admission.in_flight))
+    provider = tracer_provider or telemetry.provider_for(settings.tracing, settings.otlp_endpoint)
+    telemetry.instrument_app(app, provider)
     return app
 
 

@@ -75,6 +75,11 @@ class FunctionSettings(BaseSettings):
     user_agent: str = "LIBRA-remote-hash/0.1"
     # Python logging level of the worker_function logger.
     log_level: str = "INFO"
+    # Issue 8 (worker_function/telemetry.py, metrics.py): trace export off, console (stderr) or
+    # otlp (OTLP/HTTP to otlp_endpoint); GET /metrics (Prometheus) on or off.
+    tracing: Literal["off", "console", "otlp"] = "off"
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    metrics: bool = True
 
     @field_validator("authorized_keys")
     @classmethod

@@ -381,7 +381,9 @@ def run_demo(
 def _serve_until_interrupted(console: Console, federation: Federation) -> None:
     console.print(
         f"\nCoordinator running at [bold]{federation.coordinator_url}[/bold] "
-        f"(picture: {federation.coordinator_url}/v1/picture). Press Ctrl-C to stop."
+        f"(picture: {federation.coordinator_url}/v1/picture).\n"
+        f"Dashboard: {federation.coordinator_url}/dashboard/ (log in with the viewer token "
+        f"{federation.viewer_token}).\nPress Ctrl-C to stop."
     )
     try:
         while True:

@@ -1,15 +1,18 @@
 """The node's match index on disk: one AES-GCM-encrypted file, no pickle.
 
 Plaintext layout: ``LIBRAIDX``, a little-endian u32 header length, a JSON header (format
-version, the database ``stamp`` it was built from, and one section per family), then the
-sections back to back: for exact families the raw digests followed by int64 ids, for
-perceptual families a MultiIndex image (node.index.mih). Loading is decryption plus
-``np.frombuffer``; the stamp tells whether the lists changed since the file was written.
+version, the database ``stamp`` it was built from, and one section per family; padded so the
+sections start 8-aligned), then the sections back to back, each padded to 8 bytes: for exact
+families the raw digests followed by int64 ids, for perceptual families a MultiIndex image
+(node.index.mih). Loading is decryption plus ``np.frombuffer`` (aligned views, no copies);
+the stamp tells whether the lists changed since the file was written. A file of another
+format version is rebuilt from the database (with a warning), never trusted.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 from pathlib import Path
@@ -28,9 +31,15 @@ from ..models import ListEntry, ListVersion
 from .mih import IndexFormatError, MultiIndex
 
 MAGIC = b"LIBRAIDX"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: 8-aligned sections, MultiIndex format 2 (fingerprinted tables)
 INDEX_FILE = "match-index.bin"
 CONTEXT = b"libra match index v1"
+
+logger = logging.getLogger(__name__)
+
+
+def _pad(raw: bytes) -> bytes:
+    return raw + b"\0" * (-len(raw) % 8)
 
 
 def db_stamp(engine: Engine) -> str:
@@ -58,13 +67,14 @@ def encode(index: MatchIndex, stamp: str) -> bytes:
             + np.asarray([table[v] for v in values], dtype="<i8").tobytes()
         )
         sections.append({"family": family.value, "kind": "exact", "n": len(values)})
-        blobs.append(raw)
+        blobs.append(_pad(raw))
     for family, hamming in index.hamming_tables.items():
         raw = hamming.to_bytes()
         sections.append({"family": family.value, "kind": "mih", "size": len(raw)})
-        blobs.append(raw)
+        blobs.append(_pad(raw))
     header = json.dumps({"version": FORMAT_VERSION, "stamp": stamp, "sections": sections})
     head = header.encode()
+    head += b" " * (-(12 + len(head)) % 8)
     return b"".join([MAGIC, struct.pack("<I", len(head)), head, *blobs])
 
 
@@ -75,12 +85,13 @@ def decode(data: bytes, thresholds: Thresholds | None = None) -> tuple[MatchInde
     (hlen,) = struct.unpack("<I", view[8:12])
     try:
         header = json.loads(bytes(view[12 : 12 + hlen]))
-        if header["version"] != FORMAT_VERSION:
-            raise IndexFormatError(f"match index format {header['version']}")
+        version = header["version"]
         sections = header["sections"]
         stamp = str(header["stamp"])
     except (ValueError, KeyError, TypeError) as exc:
         raise IndexFormatError(f"bad match index header: {exc}") from exc
+    if version != FORMAT_VERSION:
+        raise IndexFormatError(f"match index format {version} (expected {FORMAT_VERSION})")
     at = 12 + hlen
     exact: dict[HashFamily, dict[str, int]] = {}
     tables: dict[HashFamily, MultiIndex] = {}
@@ -100,6 +111,7 @@ def decode(data: bytes, thresholds: Thresholds | None = None) -> tuple[MatchInde
             size = int(section["size"])
             tables[family] = MultiIndex.from_bytes(view[at : at + size])
             at += size
+        at += -at % 8
     if at != len(view):
         raise IndexFormatError("match index has trailing bytes")
     return MatchIndex.from_parts(exact, tables, thresholds), stamp
@@ -133,8 +145,10 @@ def current(
     stamp = db_stamp(engine)
     try:
         loaded = load(directory, key, thresholds)
-    except IndexFormatError:
-        loaded = None  # a damaged cache is rebuilt, not trusted
+    except IndexFormatError as exc:
+        # A damaged or older-format cache is rebuilt, not trusted.
+        logger.warning("match index file not used (%s): rebuilding it from the lists", exc)
+        loaded = None
     if loaded is not None and loaded[1] == stamp:
         return loaded[0]
     index = MatchIndex.from_db(engine, thresholds)

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from datasketches import HLL_8, hll_sketch
+from datasketches import HLL_8, hll_sketch, kll_floats_sketch
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -22,7 +22,15 @@ from protocol import PROTOCOL_VERSION, REPORT_PAYLOAD_TYPE
 from protocol.dsse import sign
 from protocol.hashes import HashFamily
 from protocol.keys import NodeKey
-from protocol.models import Denominators, Period, Report, ReportCell, new_report_id
+from protocol.models import (
+    AttributionSource,
+    Denominators,
+    HosterRemovals,
+    Period,
+    Report,
+    ReportCell,
+    new_report_id,
+)
 
 DAY_START = datetime(2026, 11, 23, tzinfo=UTC)
 FEDERATION_KEY = b"test federation key (public test material)"
@@ -72,6 +80,8 @@ def make_report(
     denominators: Denominators | None = None,
     report_id: str | None = None,
     key_id: str | None = None,
+    removals: Sequence[HosterRemovals] = (),
+    attribution_sources: Sequence[AttributionSource] = (),
 ) -> Report:
     return Report(
         protocol_version=PROTOCOL_VERSION,
@@ -83,6 +93,50 @@ def make_report(
         period=Period(start=period_start, end=period_start + timedelta(days=period_days)),
         cells=list(cells) if cells is not None else [cell()],
         denominators=denominators or Denominators(pages_fetched=10, images_hashed=40, hosts_seen=3),
+        removals=list(removals),
+        attribution_sources=list(attribution_sources),
+    )
+
+
+def kll_b64(seconds: Sequence[float]) -> str:
+    """What a node sends: a KLL float sketch (k = 200) of the times to removal."""
+    sketch = kll_floats_sketch(200)
+    for value in seconds:
+        sketch.update(value)
+    return base64.b64encode(sketch.serialize()).decode()
+
+
+def removal(
+    seconds: Sequence[float],
+    *,
+    country: str = "DE",
+    asn: int = 64501,
+    hoster: str = "Hoster A Ltd",
+    notices_sent: int | None = None,
+    urls_noticed: int | None = None,
+    with_sketch: bool = True,
+) -> HosterRemovals:
+    """A removals row whose counts and exact figures follow from the given times."""
+    ordered = sorted(seconds)
+    n = len(ordered)
+    median = p90 = None
+    if n:
+        exact = kll_floats_sketch(200)
+        for value in ordered:
+            exact.update(value)
+        median, p90 = round(exact.get_quantile(0.5)), round(exact.get_quantile(0.9))
+    return HosterRemovals(
+        country=country,
+        asn=asn,
+        hoster=hoster,
+        notices_sent=n + 1 if notices_sent is None else notices_sent,
+        urls_noticed=n if urls_noticed is None else urls_noticed,
+        removed=n,
+        removed_within_24h=sum(1 for v in ordered if v <= 86_400),
+        removed_within_72h=sum(1 for v in ordered if v <= 259_200),
+        median_seconds=median,
+        p90_seconds=p90,
+        removal_sketch=kll_b64(ordered) if with_sketch and n else None,
     )
 
 
@@ -96,7 +150,8 @@ def sign_payload(payload: bytes, key: NodeKey, payload_type: str = REPORT_PAYLOA
 
 
 def payload_dict(report: Report) -> dict[str, Any]:
-    return json.loads(report.to_payload())
+    data: dict[str, Any] = json.loads(report.to_payload())
+    return data
 
 
 def register(engine: Engine, node_id: str, country: str, key: NodeKey, now: datetime) -> None:

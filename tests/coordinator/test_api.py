@@ -270,7 +270,14 @@ def test_picture_over_http(client: TestClient, key_a: NodeKey) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["generated_at"] == "2026-11-24T12:00:00Z"
-    assert body["filters"] == {"period_start": None, "period_end": None, "hash_family": None}
+    assert body["filters"] == {
+        "period_start": None,
+        "period_end": None,
+        "hash_family": None,
+        "country": None,
+        "hoster": None,
+        "asn": None,
+    }
     assert (body["reports"], body["nodes"]) == (1, 1)
     assert body["totals"] == {
         "matches": 3,

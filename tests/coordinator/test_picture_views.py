@@ -170,3 +170,37 @@ def test_snapshot_verifies_offline(app_client: TestClient, engine: Engine, tmp_p
     other = NodeKey.generate().public_key_b64
     wrong = runner.invoke(cli, ["snapshot", "verify", str(snap), "--public-key", other])
     assert wrong.exit_code == 1 and "unknown_key" in wrong.output
+
+
+def test_waterbed_direction_beside_a_withheld_value_is_withheld(
+    engine: Engine, tmp_path: Path, key_a: NodeKey, key_b: NodeKey
+) -> None:
+    # "Solo": 40 matches from one node on day 1 (withheld: one node), 6 from two on day 2.
+    # "fell" beside the hidden 40 would tell a viewer it was more than 6.
+    register(engine, "node-a", "DE", key_a, NOW)
+    register(engine, "node-b", "FR", key_b, NOW)
+    settings = CoordinatorSettings(data_dir=tmp_path, picture_min_count=5, picture_min_nodes=2)
+    with TestClient(create_app(settings, engine=engine, clock=lambda: NOW)) as client:
+        reports = [
+            (key_a, "node-a", [cell(hoster="Solo", matches=40)], DAY_START),
+            (key_a, "node-a", [cell(hoster="Solo", matches=3)], DAY2),
+            (key_b, "node-b", [cell(hoster="Solo", matches=3)], DAY2),
+        ]
+        for seq, (key, node, cells, start) in enumerate(reports, start=1):
+            report = make_report(
+                key, node, sequence=seq, created_at=NOW, period_start=start, cells=cells
+            )
+            assert (
+                client.post("/v1/reports", content=envelope_bytes(report, key)).status_code == 200
+            )
+        params = {
+            "before_start": DAY_START.isoformat(), "before_end": DAY2.isoformat(),
+            "after_start": DAY2.isoformat(), "after_end": (DAY2 + timedelta(days=1)).isoformat(),
+        }  # fmt: skip
+        admin = bearer(make_token(engine, "admin", NOW))
+        full = client.get("/v1/picture/shifts", params=params, headers=admin).json()
+        assert full["by_hoster"][0]["direction"] == "fell"
+        viewer = bearer(make_token(engine, "viewer", NOW))
+        (row,) = client.get("/v1/picture/shifts", params=params, headers=viewer).json()["by_hoster"]
+        assert (row["matches_before"], row["matches_after"]) == (None, 6)
+        assert row["direction"] == "withheld" and row["delta"] is None

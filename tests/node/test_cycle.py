@@ -15,7 +15,7 @@ from node.crawler import ImageFound, PageFailed, PageFetched
 from node.cycle import CycleError, CycleStats, mark_interrupted
 from node.dispatch import AnalyzeFailure
 from node.lists import ImportedRecord, import_records
-from node.matcher import MatchIndex
+from node.matcher import Match, MatchIndex
 from node.models import (
     AnalysedImage,
     AnalysisFailure,
@@ -25,7 +25,7 @@ from node.models import (
     Sighting,
 )
 from protocol.hashes import HashFamily
-from protocol.models import HashResult
+from protocol.models import HashResult, ImageHashes
 from tests.node.conftest import flip_bits, hash_result, image_hashes, write_geoip
 
 Event = PageFetched | PageFailed | ImageFound
@@ -241,3 +241,58 @@ def test_resume_or_start_continues_only_a_cycle_of_the_same_seeds(engine: Engine
     with Session(engine) as session:
         statuses = {c.id: c.status for c in session.exec(select(CrawlCycle)).all()}
     assert statuses == {first: "interrupted", other: "running"}
+
+
+class CountingIndex(MatchIndex):
+    """Records the size of every match_many call the cycle makes."""
+
+    def __init__(self, entries: list[tuple[int, HashFamily | str, str]]) -> None:
+        super().__init__(entries)
+        self.batches: list[int] = []
+
+    def match_many(self, images: Sequence[ImageHashes]) -> list[list[Match]]:
+        self.batches.append(len(images))
+        return super().match_many(images)
+
+
+async def test_results_are_matched_in_batches(engine: Engine) -> None:
+    rng = random.Random(13)
+    listed = [image_hashes(rng) for _ in range(5)]
+    # Five PDQ entries; images 0, 7, 14, ... are near copies of them.
+    records = [
+        ImportedRecord(HashFamily.PDQ, flip_bits(h.pdq, [n, 100 + n]), n + 1)
+        for n, h in enumerate(listed)
+    ]
+    import_records(engine, records, source="t", version="1", format_name="test")
+    with Session(engine) as session:
+        index = CountingIndex(
+            [(e.id or 0, e.family, e.value) for e in session.exec(select(ListEntry)).all()]
+        )
+    urls = [f"http://a.test/{i}.png" for i in range(40)]
+    images = {u: image_hashes(rng) for u in urls}
+    for i in range(0, 40, 7):
+        images[urls[i]] = listed[(i // 7) % 5]
+    function = FakeFunction({u: hash_result(u, images[u]) for u in urls})
+    events: list[Event] = [ImageFound(u, "http://a.test/", "a.test") for u in urls]
+    with Attributor() as attributor:
+        summary = await cycle.run(
+            engine=engine,
+            crawler=FakeCrawler(events),
+            function=function,
+            index=index,
+            attributor=attributor,
+            seeds=["http://a.test/"],
+            concurrency=8,
+        )
+    # Every result was matched exactly once, most of them several per call.
+    assert sum(index.batches) == summary.images_hashed == 40
+    assert len(index.batches) < 40 and max(index.batches) > 1
+    with Session(engine) as session:
+        sightings = {s.url: (s.entry_id, s.distance) for s in session.exec(select(Sighting))}
+        analysed = session.exec(select(AnalysedImage)).all()
+    expected = {u: index.best(images[u]) for u in urls}
+    assert sightings == {u: (m.entry_id, m.distance) for u, m in expected.items() if m}
+    assert len(sightings) == summary.matches == 6
+    assert {a.url: a.entry_id for a in analysed} == {
+        u: (m.entry_id if m else None) for u, m in expected.items()
+    }

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import struct
+
 import numpy as np
 import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.index import IndexFormatError, MultiIndex, brute_force
+from node.index import IndexFormatError, MultiIndex, brute_force, mih
 
 
 def codes_of(values: list[int], bits: int) -> npt.NDArray[np.uint64]:
@@ -23,8 +27,9 @@ def flip(value: int, positions: list[int]) -> int:
     return value
 
 
-def as_sets(results: list[list[tuple[int, int]]]) -> list[set[tuple[int, int]]]:
-    return [set(r) for r in results]
+def as_sets(results: list[list[tuple[int, int]]]) -> list[list[tuple[int, int]]]:
+    # Sorted lists, not sets: a pair reported twice (by two chunk tables) must fail.
+    return [sorted(r) for r in results]
 
 
 @st.composite
@@ -119,7 +124,7 @@ def test_tail_is_merged_once_it_grows() -> None:
     for n in range(30):
         index.add([n], values[n : n + 1])
     assert index.indexed >= 20
-    assert as_sets(index.search(values, 0)) == [{(n, 0)} for n in range(30)]
+    assert as_sets(index.search(values, 0)) == [[(n, 0)] for n in range(30)]
 
 
 def test_persisted_format_has_no_pickle_and_rejects_damage() -> None:
@@ -132,7 +137,8 @@ def test_persisted_format_has_no_pickle_and_rejects_damage() -> None:
     with pytest.raises(IndexFormatError):
         MultiIndex.from_bytes(b"NOTANIDX" + data[8:])
     loaded = MultiIndex.from_bytes(data)
-    assert np.array_equal(loaded.codes, codes)
+    # The codes are stored sorted by their first chunk; each id keeps its own code.
+    assert np.array_equal(loaded.codes[np.argsort(loaded.ids)], codes)
 
 
 def test_empty_index_searches_and_round_trips() -> None:
@@ -142,8 +148,133 @@ def test_empty_index_searches_and_round_trips() -> None:
     assert MultiIndex.from_bytes(index.to_bytes()).search(q, 31) == [[]]
 
 
-def test_memory_stays_within_four_times_the_codes() -> None:
+@pytest.mark.parametrize("bits", [256, 64])
+def test_memory_stays_within_four_times_the_codes(bits: int) -> None:
     rng = np.random.default_rng(6)
-    codes = rng.integers(0, 2**63, size=(200_000, 4), dtype=np.int64).astype(np.uint64)
-    index = MultiIndex.build(256, np.arange(200_000), codes)
+    codes = rng.integers(0, 2**63, size=(1_000_000, bits // 64), dtype=np.int64).astype(np.uint64)
+    index = MultiIndex.build(bits, np.arange(1_000_000), codes)
     assert index.nbytes <= 4 * codes.nbytes
+    # nbytes counts every array the index holds.
+    arrays = [index.codes, index.ids, index.alive, index.offsets, index.fps, index.rows]
+    assert index.nbytes == sum(a.nbytes for a in arrays)
+
+
+def random_world(
+    n: int, bits: int, seed: int, nq: int = 80
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """Codes around a few centres plus queries near and far from them."""
+    rng = np.random.default_rng(seed)
+    words = bits // 64
+    centres = rng.integers(0, 2**63, size=(max(1, n // 20), words), dtype=np.int64)
+    codes = centres[rng.integers(0, centres.shape[0], size=n)].astype(np.uint64)
+    for _ in range(bits // 16):  # ~6 % of bits flipped
+        bit = rng.integers(0, 64, size=(n, words)).astype(np.uint64)
+        codes ^= (rng.random((n, words)) < 0.25).astype(np.uint64) << bit
+    queries = codes[rng.integers(0, n, size=nq)].copy()
+    queries[nq // 2 :] ^= rng.integers(0, 2**63, size=(nq - nq // 2, words)).astype(np.uint64)
+    return codes, queries
+
+
+@pytest.mark.parametrize(("bits", "radius"), [(256, 31), (256, 45), (64, 10), (64, 3)])
+def test_threaded_batches_and_numpy_path_agree_with_brute_force(bits: int, radius: int) -> None:
+    codes, queries = random_world(3000, bits, seed=bits + radius)
+    expected = as_sets(brute_force(codes, queries, radius))
+    assert sum(map(len, expected)) > len(queries) // 2  # the test sees real matches
+    index = MultiIndex.build(bits, np.arange(len(codes)), codes)
+    index.threads = 2  # 80 queries: split over two threads
+    assert as_sets(index.search(queries, radius)) == expected
+    index.threads = 1
+    assert as_sets(index.search(queries, radius)) == expected
+    index.use_kernel = False
+    assert as_sets(index.search(queries, radius)) == expected
+
+
+def test_four_byte_row_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Indexes of 2**24 codes or more store row numbers in 4 bytes: force that layout.
+    monkeypatch.setattr(mih, "THREE_BYTE_ROWS", 100)
+    codes, queries = random_world(500, 256, seed=11)
+    index = MultiIndex.build(256, np.arange(500), codes)
+    assert index.row_bytes == 4 and index.rows.shape == (15, 500 * 4)
+    expected = as_sets(brute_force(codes, queries, 31))
+    assert as_sets(index.search(queries, 31)) == expected
+    loaded = MultiIndex.from_bytes(index.to_bytes())
+    assert loaded.row_bytes == 4
+    assert as_sets(loaded.search(queries, 31)) == expected
+    loaded.use_kernel = False
+    assert as_sets(loaded.search(queries, 31)) == expected
+
+
+def test_radius_covering_whole_chunks_and_bad_radius() -> None:
+    codes, queries = random_world(200, 64, seed=12, nq=4)
+    index = MultiIndex.build(64, np.arange(200), codes)
+    # r = 64: every code matches every query (probes flip whole chunks).
+    assert as_sets(index.search(queries, 64)) == as_sets(brute_force(codes, queries, 64))
+    with pytest.raises(ValueError, match="radius"):
+        index.search(queries, -1)
+
+
+def test_tail_and_tombstones_in_both_paths() -> None:
+    codes, queries = random_world(1000, 256, seed=13)
+    index = MultiIndex.build(256, np.arange(600), codes[:600])
+    index.add(np.arange(600, 1000), codes[600:])  # 400 codes in the tail
+    assert index.indexed == 600
+    index.remove(list(range(0, 1000, 7)))
+    live = np.ones(1000, dtype=bool)
+    live[::7] = False
+    expected = [[(i, d) for i, d in hits if live[i]] for hits in brute_force(codes, queries, 31)]
+    assert as_sets(index.search(queries, 31)) == as_sets(expected)
+    index.use_kernel = False
+    assert as_sets(index.search(queries, 31)) == as_sets(expected)
+
+
+def v1_blob(ids: npt.NDArray[np.int64], codes: npt.NDArray[np.uint64], bits: int) -> bytes:
+    """A file in format 1 (plain MIH tables), as the previous release wrote it."""
+    n, m = codes.shape[0], bits // 16
+    header = json.dumps({"version": 1, "bits": bits, "n": n}).encode()
+    rows = np.zeros((m, n), dtype="<i4")  # unused by the upgrade: only codes and ids count
+    offsets = np.zeros((m, 65537), dtype="<i4")
+    body = codes.astype("<u8").tobytes() + ids.astype("<i8").tobytes()
+    return (
+        b"LIBRAMIH"
+        + struct.pack("<I", len(header))
+        + header
+        + body
+        + rows.tobytes()
+        + offsets.tobytes()
+    )
+
+
+def test_format_1_files_are_rebuilt_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    codes, queries = random_world(300, 256, seed=14)
+    ids = np.arange(1000, 1300, dtype=np.int64)
+    with caplog.at_level(logging.WARNING):
+        index = MultiIndex.from_bytes(v1_blob(ids, codes, 256))
+    assert index.upgraded_from == 1
+    assert "format 1" in caplog.text and "rebuilding its 300 codes" in caplog.text
+    expected = [[(i + 1000, d) for i, d in hits] for hits in brute_force(codes, queries, 31)]
+    assert as_sets(index.search(queries, 31)) == as_sets(expected)
+    with pytest.raises(IndexFormatError):
+        MultiIndex.from_bytes(v1_blob(ids, codes, 256)[:-3])
+
+
+def test_misaligned_buffer_loads() -> None:
+    codes, queries = random_world(300, 64, seed=15)
+    data = MultiIndex.build(64, np.arange(300), codes).to_bytes()
+    loaded = MultiIndex.from_bytes(memoryview(b"x" + data)[1:])  # every array misaligned
+    assert as_sets(loaded.search(queries, 10)) == as_sets(brute_force(codes, queries, 10))
+
+
+def test_damaged_tables_are_rejected_not_read_out_of_bounds() -> None:
+    codes, _ = random_world(300, 256, seed=16)
+    index = MultiIndex.build(256, np.arange(300), codes)
+    data = bytearray(index.to_bytes())
+    rows_at = len(data) - index.rows.nbytes
+    data[rows_at:] = b"\xff" * index.rows.nbytes  # every row number -> 2**24 - 1
+    damaged = MultiIndex.from_bytes(bytes(data))
+    with pytest.raises(IndexError, match="out of range"):
+        damaged.search(codes[:5], 31)
+    offsets_at = rows_at - index.fps.nbytes - index.offsets.nbytes
+    data = bytearray(index.to_bytes())
+    data[offsets_at + 8 : offsets_at + 12] = struct.pack("<i", 10**6)
+    with pytest.raises(IndexFormatError, match="offsets"):
+        MultiIndex.from_bytes(bytes(data))

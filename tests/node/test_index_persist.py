@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import random
+import struct
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,41 @@ def test_stale_or_damaged_file_is_rebuilt(setup: tuple[Engine, ListKey, Path]) -
     path = directory / persist.INDEX_FILE
     path.write_bytes(key.encrypt_blob(b"LIBRAIDX garbage", persist.CONTEXT))
     assert persist.current(engine, directory, key).counts()[HashFamily.PDQ] == 6
+
+
+def test_older_format_is_rebuilt_with_a_warning(
+    setup: tuple[Engine, ListKey, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    engine, key, directory = setup
+    rng = random.Random(4)
+    values = [rand_hex(rng, 256) for _ in range(8)]
+    add(engine, values)
+    stamp = persist.db_stamp(engine)
+    head = json.dumps({"version": 1, "stamp": stamp, "sections": []}).encode()
+    old = persist.MAGIC + struct.pack("<I", len(head)) + head  # a format-1 file, same stamp
+    directory.mkdir(parents=True)
+    (directory / persist.INDEX_FILE).write_bytes(key.encrypt_blob(old, persist.CONTEXT))
+    with caplog.at_level(logging.WARNING):
+        index = persist.current(engine, directory, key)
+    assert "not used (match index format 1 (expected 2)): rebuilding" in caplog.text
+    assert index.lookup(HashFamily.PDQ, [values[3]])[0][0].entry_id == 4
+    loaded = persist.load(directory, key)  # rewritten in the current format
+    assert loaded is not None and loaded[0].counts()[HashFamily.PDQ] == 8
+
+
+def test_sections_are_aligned_so_loading_copies_nothing(
+    setup: tuple[Engine, ListKey, Path],
+) -> None:
+    engine, key, directory = setup
+    rng = random.Random(5)
+    add(engine, [rand_hex(rng, 64) for _ in range(7)], HashFamily.PHASH)
+    add(engine, [rand_hex(rng, 128) for _ in range(3)], HashFamily.MD5)
+    add(engine, [rand_hex(rng, 256) for _ in range(5)])
+    persist.current(engine, directory, key)
+    plain = key.decrypt_blob((directory / persist.INDEX_FILE).read_bytes(), persist.CONTEXT)
+    index, _ = persist.decode(plain)
+    for table in index.hamming_tables.values():
+        if table.codes.shape[0]:
+            # Read-only: views on the decrypted bytes (an aligned copy would be writeable).
+            assert not table.codes.flags.writeable and not table.fps.flags.writeable
+            assert not table.offsets.flags.writeable and not table.rows.flags.writeable

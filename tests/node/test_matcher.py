@@ -93,7 +93,9 @@ def test_best_uses_precedence_then_distance() -> None:
     ]
     assert best(matches) == Match(3, HashFamily.PDQ, 4)
     assert best([*matches, Match(7, HashFamily.MD5, 0)]) == Match(7, HashFamily.MD5, 0)
-    assert best([Match(8, HashFamily.SHA1, 0), Match(9, HashFamily.SHA256, 0)]).entry_id == 9
+    assert best([Match(8, HashFamily.SHA1, 0), Match(9, HashFamily.SHA256, 0)]) == Match(
+        9, HashFamily.SHA256, 0
+    )
     assert best([]) is None
 
 

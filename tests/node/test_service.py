@@ -47,14 +47,15 @@ def test_thresholds_and_period_from_settings(tmp_path: Path) -> None:
 
 def test_scheduler_has_both_jobs_on_their_intervals(tmp_path: Path) -> None:
     pytest.importorskip("apscheduler")
-    from node.scheduler import CRAWL_JOB, REPORT_JOB, build_scheduler
+    from node.scheduler import CRAWL_JOB, REPORT_JOB, RETENTION_JOB, build_scheduler
     from node.service import open_engine
 
     settings = settings_at(tmp_path)
     engine = open_engine(settings)
     scheduler = build_scheduler(settings, engine)
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {CRAWL_JOB, REPORT_JOB}
+    assert set(jobs) == {CRAWL_JOB, REPORT_JOB, RETENTION_JOB}  # retention: issue 7
+    assert jobs[RETENTION_JOB].trigger.interval.total_seconds() == 1440 * 60
     assert jobs[CRAWL_JOB].trigger.interval.total_seconds() == 30 * 60
     assert jobs[REPORT_JOB].trigger.interval.total_seconds() == 7.5 * 60
     assert all(job.max_instances == 1 and job.coalesce for job in jobs.values())

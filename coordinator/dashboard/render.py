@@ -1,0 +1,162 @@
+"""HTML page shells from the packaged templates (string.Template; every value is escaped
+unless it is another packaged fragment). Data reaches the page only through the JSON API."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from html import escape
+from importlib import resources
+from string import Template
+
+from protocol.hashes import HashFamily
+
+from ..auth import Principal, Scope
+
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class Page:
+    key: str  # template and page script name
+    path: str
+    title: str
+    admin: bool = False  # admins only (scope members:write)
+    charts: bool = True  # loads ECharts
+    filters: bool = True  # the period / hash family filter bar
+
+
+PAGES: tuple[Page, ...] = (
+    Page("map", "/dashboard/", "Map"),
+    Page("trends", "/dashboard/trends", "Trends"),
+    Page("hosters", "/dashboard/hosters", "Hosters and ASNs"),
+    Page("waterbed", "/dashboard/waterbed", "Waterbed", filters=False),
+    Page("nodes", "/dashboard/admin/nodes", "Nodes", admin=True, charts=False, filters=False),
+    Page(
+        "invitations",
+        "/dashboard/admin/invitations",
+        "Invitations",
+        admin=True,
+        charts=False,
+        filters=False,
+    ),
+)
+
+
+@cache
+def template(name: str) -> Template:
+    text = resources.files(__package__).joinpath("templates", f"{name}.html").read_text("utf-8")
+    return Template(text)
+
+
+def can_view(principal: Principal, page: Page) -> bool:
+    return principal.can(Scope.MEMBERS_WRITE if page.admin else Scope.PICTURE_READ)
+
+
+def date_param(value: str | None) -> str:
+    """A YYYY-MM-DD query value, or "" (anything else is ignored, never echoed)."""
+    return value if value is not None and DATE_RE.match(value) else ""
+
+
+def family_options(selected: str | None) -> str:
+    options = ['<option value="">all</option>']
+    for family in HashFamily:
+        mark = " selected" if family.value == selected else ""
+        options.append(f'<option value="{family.value}"{mark}>{family.value}</option>')
+    return "".join(options)
+
+
+def _nav(principal: Principal | None, current: str) -> str:
+    if principal is None:
+        return ""
+    links = []
+    for page in PAGES:
+        if not can_view(principal, page):
+            continue
+        attr = ' aria-current="page"' if page.key == current else ""
+        css = ' class="admin"' if page.admin else ""
+        links.append(f'<a href="{page.path}"{attr}{css}>{escape(page.title)}</a>')
+    return "".join(links)
+
+
+def layout(
+    *,
+    title: str,
+    page_key: str,
+    content: str,
+    principal: Principal | None,
+    scripts: tuple[str, ...] = (),
+    filters: str = "",
+) -> str:
+    tags = "\n".join(f'<script src="/dashboard/static/{s}" defer></script>' for s in scripts)
+    anonymous = principal is not None and principal.name == "anonymous"
+    who = "" if principal is None else f"{principal.name} · {principal.role.value}"
+    logout = ""
+    if principal is not None and not anonymous:
+        logout = (
+            '<form class="logout" method="post" action="/dashboard/logout">'
+            '<button type="submit">Log out</button></form>'
+        )
+    elif anonymous:
+        logout = '<a class="logout" href="/dashboard/login">Log in</a>'
+    return template("layout").substitute(
+        title=escape(title),
+        page=escape(page_key),
+        role=escape(principal.role.value if principal else ""),
+        admin="true" if principal is not None and principal.can(Scope.MEMBERS_WRITE) else "false",
+        nav=_nav(principal, page_key),
+        who=escape(who),
+        logout=logout,
+        scripts=tags,
+        filters=filters,
+        content=content,
+    )
+
+
+def page_html(page: Page, principal: Principal, query: dict[str, str]) -> str:
+    family = query.get("family")
+    if page.key == "waterbed":
+        content = template("waterbed").substitute(
+            b_from=date_param(query.get("b_from")),
+            b_to=date_param(query.get("b_to")),
+            a_from=date_param(query.get("a_from")),
+            a_to=date_param(query.get("a_to")),
+            families=family_options(family),
+        )
+    else:
+        content = template(page.key).substitute()
+    filters = ""
+    if page.filters:
+        filters = template("filters").substitute(
+            action=escape(page.path),
+            **{"from": date_param(query.get("from")), "to": date_param(query.get("to"))},
+            families=family_options(family),
+        )
+    scripts = ("vendor/echarts.min.js",) if page.charts else ()
+    return layout(
+        title=page.title,
+        page_key=page.key,
+        content=content,
+        principal=principal,
+        scripts=(*scripts, "dashboard.js", f"pages/{page.key}.js"),
+        filters=filters,
+    )
+
+
+def login_html(*, next_path: str, error: str | None, anonymous_viewer: bool) -> str:
+    content = template("login").substitute(
+        next=escape(next_path),
+        error=f'<p class="error" id="login-error">{escape(error)}</p>' if error else "",
+        anonymous=(
+            '<p><a href="/dashboard/">Continue without a token (anonymous viewer)</a></p>'
+            if anonymous_viewer
+            else ""
+        ),
+    )
+    return layout(title="Log in", page_key="login", content=content, principal=None)
+
+
+def message_html(title: str, message: str, principal: Principal | None) -> str:
+    content = template("message").substitute(message=escape(message))
+    return layout(title=title, page_key="message", content=content, principal=principal)

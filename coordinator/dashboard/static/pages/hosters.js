@@ -1,0 +1,88 @@
+/* Top hosters and ASNs (GET /v1/picture) with time to removal (GET /v1/picture/removals). */
+"use strict";
+LIBRA.run(async function () {
+  const L = LIBRA;
+  const params = L.apiFilters();
+  const picture = await L.json("/v1/picture", params);
+
+  // Time to removal comes from nodes that send notices; older coordinators lack the endpoint.
+  const removalParams = new URLSearchParams();
+  for (const k of ["period_start", "period_end"]) if (params.has(k)) removalParams.set(k, params.get(k));
+  let removals = null;
+  const note = document.getElementById("removals-note");
+  try {
+    removals = await L.json("/v1/picture/removals", removalParams);
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    note.textContent = "This coordinator does not serve time-to-removal figures (— in the table).";
+  }
+  const removalOf = {};
+  if (removals) {
+    for (const r of removals.rows) removalOf[r.hoster + "\u0000" + r.asn + "\u0000" + r.country] = r;
+    note.textContent = removals.rows.length
+      ? "Time to removal: from notices nodes sent; — where no node reports removals." +
+        (removals.suppressed ? " " + removals.suppressed + " rows withheld by suppression." : "")
+      : "No node reports removals for this selection (— in the table).";
+  }
+  const rows = picture.by_hoster.map((h) => {
+    const r = removalOf[h.hoster + "\u0000" + h.asn + "\u0000" + h.country] || {};
+    return {
+      hoster: h.hoster, asn: h.asn, country: h.country, matches: h.matches,
+      distinct: h.distinct, nodes: h.nodes,
+      notices_sent: r.notices_sent ?? null, share_removed_24h: r.share_removed_24h ?? null,
+      share_removed_72h: r.share_removed_72h ?? null, median_seconds: r.median_seconds ?? null,
+      p90_seconds: r.p90_seconds ?? null,
+    };
+  });
+  L.fill(document.getElementById("hoster-table"), rows, [
+    { key: "hoster" }, { key: "asn", num: true }, { key: "country" },
+    { key: "matches", num: true, fmt: L.int }, { key: "distinct", num: true, fmt: L.int },
+    { key: "nodes", num: true, fmt: L.int }, { key: "notices_sent", num: true, fmt: L.int },
+    { key: "share_removed_24h", num: true, fmt: L.share },
+    { key: "share_removed_72h", num: true, fmt: L.share },
+    { key: "median_seconds", num: true, fmt: L.duration },
+    { key: "p90_seconds", num: true, fmt: L.duration },
+  ]);
+
+  // ASNs: hoster rows summed per ASN. Distinct counts cannot be summed (one item may sit on
+  // several hosters), so only matches are shown.
+  const byAsn = new Map();
+  for (const h of picture.by_hoster) {
+    const a = byAsn.get(h.asn) || { asn: h.asn, hosters: new Set(), countries: new Set(), matches: 0 };
+    a.hosters.add(h.hoster);
+    a.countries.add(h.country);
+    a.matches += h.matches;
+    byAsn.set(h.asn, a);
+  }
+  const asnRows = [...byAsn.values()]
+    .map((a) => ({ asn: a.asn, hosters: [...a.hosters].sort().join("; "),
+      countries: [...a.countries].sort().join("; "), matches: a.matches }))
+    .sort((a, b) => b.matches - a.matches || a.asn - b.asn);
+  L.fill(document.getElementById("asn-table"), asnRows, [
+    { key: "asn", num: true }, { key: "hosters" }, { key: "countries" },
+    { key: "matches", num: true, fmt: L.int },
+  ]);
+
+  const chart = L.chart(document.getElementById("chart-hosters"));
+  const top = rows.slice(0, 15).reverse();
+  chart.setOption({
+    tooltip: { trigger: "axis", axisPointer: { type: "shadow" },
+      formatter: (ps) => L.esc(ps[0].name) + ": " + L.int(ps[0].value) + " matches" },
+    grid: { left: 200, right: 30, top: 10, bottom: 30 },
+    xAxis: { type: "value", minInterval: 1 },
+    yAxis: { type: "category", data: top.map((r) => r.hoster + " · AS" + r.asn),
+      axisLabel: { width: 190, overflow: "truncate" } },
+    series: [{ id: "hosters", type: "bar", data: top.map((r) => r.matches), itemStyle: { color: "#c2410c" } }],
+  });
+  document.getElementById("suppression").textContent = L.suppressionText(picture, [["by_hoster", "hosters"]]);
+
+  const hosterColumns = ["hoster", "asn", "country", "matches", "distinct", "nodes", "notices_sent",
+    "share_removed_24h", "share_removed_72h", "median_seconds", "p90_seconds"];
+  L.exportButtons("hosters", async () => L.csv(hosterColumns, rows),
+    async () => ({ filters: picture.filters, tier: picture.tier, suppression: picture.suppression,
+      removals_period: removals ? removals.period : null, hosters: rows }));
+  L.exportButtons("asns", async () => L.csv(["asn", "hosters", "countries", "matches"], asnRows),
+    async () => ({ filters: picture.filters, tier: picture.tier, asns: asnRows }),
+    ["export-asn-csv", "export-asn-json"]);
+  L.ready();
+});

@@ -1,0 +1,178 @@
+"""The node's approval API: analysts list, inspect, approve and reject notices over HTTP.
+
+Served by `libra node notices api` (uvicorn, 127.0.0.1:8710 by default; it is a separate
+process from `serve`, so the analysts' endpoint can be started, stopped and firewalled on its
+own). Every request needs ``Authorization: Bearer <token>``; tokens are made by
+`libra node notices token-create NAME`, shown once, and stored as SHA-256 only. The token's
+name is the actor in the audit log, which records every consultation, approval and rejection.
+
+Routes: GET /v1/notices[?state=...], GET /v1/notices/{id}, POST /v1/notices/{id}/approve,
+POST /v1/notices/{id}/reject (a reason is required), GET /v1/notices/stats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from protocol.models import utcnow
+
+from .. import audit
+from .models import STATES, NoticeApiToken
+from .queue import NoticeError, decide, list_notices, notice_detail
+from .stats import stats_rows
+
+TOKEN_BYTES = 32
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(engine: Engine, name: str, *, actor: str | None = None) -> str:
+    """A new bearer token named ``name``; returns it (the only time it is ever seen)."""
+    if not name.strip():
+        raise ValueError("a token needs a name (it is the actor in the audit log)")
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    with Session(engine) as session, session.begin():
+        session.add(NoticeApiToken(name=name.strip(), token_sha256=token_digest(token)))
+        audit.record(session, "notice.api_token_create", subject=f"token:{name}", actor=actor)
+    return token
+
+
+def revoke_token(engine: Engine, name: str, *, actor: str | None = None) -> int:
+    with Session(engine) as session, session.begin():
+        rows = session.exec(
+            select(NoticeApiToken).where(
+                col(NoticeApiToken.name) == name, col(NoticeApiToken.revoked_at).is_(None)
+            )
+        ).all()
+        for row in rows:
+            row.revoked_at = utcnow()
+            session.add(row)
+        if rows:
+            audit.record(session, "notice.api_token_revoke", subject=f"token:{name}", actor=actor)
+    return len(rows)
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=1000)
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _caller(request: Request) -> str:
+    """The audit actor of a request: ``api:<token name>``; 401 without a valid token."""
+    engine: Engine = request.app.state.engine
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "missing bearer token")
+    with Session(engine) as session:
+        row = session.exec(
+            select(NoticeApiToken).where(
+                col(NoticeApiToken.token_sha256) == token_digest(token.strip()),
+                col(NoticeApiToken.revoked_at).is_(None),
+            )
+        ).first()
+    if row is None:
+        raise HTTPException(401, "unknown or revoked token")
+    return f"api:{row.name}"
+
+
+Caller = Annotated[str, Depends(_caller)]
+
+
+def create_app(engine: Engine, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    app = FastAPI(title="LIBRA node notices", docs_url=None, redoc_url=None, openapi_url=None)
+
+    app.state.engine = engine
+
+    @app.get("/v1/notices")
+    def notices(
+        actor: Caller,
+        state: Annotated[str | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> Any:
+        if state is not None and state not in STATES:
+            return _error(422, "invalid_state", f"state must be one of {', '.join(STATES)}")
+        rows = list_notices(engine, state, limit)
+        audit.log(
+            engine,
+            "notice.consult",
+            subject="notices",
+            actor=actor,
+            reason="list via API",
+            details={"state": state, "returned": len(rows)},
+        )
+        return {"notices": rows}
+
+    @app.get("/v1/notices/stats")
+    def stats(actor: Caller) -> Any:
+        with Session(engine) as session:
+            rows = stats_rows(session)
+        audit.log(engine, "notice.consult", subject="stats", actor=actor, reason="stats via API")
+        return {"hosters": rows}
+
+    @app.get("/v1/notices/{notice_id}")
+    def show(notice_id: int, actor: Caller) -> Any:
+        try:
+            detail = notice_detail(engine, notice_id)
+        except NoticeError as exc:
+            return _error(404, "not_found", str(exc))
+        audit.log(
+            engine, "notice.consult", subject=f"notice:{notice_id}", actor=actor, reason="API"
+        )
+        return detail
+
+    def _decide(notice_id: int, body: Decision, actor: str, approve: bool) -> Any:
+        try:
+            notice = decide(
+                engine, notice_id, approve=approve, actor=actor, reason=body.reason, now=clock()
+            )
+        except NoticeError as exc:
+            message = str(exc)
+            if "does not exist" in message:
+                return _error(404, "not_found", message)
+            if "needs a reason" in message:
+                return _error(422, "reason_required", message)
+            return _error(409, "wrong_state", message)
+        return {"id": notice.id, "state": notice.state}
+
+    @app.post("/v1/notices/{notice_id}/approve")
+    def approve(notice_id: int, body: Decision, actor: Caller) -> Any:
+        return _decide(notice_id, body, actor, True)
+
+    @app.post("/v1/notices/{notice_id}/reject")
+    def reject(notice_id: int, body: Decision, actor: Caller) -> Any:
+        return _decide(notice_id, body, actor, False)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+        response = _error(exc.status_code, code.get(exc.status_code, "http_error"), str(exc.detail))
+        if exc.status_code == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(422, "invalid_request", f"{where}: {first.get('msg')}")
+
+    return app
