@@ -33,6 +33,7 @@ from protocol.hashes import HashFamily
 from protocol.models import AttributionSource, ReportAck, UtcDatetime, utcnow
 
 from . import metrics, telemetry
+from .api_invitations import invitations_router
 from .api_members import members_router
 from .api_removals import removals_router
 from .auth import Principal, Scope
@@ -477,7 +478,8 @@ def create_app(
 
     app.include_router(members_router(settings, clock))
     app.include_router(removals_router(settings, clock))
-    install_dashboard(app, clock)
+    app.include_router(invitations_router(clock))
+    install_dashboard(app)
 
     @app.get("/healthz", response_model=Health, summary="Liveness and database reachability.")
     def healthz(session: SessionDep) -> Health:

@@ -1,16 +1,13 @@
-"""Attach the dashboard (pages, static assets, admin JSON) to the coordinator's app."""
+"""Attach the dashboard (pages and static assets) to the coordinator's app."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from .admin_api import admin_router
 from .pages import dashboard_router
 from .security import SecurityHeaders
 
@@ -19,8 +16,7 @@ def static_dir() -> Path:
     return Path(str(resources.files(__package__).joinpath("static")))
 
 
-def install_dashboard(app: FastAPI, clock: Callable[[], datetime]) -> None:
-    app.include_router(admin_router(clock))
+def install_dashboard(app: FastAPI) -> None:
     app.include_router(dashboard_router())
     app.mount(
         "/dashboard/static",

@@ -7,8 +7,6 @@ dropped afterwards. An unreachable server skips those tests locally and fails th
 
 from __future__ import annotations
 
-import ipaddress
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,18 +16,15 @@ from urllib.parse import quote
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Engine
 
 from coordinator.db import create_schema, make_engine
 from protocol.keys import NodeKey
+from tests.services import require_postgres
 
 from .helpers import fixed_key
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
-
-_postgres_state: dict[str, str | None] = {}
 
 
 @dataclass(frozen=True)
@@ -38,34 +33,6 @@ class Backend:
     # A URL a config file can carry (the PostgreSQL one selects the test schema itself).
     url: str
     engine: Engine
-
-
-def _postgres_url() -> str:
-    url = os.environ.get("LIBRA_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-    host = make_url(url).host or "localhost"
-    if host != "localhost":
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
-            pytest.fail(f"LIBRA_TEST_POSTGRES_URL must point at loopback, not {host}")
-    return url
-
-
-def _postgres_unavailable(url: str) -> str | None:
-    """None when the server answers, else the reason (checked once per test session)."""
-    if "reason" not in _postgres_state:
-        probe = create_engine(url, connect_args={"connect_timeout": 3})
-        try:
-            with probe.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            _postgres_state["reason"] = None
-        except OperationalError as exc:
-            _postgres_state["reason"] = f"PostgreSQL at {url} is unreachable: {exc.orig}"
-        finally:
-            probe.dispose()
-    return _postgres_state["reason"]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -78,12 +45,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         engine.dispose()
         return
 
-    base_url = _postgres_url()
-    reason = _postgres_unavailable(base_url)
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true requires PostgreSQL)")
-        pytest.skip(reason)
+    base_url = require_postgres()  # skips, or fails under CI=true, when it is absent
     schema = f"libra_test_{uuid.uuid4().hex[:16]}"
     admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

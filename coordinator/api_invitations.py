@@ -1,4 +1,4 @@
-"""Admin JSON the dashboard needs that the API did not have yet: the invitation list."""
+"""`GET /v1/invitations`: the invitation list for admins (the dashboard's admin view uses it)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict
 
 from protocol.models import UtcDatetime
 
-from ..auth import Scope
-from ..deps import PrincipalDep, SessionDep
-from ..membership import pending_invitations
+from .auth import Scope
+from .deps import PrincipalDep, SessionDep
+from .membership import pending_invitations
 
 InvitationState = Literal["pending", "used", "expired"]
 
@@ -38,7 +38,7 @@ class InvitationList(BaseModel):
     invitations: list[InvitationInfo]
 
 
-def admin_router(clock: Callable[[], datetime]) -> APIRouter:
+def invitations_router(clock: Callable[[], datetime]) -> APIRouter:
     router = APIRouter(prefix="/v1")
 
     @router.get(
