@@ -12,9 +12,7 @@ from sqlmodel import Session
 
 from .auth import Principal, Scope
 from .config import CoordinatorSettings
-from .deps import PrincipalDep, SessionDep, as_utc
-from .errors import InvalidRequest
-from .registry import COUNTRY_RE
+from .deps import PrincipalDep, SessionDep, checked_country, checked_period
 from .removals import REMOVAL_COLUMNS, RemovalFilter, Removals, build_removals
 from .views import SuppressionPolicy, rows_to_csv
 
@@ -34,14 +32,8 @@ def _removal_filter(
         str | None, Query(max_length=200, description="Only this hoster (exact name).")
     ] = None,
 ) -> RemovalFilter:
-    start, end = as_utc(period_start), as_utc(period_end)
-    if start is not None and end is not None and end <= start:
-        raise InvalidRequest("period_end must be after period_start")
-    if country is not None:
-        country = country.strip().upper()
-        if not COUNTRY_RE.match(country):
-            raise InvalidRequest(f"country {country!r} must be an ISO 3166 alpha-2 code")
-    return RemovalFilter(start, end, country, asn, hoster)
+    start, end = checked_period(period_start, period_end)
+    return RemovalFilter(start, end, checked_country(country), asn, hoster)
 
 
 RemovalFilterDep = Annotated[RemovalFilter, Depends(_removal_filter)]

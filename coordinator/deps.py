@@ -67,6 +67,26 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def checked_period(
+    start: datetime | None, end: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """A query's period bounds in UTC, refused when empty or reversed."""
+    start, end = as_utc(start), as_utc(end)
+    if start is not None and end is not None and end <= start:
+        raise InvalidRequest("period_end must be after period_start")
+    return start, end
+
+
+def checked_country(country: str | None) -> str | None:
+    """A query's country filter as an upper-case ISO 3166 alpha-2 code."""
+    if country is None:
+        return None
+    country = country.strip().upper()
+    if len(country) != 2 or not country.isascii() or not country.isalpha():
+        raise InvalidRequest(f"country {country!r} must be an ISO 3166 alpha-2 code")
+    return country
+
+
 def _filters(
     period_start: Annotated[
         datetime | None, Query(description="Reports whose period starts at/after this.")
@@ -85,18 +105,12 @@ def _filters(
     ] = None,
     asn: Annotated[int | None, Query(ge=0, le=4294967295, description="Only this ASN.")] = None,
 ) -> PictureFilter:
-    start, end = as_utc(period_start), as_utc(period_end)
-    if start is not None and end is not None and end <= start:
-        raise InvalidRequest("period_end must be after period_start")
-    if country is not None:
-        country = country.strip().upper()
-        if len(country) != 2 or not country.isascii() or not country.isalpha():
-            raise InvalidRequest(f"country {country!r} must be an ISO 3166 alpha-2 code")
+    start, end = checked_period(period_start, period_end)
     return PictureFilter(
         period_start=start,
         period_end=end,
         hash_family=hash_family,
-        country=country,
+        country=checked_country(country),
         hoster=hoster,
         asn=asn,
     )
