@@ -94,6 +94,17 @@ def pdq_from_luma(
     Pillow's bicubic filter (the 512 px thumbnail), without making the thumbnail. Only the
     thumbnail's intermediate rounding to 8 bits is skipped.
     """
+    values, buffer = pdq_coefficients(luma, resize_to)
+    median = np.partition(values, 127)[127]  # the reference's Torben median: the lower one
+    # pdqhash's vector lists the bits last coefficient first (see pdq_hex for the hex order).
+    bits = (values > median).astype(np.uint8)[::-1]
+    return bits, _quality(buffer)
+
+
+def pdq_coefficients(
+    luma: npt.NDArray[np.uint8], resize_to: tuple[int, int] | None = None
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(the 256 DCT coefficients the bits threshold, the 64 x 64 filtered buffer)."""
     height, width = luma.shape
     pixels = luma.astype(np.float32)
     if resize_to is None or resize_to == (width, height):
@@ -102,11 +113,7 @@ def pdq_from_luma(
         rows, cols = _combined_matrix(height, resize_to[1]), _combined_matrix(width, resize_to[0])
     buffer = (rows @ pixels @ cols.T).astype(np.float64)
     dct = _DCT @ buffer @ _DCT.T  # 16 x 16
-    values = dct.ravel()
-    median = np.partition(values, 127)[127]  # the reference's Torben median: the lower one
-    # pdqhash's vector lists the bits last coefficient first (see pdq_hex for the hex order).
-    bits = (values > median).astype(np.uint8)[::-1]
-    return bits, _quality(buffer)
+    return dct.ravel(), buffer
 
 
 def _quality(buffer: npt.NDArray[np.float64]) -> int:
