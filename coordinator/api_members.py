@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from protocol.models import UtcDatetime
@@ -17,8 +17,9 @@ from .config import CoordinatorSettings
 from .deps import PrincipalDep, SessionDep
 from .errors import Conflict, Forbidden, InvalidRequest, NotFound, RegistryError, TokenError
 from .models import AuditRow
+from .openapi import NODE_ROTATE_BODY
 from .registry import add_node, revoke_key, revoke_node
-from .rotation import rotate_by_node
+from .rotation import rotate_by_node, rotation_body
 
 
 class _In(BaseModel):
@@ -250,10 +251,15 @@ def members_router(settings: CoordinatorSettings, clock: Callable[[], datetime])
         summary="A node rotates its own signing key (signed by the current and the new key).",
         description="No token: the announcement's signature by the node's current key is the "
         "proof of identity, the proof's signature by the new key the proof of possession.",
+        # issue 12: the body is read raw and strictly (rotation_body); this documents it.
+        openapi_extra=NODE_ROTATE_BODY,
     )
-    def post_node_rotate(body: NodeRotateIn, session: SessionDep) -> NodeRotateOut:
+    def post_node_rotate(
+        body: Annotated[tuple[dict[str, Any], dict[str, Any]], Depends(rotation_body)],
+        session: SessionDep,
+    ) -> NodeRotateOut:
         done = rotate_by_node(
-            session, body.announcement, body.proof, now=clock(), max_overlap=settings.key_overlap
+            session, body[0], body[1], now=clock(), max_overlap=settings.key_overlap
         )
         return NodeRotateOut(
             node_id=done.node_id,

@@ -1,14 +1,14 @@
 """The coordinator's HTTP API.
 
 Every error is JSON ``{"error": {"code", "message"}}``. Protocol failures keep their own status
-and code; anything unexpected becomes 503 ``internal_error`` with no detail (the node's outbox
-retries on 5xx), and is logged here.
+and code; anything unexpected (a server fault, never bad input: the fuzz tests hold that) becomes
+503 ``unavailable`` with ``Retry-After`` and no detail (the node's outbox retries on 5xx), and is
+logged here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -31,8 +31,9 @@ from starlette.types import Scope as AsgiScope
 from protocol.errors import ProtocolError
 from protocol.hashes import HashFamily
 from protocol.models import AttributionSource, ReportAck, UtcDatetime, utcnow
+from protocol.strictjson import StrictJsonError, loads
 
-from . import metrics, telemetry
+from . import metrics, openapi, telemetry
 from .api_invitations import invitations_router
 from .api_members import members_router
 from .api_removals import removals_router
@@ -41,10 +42,11 @@ from .config import CoordinatorSettings
 from .dashboard import install_dashboard
 from .db import create_schema, make_engine, new_session
 from .deps import FilterDep, NodesQ, PrincipalDep, SessionDep, as_utc
-from .errors import Forbidden, InvalidRequest, TooLarge
+from .errors import Forbidden, InvalidRequest, RateLimited, TooLarge
 from .ingest import IngestPolicy, ingest, ingest_batch
 from .picture import Picture, PictureFilter, build_picture, node_breakdown
 from .ratelimit import make_rate_limiter
+from .rawbody import read_limited, require_json
 from .registry import list_nodes
 from .snapshot import PICTURE_PAYLOAD_TYPE, load_or_create_key, sign_picture
 from .views import (
@@ -63,8 +65,36 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+# Seconds a client waits after 503 unavailable (a server fault: database down, a bug).
+UNAVAILABLE_RETRY_AFTER = 30
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        status_code=status,
+        content={"error": {"code": code, "message": message}},
+        headers=headers,
+    )
+
+
+def protocol_error_response(exc: ProtocolError) -> JSONResponse:
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif exc.http_status == 503:
+        headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)}
+    return error_response(exc.http_status, exc.code, exc.message, headers)
+
+
+def unavailable_response() -> JSONResponse:
+    return error_response(
+        503,
+        "unavailable",
+        "the coordinator cannot answer now; retry later",
+        {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+    )
 
 
 class _CatchAll:
@@ -95,8 +125,7 @@ class _CatchAll:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            response = error_response(503, "internal_error", "internal error; retry later")
-            await response(scope, receive, send)
+            await unavailable_response()(scope, receive, send)
 
 
 class KeyInfo(BaseModel):
@@ -146,6 +175,7 @@ class BatchItem(BaseModel):
     report_id: str | None = None
     status: str | None = None  # accepted | duplicate
     error: ErrorBody | None = None
+    retry_after: int | None = None  # seconds, with http_status 429 (rate_limited)
 
 
 class BatchResult(BaseModel):
@@ -162,11 +192,15 @@ class CoordinatorKey(BaseModel):
 
 def _batch_envelopes(body: bytes, limit: int) -> list[Any]:
     """``{"envelopes": [<DSSE envelope>, ...]}`` -> the envelopes, parsed JSON (each one is
-    checked by ingest; a non-object is that envelope's malformed_envelope, not the batch's)."""
+    checked by ingest; a non-object is that envelope's malformed_envelope, not the batch's).
+
+    The body is read by the same strict parser as a single envelope; a defect anywhere in it
+    (duplicate key, depth, NaN, lone surrogate, not JSON) refuses the whole batch with
+    invalid_request, since no envelope in it can be read reliably."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("batch body is not JSON") from None
+        data = loads(body)
+    except StrictJsonError as exc:
+        raise InvalidRequest(f"batch body: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("envelopes"), list):
         raise InvalidRequest('batch body must be {"envelopes": [...]}')
     envelopes = data["envelopes"]
@@ -183,26 +217,6 @@ def _span(start: datetime, end: datetime, name: str) -> tuple[datetime, datetime
     if end_utc <= start_utc:
         raise InvalidRequest(f"{name}_end must be after {name}_start")
     return start_utc, end_utc
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    """Read the body, refusing early on Content-Length and while streaming (chunked bodies)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            too_big = int(declared) > limit
-        except ValueError:
-            raise InvalidRequest("Content-Length is not a number") from None
-        if too_big:
-            raise TooLarge(f"body exceeds {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def create_app(
@@ -256,11 +270,12 @@ def create_app(
             algorithms=settings.oidc_algorithms,
         )
     app.add_middleware(_CatchAll)
+    openapi.install(app, anonymous_viewer=settings.anonymous_role == "viewer")
 
     @app.exception_handler(ProtocolError)
     async def _protocol_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProtocolError)
-        return error_response(exc.http_status, exc.code, exc.message)
+        return protocol_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -273,7 +288,10 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        codes = {404: "not_found", 405: "method_not_allowed"}
+        if exc.status_code >= 500:  # never a raw 5xx: the one documented fallback
+            log.error("HTTP %d raised: %s", exc.status_code, exc.detail)
+            return unavailable_response()
+        codes = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
         return error_response(
             exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
         )
@@ -283,10 +301,12 @@ def create_app(
         response_model=ReportAck,
         summary="Submit one signed report (a DSSE envelope as the JSON body).",
         description="Authenticated by the envelope's Ed25519 signature (a registered, active "
-        "node key); no API token is needed.",
+        "node key); no API token is needed. Content-Type must be application/json.",
+        openapi_extra=openapi.REPORT_BODY,
     )
     async def post_report(request: Request) -> ReportAck:
-        body = await _read_limited(request, settings.max_body_bytes)
+        require_json(request)
+        body = await read_limited(request, settings.max_body_bytes)
         now = clock()
 
         def work() -> ReportAck:
@@ -304,9 +324,14 @@ def create_app(
         "/v1/reports/batch",
         response_model=BatchResult,
         summary="Submit several signed reports; each is verified and stored on its own.",
+        description="Answers 200 with one result per envelope (its own http_status and error); "
+        "a rate-limited envelope carries retry_after, and the response then has Retry-After "
+        "(the longest wait). Content-Type must be application/json.",
+        openapi_extra=openapi.BATCH_BODY,
     )
-    async def post_batch(request: Request) -> BatchResult:
-        body = await _read_limited(request, settings.max_batch_bytes)
+    async def post_batch(request: Request) -> JSONResponse:
+        require_json(request)
+        body = await read_limited(request, settings.max_batch_bytes)
         envelopes = _batch_envelopes(body, settings.max_batch_reports)
         now = clock()
 
@@ -321,6 +346,9 @@ def create_app(
                             index=index,
                             http_status=outcome.http_status,
                             error=ErrorBody(code=outcome.code, message=outcome.message),
+                            retry_after=outcome.retry_after
+                            if isinstance(outcome, RateLimited)
+                            else None,
                         )
                     )
                 else:
@@ -334,7 +362,10 @@ def create_app(
                     )
             return BatchResult(results=results)
 
-        return await run_in_threadpool(work)
+        result = await run_in_threadpool(work)
+        waits = [item.retry_after for item in result.results if item.retry_after is not None]
+        headers = {"Retry-After": str(max(waits))} if waits else None
+        return JSONResponse(result.model_dump(mode="json"), headers=headers)
 
     def _picture(
         session: Session,

@@ -8,18 +8,28 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
+import tomli_w
 import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 
 from protocol.errors import ProtocolError
 from protocol.models import utcnow
 
 from .auth import Role, create_token, list_tokens, revoke_token
-from .config import CONFIG_ENV_VAR, ConfigError, CoordinatorSettings, load_settings
+from .config import (
+    CONFIG_ENV_VAR,
+    DEFAULT_CONFIG_FILE,
+    DEFAULT_DATA_DIR,
+    ConfigError,
+    CoordinatorSettings,
+    load_settings,
+)
 from .db import create_schema, make_engine, new_session
 from .errors import RegistryError, TokenError
+from .migrate import current_revision
 from .registry import add_node, list_nodes, revoke_key, revoke_node
 from .snapshot import SigningKeyError
 
@@ -54,8 +64,9 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         envvar=CONFIG_ENV_VAR,
-        help="Coordinator TOML file (default: ./coordinator.toml if present, else built-in "
-        "defaults). LIBRA_COORDINATOR_* variables override its values.",
+        help="Coordinator TOML file (default: ./coordinator.toml). Without any file, "
+        "LIBRA_COORDINATOR_DATABASE_URL or _DATA_DIR must say where the database is. "
+        "LIBRA_COORDINATOR_* variables override the file's values.",
         dir_okay=False,
     ),
 ]
@@ -68,16 +79,106 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _settings(config: Path | None) -> CoordinatorSettings:
+    # Every caller opens the database or the data directory: no configuration, no defaults.
     try:
-        return load_settings(config)
+        return load_settings(config, require_config=True)
     except ConfigError as exc:
         raise _fail(str(exc), 2) from exc
 
 
+def _sqlite_file(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _existing_engine(settings: CoordinatorSettings) -> Engine:
+    """An engine on a database that exists and holds the coordinator schema, else exit 2.
+
+    Only `init`, `db upgrade` and `serve` create a database: an admin command run with another
+    working directory or a mistyped path must not make a new, empty one (its tokens, nodes and
+    invitations would be valid nowhere).
+    """
+    url = settings.effective_database_url
+    how = "create it with `libra coordinator init` or `libra coordinator db upgrade`"
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file is not None and not sqlite_file.is_file():
+        # Checked before connecting: opening a SQLite URL creates the file.
+        raise _fail(f"no coordinator database at {sqlite_file}; {how}", 2)
+    engine = make_engine(url)
+    try:
+        revision = current_revision(engine)
+    except OperationalError as exc:  # e.g. the server is down: no traceback for an operator
+        engine.dispose()
+        raise _fail(f"cannot open database {_redact(url)}: {exc.orig}", 2) from exc
+    if revision is None:
+        engine.dispose()
+        raise _fail(f"database {_redact(url)} holds no coordinator schema; {how}", 2)
+    return engine
+
+
 def _engine(settings: CoordinatorSettings) -> Engine:
-    engine = make_engine(settings.effective_database_url)
+    """The existing database, upgraded to the newest schema (as every command does)."""
+    engine = _existing_engine(settings)
     create_schema(engine)
     return engine
+
+
+@app.command()
+def init(
+    config: Annotated[
+        Path,
+        typer.Option(
+            "--config",
+            envvar=CONFIG_ENV_VAR,
+            dir_okay=False,
+            help="Configuration file to write (refused if it exists).",
+        ),
+    ] = DEFAULT_CONFIG_FILE,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            file_okay=False,
+            help="The coordinator's own files (default: var/coordinator beside the config "
+            "file); written as an absolute path so commands work from any folder.",
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url", help="SQLAlchemy URL (default: SQLite in the data directory)."
+        ),
+    ] = None,
+) -> None:
+    """Write a coordinator configuration and create its database (schema at the newest
+    revision). The other commands then find it with --config or in the current folder."""
+    if config.exists():
+        raise _fail(f"{config} already exists; refusing to overwrite a configuration", 1)
+    values: dict[str, str] = {
+        "data_dir": str((data_dir or config.parent / DEFAULT_DATA_DIR).resolve())
+    }
+    if database_url:
+        values["database_url"] = database_url
+    try:
+        settings = CoordinatorSettings(**values)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise _fail(f"invalid settings: {exc}", 2) from exc
+    config.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with config.open("x", encoding="utf-8") as out:  # "x": never clobber a racing init
+            out.write(tomli_w.dumps(values))
+    except OSError as exc:
+        raise _fail(f"cannot write {config}: {exc}", 1) from exc
+    engine = make_engine(settings.effective_database_url)
+    try:
+        create_schema(engine)
+        revision = current_revision(engine)
+    finally:
+        engine.dispose()
+    console.print(f"config    {config.resolve()}")
+    console.print(f"database  {_redact(settings.effective_database_url)} at revision {revision}")
 
 
 @app.command()
@@ -452,9 +553,9 @@ def db_upgrade(
     config: ConfigOption = None,
 ) -> None:
     """Apply migrations up to REVISION (default: head). Safe to repeat."""
-    from .migrate import current_revision, upgrade
+    from .migrate import upgrade
 
-    settings = _settings(config)
+    settings = _settings(config)  # creates the database it names, like `init`
     engine = make_engine(settings.effective_database_url)
     try:
         upgrade(engine, revision)
@@ -469,9 +570,9 @@ def db_upgrade(
 @db_app.command("current")
 def db_current(config: ConfigOption = None) -> None:
     """Show the database's revision and the newest one available."""
-    from .migrate import current_revision, head_revision
+    from .migrate import head_revision
 
-    engine = make_engine(_settings(config).effective_database_url)
+    engine = _existing_engine(_settings(config))
     try:
         console.print(f"current: {current_revision(engine)}  head: {head_revision(engine)}")
     finally:

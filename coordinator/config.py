@@ -27,8 +27,17 @@ SQLITE_FILE_NAME = "coordinator.db"
 SIGNING_KEY_FILE_NAME = "coordinator-signing.key"
 
 
+# Environment variables that by themselves say where the database is (a container sets these
+# instead of writing a file): with one of them set, a configuration counts as found.
+LOCATION_ENV_VARS = (f"{ENV_PREFIX}DATABASE_URL", f"{ENV_PREFIX}DATA_DIR")
+
+
 class ConfigError(Exception):
     """The configuration file is missing, unreadable or holds invalid values."""
+
+
+class NoConfigFound(ConfigError):
+    """No configuration anywhere: the built-in defaults would open a new, empty database."""
 
 
 class CoordinatorSettings(BaseSettings):
@@ -206,9 +215,29 @@ def resolve_config_path(explicit: Path | None) -> Path | None:
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
 
 
-def load_settings(config_path: Path | None = None) -> CoordinatorSettings:
-    """Load settings from the resolved TOML file (if any) with environment overrides."""
+def no_config_message() -> str:
+    return (
+        "no coordinator configuration found: give --config PATH, set "
+        f"{CONFIG_ENV_VAR}, run in the folder that holds {DEFAULT_CONFIG_FILE}, or set "
+        f"{' or '.join(LOCATION_ENV_VARS)}. Refusing to use the built-in defaults, which would "
+        f"open a new, empty database under ./{DEFAULT_DATA_DIR.as_posix()} that no running "
+        "coordinator uses. `libra coordinator init` writes a configuration and creates the "
+        "database."
+    )
+
+
+def load_settings(
+    config_path: Path | None = None, *, require_config: bool = False
+) -> CoordinatorSettings:
+    """Load settings from the resolved TOML file (if any) with environment overrides.
+
+    ``require_config``: raise NoConfigFound when there is neither a file (argument,
+    $LIBRA_COORDINATOR_CONFIG, ./coordinator.toml) nor a database location in the environment:
+    commands that open the database must not silently open one of their own making.
+    """
     path = resolve_config_path(config_path)
+    if require_config and path is None and not any(os.environ.get(v) for v in LOCATION_ENV_VARS):
+        raise NoConfigFound(no_config_message())
 
     class _FromFile(CoordinatorSettings):
         model_config = SettingsConfigDict(toml_file=path)

@@ -63,8 +63,14 @@ class ExpiredKey(ProtocolError):
 
 
 class RateLimited(ProtocolError):
+    """Answered with ``Retry-After: retry_after`` (whole seconds, at least 1)."""
+
     code = "rate_limited"
     http_status = 429
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
 
 
 class Unauthenticated(ProtocolError):

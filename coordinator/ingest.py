@@ -6,40 +6,37 @@ been checked against a registered, unrevoked key.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import logging
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from datasketches import hll_sketch, kll_floats_sketch, tgt_hll_type
 from nacl.signing import VerifyKey
-from sqlalchemy import bindparam, insert, or_, update
+from sqlalchemy import and_, bindparam, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from protocol import REPORT_PAYLOAD_TYPE
 from protocol.canonical import MAX_SAFE_INTEGER
-from protocol.dsse import Envelope, parse_envelope, verify
+from protocol.dsse import parse_envelope, verify
 from protocol.errors import (
     KeyMismatch,
-    MalformedEnvelope,
     MalformedPayload,
     ProtocolError,
     ReplayedReport,
     RevokedKey,
+    SequenceGap,
     SequenceRegression,
     UnknownKey,
 )
 from protocol.freshness import check_fresh
 from protocol.keys import decode_public_key
 from protocol.models import Report, ReportAck
+from protocol.strictjson import loads as strict_loads
 
 from .errors import ExpiredKey, NodeNotActive, UnknownNode
 from .models import (
@@ -53,11 +50,29 @@ from .models import (
     ReportRow,
     RollupQueueRow,
 )
-from .picture import HLL_LG_K
+from .sketch_check import check_cell_sketch, check_removal_sketch
 
 log = logging.getLogger(__name__)
 
 _KEY_ID_RE = re.compile(r"[0-9a-f]{64}")
+# The most a node's sequence may jump in one report (docs/protocol.md §1, sequence_gap): a
+# bad report cannot use up the 2^53 - 1 sequence space, and a node's real reports never
+# skip more than a handful.
+MAX_SEQUENCE_STEP = 1_000_000
+
+
+def _sequence_error(node_id: str, sequence: int, last: int | None) -> ProtocolError | None:
+    """Regression or gap against the node's highest accepted sequence, else None."""
+    if last is not None and sequence <= last:
+        return SequenceRegression(
+            f"sequence {sequence} is not above node {node_id}'s last sequence"
+        )
+    if sequence > (last or 0) + MAX_SEQUENCE_STEP:
+        return SequenceGap(
+            f"sequence {sequence} is more than {MAX_SEQUENCE_STEP} above node {node_id}'s "
+            f"last accepted sequence ({last or 0})"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -119,7 +134,7 @@ def _prefetch(session: Session, bodies: Sequence[bytes | dict[str, Any]]) -> dic
     kids: set[str] = set()
     for body in bodies:
         try:
-            data = json.loads(body) if isinstance(body, bytes) else body
+            data = strict_loads(body) if isinstance(body, bytes) else body
             kid = data["signatures"][0]["keyid"]
         except (ValueError, KeyError, IndexError, TypeError):
             continue  # _verify reports what is wrong with it
@@ -148,7 +163,6 @@ def _ingest_batch(
     for index, body in enumerate(bodies):
         try:
             item = _verify(session, body, now, policy, pins)
-            _check_storable(item.report)
         except ProtocolError as exc:
             outcomes[index] = exc
             continue
@@ -185,11 +199,9 @@ def _ingest_batch(
                     )
                 )
                 continue
-            top = current.get(report.node_id)
-            if top is not None and report.sequence <= top:
-                outcomes[index] = SequenceRegression(
-                    f"sequence {report.sequence} is not above node {report.node_id}'s last sequence"
-                )
+            refused = _sequence_error(report.node_id, report.sequence, current.get(report.node_id))
+            if refused is not None:
+                outcomes[index] = refused
                 continue
             current[report.node_id] = report.sequence
             known[report.report_id] = item.payload_sha256
@@ -340,10 +352,10 @@ def _verify(
     without it every report of a batch would reload its node and key.
     """
     envelope = parse_envelope(raw_body)
-    _check_ascii(envelope)
     signer = _KeyResolver(session, now, pins)
     signing_key_id, payload = verify(envelope, REPORT_PAYLOAD_TYPE, signer)
     report = Report.from_payload(payload)
+    _check_storable(report)
 
     if report.key_id != signing_key_id:
         raise KeyMismatch("report key_id differs from the key that signed it")
@@ -378,15 +390,15 @@ def _ingest(session: Session, raw_body: bytes, now: datetime, policy: IngestPoli
     if known is not None:
         return known
 
-    _check_storable(report)
-
     if not _advance_sequence(session, report.node_id, report.sequence):
-        # Lost to a concurrent copy of this very report, or a genuine regression.
+        # Lost to a concurrent copy of this very report, a regression or a gap.
         known = _known_report(session, report.report_id, payload_sha256)
         if known is not None:
             return known
-        raise SequenceRegression(
-            f"sequence {report.sequence} is not above node {report.node_id}'s last sequence"
+        node = session.get(NodeRow, report.node_id, populate_existing=True)
+        last = node.last_sequence if node is not None else None
+        raise _sequence_error(report.node_id, report.sequence, last) or SequenceRegression(
+            f"sequence {report.sequence} of node {report.node_id} lost to a concurrent report"
         )
 
     try:
@@ -408,14 +420,6 @@ def _ingest(session: Session, raw_body: bytes, now: datetime, policy: IngestPoli
         len(report.cells),
     )
     return ReportAck(report_id=report.report_id, status="accepted")
-
-
-def _check_ascii(envelope: Envelope) -> None:
-    # protocol.dsse decodes base64 catching only binascii.Error; non-ASCII text raises a plain
-    # ValueError there, so refuse it here with the right code first.
-    texts = [envelope.payload, *(s.sig for s in envelope.signatures)]
-    if not all(text.isascii() for text in texts):
-        raise MalformedEnvelope("payload and signatures must be standard base64 (ASCII)")
 
 
 class _KeyResolver:
@@ -481,14 +485,14 @@ def _check_storable(report: Report) -> None:
         if not _is_clean_text(cell.hoster):
             raise MalformedPayload("cell hoster holds control characters or invalid Unicode")
         if cell.sketch is not None:
-            _check_sketch(cell.sketch)
+            check_cell_sketch(cell.sketch, cell.distinct)
     for row in report.removals:
         if max(row.notices_sent, row.urls_noticed, row.removed) > MAX_SAFE_INTEGER:
             raise MalformedPayload("removal counts must not exceed 2^53 - 1")
         if not _is_clean_text(row.hoster):
             raise MalformedPayload("removals hoster holds control characters or invalid Unicode")
         if row.removal_sketch is not None:
-            _check_removal_sketch(row.removal_sketch, row.removed)
+            check_removal_sketch(row.removal_sketch, row.removed)
     for source in report.attribution_sources:
         if not (_is_clean_text(source.name) and _is_clean_text(source.version)):
             raise MalformedPayload("an attribution source holds invalid Unicode")
@@ -505,50 +509,19 @@ def _is_clean_text(text: str) -> bool:
     return _CONTROL_RE.search(text) is None
 
 
-def _check_sketch(sketch_b64: str) -> None:
-    try:
-        sketch = hll_sketch.deserialize(base64.b64decode(sketch_b64, validate=True))
-        estimate = sketch.get_estimate()
-    except (binascii.Error, ValueError, RuntimeError) as exc:
-        raise MalformedPayload("a cell sketch is not a base64 DataSketches HLL sketch") from exc
-    if not math.isfinite(estimate) or estimate < 0:
-        raise MalformedPayload("a cell sketch has no usable estimate")
-    # The protocol's sketch shape. Unions of other shapes downsample in an order-dependent
-    # way, so the picture would depend on merge order (and rollups could not equal it).
-    if sketch.lg_config_k != HLL_LG_K or sketch.tgt_type != tgt_hll_type.HLL_8:
-        raise MalformedPayload(f"a cell sketch must be HLL_8 with lg_k {HLL_LG_K}")
-
-
-def _check_removal_sketch(sketch_b64: str, removed: int) -> None:
-    """A KLL float sketch holding exactly the ``removed`` times, each a finite, non-negative
-    number of seconds: so merged quantiles across nodes can be trusted."""
-    try:
-        sketch = kll_floats_sketch.deserialize(base64.b64decode(sketch_b64, validate=True))
-    except Exception as exc:  # the C++ binding raises IndexError, ValueError, RuntimeError...
-        raise MalformedPayload(
-            "a removal_sketch is not a base64 DataSketches KLL float sketch"
-        ) from exc
-    if sketch.n != removed:
-        raise MalformedPayload(
-            f"a removal_sketch holds {sketch.n} times but the row reports {removed} removed"
-        )
-    if not sketch.is_empty():
-        low, high = sketch.get_min_value(), sketch.get_max_value()
-        if not (math.isfinite(low) and math.isfinite(high) and low >= 0):
-            raise MalformedPayload("a removal_sketch holds negative or non-finite times")
-
-
 def _advance_sequence(session: Session, node_id: str, sequence: int) -> bool:
-    """Compare-and-set the node's last sequence; False when ``sequence`` is not above it.
+    """Compare-and-set the node's last sequence; False when ``sequence`` is not above it or
+    jumps more than MAX_SEQUENCE_STEP.
 
     The UPDATE takes the node row's write lock, so two reports of one node cannot both pass.
     """
+    last = col(NodeRow.last_sequence)
+    allowed = [and_(last < sequence, last >= sequence - MAX_SEQUENCE_STEP)]
+    if sequence <= MAX_SEQUENCE_STEP:
+        allowed.append(last.is_(None))  # a node's first report
     result = session.exec(
         update(NodeRow)
-        .where(
-            col(NodeRow.node_id) == node_id,
-            or_(col(NodeRow.last_sequence).is_(None), col(NodeRow.last_sequence) < sequence),
-        )
+        .where(col(NodeRow.node_id) == node_id, or_(*allowed))
         .values(last_sequence=sequence)
         .execution_options(synchronize_session=False)
     )

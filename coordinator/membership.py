@@ -191,6 +191,23 @@ def approve(session: Session, node_id: str, *, now: datetime, actor: str) -> Nod
     return node
 
 
+def revoke_invitation(
+    session: Session, invitation_id: str, *, now: datetime, actor: str
+) -> InvitationRow:
+    """End an unused invitation now (it then reads as expired; enroll refuses it)."""
+    row = session.get(InvitationRow, invitation_id)
+    if row is None:
+        raise NotFound(f"no invitation with id {invitation_id}")
+    if row.used_at is not None:
+        raise Conflict(f"invitation {invitation_id} was already used by {row.used_by_node}")
+    if row.expires_at > now:
+        row.expires_at = now
+        session.add(row)
+    audit.append(session, actor=actor, action="invitation.revoke", subject=invitation_id, now=now)
+    session.commit()
+    return row
+
+
 def pending_invitations(session: Session) -> list[InvitationRow]:
     return list(session.exec(select(InvitationRow).order_by(col(InvitationRow.created_at))))
 

@@ -4,6 +4,7 @@ in Redis when ``redis_url`` is set, so several coordinator processes share them.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +37,10 @@ class NodeRateLimiter:
             if tokens < 1.0:
                 self._buckets[node_id] = (tokens, now)
                 wait = (1.0 - tokens) / self._rate
-                raise RateLimited(f"node {node_id} exceeds its report rate; retry in {wait:.1f} s")
+                raise RateLimited(
+                    f"node {node_id} exceeds its report rate; retry in {wait:.1f} s",
+                    retry_after=math.ceil(wait),
+                )
             self._buckets[node_id] = (tokens - 1.0, now)
 
 
@@ -93,7 +97,10 @@ class RedisRateLimiter:
             return
         if int(allowed) != 1:
             wait = (1.0 - float(tokens)) / self._rate
-            raise RateLimited(f"node {node_id} exceeds its report rate; retry in {wait:.1f} s")
+            raise RateLimited(
+                f"node {node_id} exceeds its report rate; retry in {wait:.1f} s",
+                retry_after=math.ceil(wait),
+            )
 
 
 def make_rate_limiter(

@@ -15,28 +15,58 @@ answers "unchanged", so a node may retry after a lost answer.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from fastapi import Request
 from nacl.signing import VerifyKey
-from pydantic import ValidationError
 from sqlmodel import Session
 
 from protocol import KEY_ROTATION_PAYLOAD_TYPE
 from protocol.dsse import parse_envelope, verify
-from protocol.errors import KeyMismatch, MalformedPayload, RevokedKey, UnknownKey
+from protocol.errors import (
+    KeyMismatch,
+    MalformedEnvelope,
+    MalformedPayload,
+    RevokedKey,
+    UnknownKey,
+)
 from protocol.freshness import check_fresh
 from protocol.keys import decode_public_key, key_id
 from protocol.models import KeyRotation as RotationPayload
+from protocol.models import check_canonical, parse_signed_payload, validate_payload
+from protocol.strictjson import StrictJsonError, loads
 
 from .errors import Conflict, ExpiredKey, NodeNotActive, RegistryError
 from .models import NodeKeyRow, NodeRow, NodeStatus
+from .rawbody import read_limited, require_json
 from .registry import add_node
 
 MAX_AGE = timedelta(minutes=15)
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+MAX_BODY_BYTES = 64 * 1024  # two envelopes of a few hundred bytes each
+
+
+def parse_rotation_body(raw: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``{"announcement": <envelope>, "proof": <envelope>}`` read by the strict parser (the
+    same as for reports); any defect is malformed_envelope."""
+    try:
+        data = loads(raw)
+    except StrictJsonError as exc:
+        raise MalformedEnvelope(f"rotation request: {exc}") from exc
+    if not isinstance(data, dict) or set(data) != {"announcement", "proof"}:
+        raise MalformedEnvelope('a rotation request is {"announcement": ..., "proof": ...}')
+    announcement, proof = data["announcement"], data["proof"]
+    if not isinstance(announcement, dict) or not isinstance(proof, dict):
+        raise MalformedEnvelope("announcement and proof must be DSSE envelopes (objects)")
+    return announcement, proof
+
+
+async def rotation_body(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+    """FastAPI dependency: the request's raw body, checked like a report's (415, 413, strict)."""
+    require_json(request)
+    return parse_rotation_body(await read_limited(request, MAX_BODY_BYTES))
 
 
 @dataclass(frozen=True)
@@ -72,10 +102,9 @@ def rotate_by_node(
         return decode_public_key(row.public_key)
 
     signer, payload = verify(signed, KEY_ROTATION_PAYLOAD_TYPE, current_key)
-    try:
-        request = RotationPayload.model_validate(json.loads(payload))
-    except (ValueError, ValidationError) as exc:
-        raise MalformedPayload(f"not a key rotation request: {exc}") from exc
+    data = parse_signed_payload(payload)
+    check_canonical(payload, data)
+    request = validate_payload(RotationPayload, data, "key rotation")
     try:
         new_key = decode_public_key(request.new_public_key)
     except ValueError as exc:

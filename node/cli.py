@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from protocol.keys import NodeKey
 from protocol.models import Period
 
 from . import outbox
@@ -40,7 +42,7 @@ from .config import (
     load_settings,
 )
 from .crypto_store import ListKeyError, create_list_key
-from .cycle import CycleError, CycleSummary, RichCycleProgress
+from .cycle import CycleError, CycleSummary, RichCycleProgress, breakdown
 from .keys import KeyFileError, create_federation_key, create_signing_key, load_federation_key
 from .lists import entry_count
 from .service import (
@@ -108,6 +110,14 @@ def init(
             help="Existing federation key shared by the nodes (default: create a new one).",
         ),
     ] = None,
+    function_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--function-key-file",
+            help="Key that signs this node's requests to the function (written as "
+            "function_key_file; make it with `libra function key create`). Default: unsigned.",
+        ),
+    ] = None,
 ) -> None:
     """Create a node directory: node.toml, a new signing key, a federation key and the
     key that encrypts the hash lists at rest (lists.key).
@@ -130,6 +140,10 @@ def init(
         values["lab"] = str(lab.resolve())
     if federation_key_file is not None:
         values["federation_key_file"] = str(federation_key_file.resolve())
+    function_public_key = None
+    if function_key_file is not None:
+        function_public_key = _function_public_key(function_key_file)
+        values["function_key_file"] = str(function_key_file.resolve())
     geoip = {
         name: str(path.resolve())
         for name, path in (("country_db", country_db), ("asn_db", asn_db))
@@ -168,28 +182,54 @@ def init(
     console.print(f"key id          {key.key_id}")
     console.print(f"public key      {key.public_key_b64}")
     console.print("Register the node id and public key at the coordinator before reporting.")
+    if function_key_file is not None and function_public_key is None:
+        err.print(
+            f"[yellow]note:[/] {escape(str(function_key_file))} does not exist yet: create it "
+            f"with `libra function key create` before the first crawl"
+        )
+    elif function_public_key is not None:
+        console.print(f"function key    {function_public_key}")
+        console.print(
+            f"Add it to the function's authorized_keys as {settings.node_id!r} before crawling."
+        )
+
+
+def _function_public_key(path: Path) -> str | None:
+    """The public half of an existing function request key, None if the file is not there yet
+    (it may be made after `init`); exit 1 for a file that is not such a key."""
+    if not path.exists():
+        return None
+    try:
+        return NodeKey.from_seed_b64(path.read_text(encoding="ascii")).public_key_b64
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        fail(f"{path}: not a function request key (a base64 Ed25519 seed): {exc}", 1)
 
 
 # --------------------------------------------------------------------------- crawl
 
 
+def _with_reasons(count: int, reasons: Mapping[str, int]) -> str:
+    why = breakdown(reasons)
+    return f"{count}: {why}" if count and why else str(count)
+
+
 def _print_cycle(summary: CycleSummary) -> None:
-    table = Table(title=f"crawl cycle {summary.cycle_id}: {summary.status}")
-    table.add_column("count")
-    table.add_column("value", justify="right")
-    for name in (
-        "pages_fetched",
-        "pages_failed",
-        "hosts_seen",
-        "images_found",
-        "images_hashed",
-        "analysis_failures",
-        "matches",
-    ):
-        table.add_row(name.replace("_", " "), str(getattr(summary, name)))
+    # Plain "label value" lines (no table): they stay whole in logs and grep.
     seconds = (summary.finished_at - summary.started_at).total_seconds()
-    table.add_row("seconds", f"{seconds:.0f}")
-    console.print(table)
+    rows = (
+        ("pages fetched", str(summary.pages_fetched)),
+        ("pages skipped by robots.txt", str(summary.pages_robots_skipped)),
+        ("pages failed", _with_reasons(summary.pages_failed, summary.page_failures)),
+        ("hosts seen", str(summary.hosts_seen)),
+        ("images found", str(summary.images_found)),
+        ("images hashed", str(summary.images_hashed)),
+        ("images failed", _with_reasons(summary.analysis_failures, summary.image_failures)),
+        ("matches", str(summary.matches)),
+        ("seconds", f"{seconds:.0f}"),
+    )
+    console.print(f"crawl cycle {summary.cycle_id}: {summary.status}", highlight=False)
+    for label, value in rows:
+        console.print(f"  {label:<28} {escape(value)}", highlight=False)
 
 
 async def _crawl(settings: NodeSettings, engine: Engine, show: bool) -> CycleSummary:
@@ -213,6 +253,13 @@ def crawl(config: ConfigOption = None) -> None:
     except (CrawlBusy, CycleError, GeoDatabaseError) as exc:
         fail(str(exc))
     _print_cycle(summary)
+    if summary.nothing_analysed:
+        # A cycle that hashed nothing measured nothing: not a success a script may rely on.
+        fail(
+            f"{summary.images_found} image(s) found but none could be analysed "
+            f"({breakdown(summary.image_failures)}); check that the function at "
+            f"{settings.function_url} runs and accepts this node's function_key_file"
+        )
 
 
 @app.command("crawl-worker")

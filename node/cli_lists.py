@@ -33,8 +33,10 @@ from .crypto_store import LIST_KEY_ENV, ListKey, ListKeyError, create_list_key
 from .index import IndexFormatError, persist
 from .key_rotation import rotate_list_key
 from .lists import (
+    ImportSummary,
     ListFormatError,
     ListNotFound,
+    NothingToImport,
     UnknownFormat,
     formats,
     get_importer,
@@ -49,6 +51,7 @@ from .service import list_key_of, open_engine, thresholds
 
 list_app = typer.Typer(help="Private hash lists (encrypted at rest).", no_args_is_help=True)
 MATCH_BATCH = 10_000
+LINE_FORMATS = ("plain", "csv", "hma", "icse")  # positions are line numbers; else records
 
 ReasonOption = Annotated[
     str, typer.Option("--reason", help="Why (recorded in the audit log with the user).")
@@ -151,28 +154,55 @@ def list_import(
                 details={"format": format_name, "where": exc.where, "error": exc.reason},
             )
             fail(f"{file.name} is not a valid {format_name} file at {exc}; the lists are unchanged")
+        except NothingToImport as exc:
+            # Nothing stored and nothing audited: the file did not change the lists.
+            _print_rejected(exc.summary, format_name)
+            fail(f"{file.name}: {exc}; the lists are unchanged")
     persist.apply_change(
         engine,
         settings.index_dir,
         key,
         before,
         before_stamp,
-        added=persist.version_entries(engine, summary.list_version_id),
+        added=_new_entries(engine, summary.list_version_id),
+        removed=summary.removed_ids,
     )
     console.print(
         f"list version {summary.list_version_id}: imported {summary.imported}, "
         f"duplicate {summary.duplicates}, rejected {summary.rejected}"
     )
+    if summary.withdrawn or summary.reclassified:
+        console.print(
+            f"  withdrawn by the source {summary.withdrawn}, re-classified {summary.reclassified}"
+        )
     for family, count in sorted(summary.by_family.items()):
         console.print(f"  {family.value}: {count} new")
-    if summary.first_rejected:
-        console.print(f"rejected records (first {len(summary.first_rejected)}):")
-        # JSON and XML have no useful line numbers: their positions count records.
-        where = "record #" if format_name in ("vics", "ncmec") else "line "
-        for record in summary.first_rejected[:10]:
-            console.print(f"  {where}{record.line}: {record.text!r}: {record.reason}", markup=False)
-    if summary.rejected and not (summary.imported or summary.duplicates):
-        raise typer.Exit(1)
+    _print_rejected(summary, format_name)
+
+
+def _new_entries(engine: Engine, version_id: int) -> Iterator[tuple[int, str, str]]:
+    """The entries of one version, streamed: read only if the index is updated in place
+    (a rebuild reads the database itself), never as one list of a million rows."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(ListEntry.id, ListEntry.family, ListEntry.value)
+            .where(ListEntry.list_version_id == version_id, col(ListEntry.retired).is_(False))
+            .execution_options(yield_per=10_000)
+        )
+        yield from ((int(i), f, v) for i, f, v in rows if i is not None)
+
+
+def _print_rejected(summary: ImportSummary, format_name: str) -> None:
+    """Every kept rejected record (the first KEEP_REJECTED) with its position and reason."""
+    if not summary.first_rejected:
+        return
+    shown = len(summary.first_rejected)
+    heading = f"first {shown} of {summary.rejected}" if summary.rejected > shown else "all"
+    console.print(f"rejected records ({heading}):")
+    # JSON and XML have no useful line numbers: their positions count records.
+    where = "line " if format_name in LINE_FORMATS else "record #"
+    for record in summary.first_rejected:
+        console.print(f"  {where}{record.line}: {record.text!r}: {record.reason}", markup=False)
 
 
 @list_app.command("show")
@@ -197,6 +227,8 @@ def list_show(
         "new",
         "dup",
         "rejected",
+        "withdrawn",
+        "reclass.",
         "families",
         "removed",
     ):
@@ -212,6 +244,8 @@ def list_show(
             str(v.imported),
             str(v.duplicates),
             str(v.rejected),
+            str(v.withdrawn),
+            str(v.reclassified),
             ", ".join(f"{f} {n}" for f, n in json.loads(v.family_counts).items()),
             f"{v.removed_at:%Y-%m-%dT%H:%MZ} ({v.removed})" if v.removed_at else "",
         )

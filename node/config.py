@@ -113,7 +113,9 @@ class MatchSettings(_Section):
     phash_max_distance: int = Field(default=8, ge=0, le=64, description="pHash cut-off.")
     dhash_max_distance: int = Field(default=8, ge=0, le=64, description="dHash cut-off.")
     dihedral: bool = Field(
-        default=False,
+        # On by default (issue 18): the function derives the 8 variants from one DCT, the
+        # node's extra lookups are the whole cost (docs/robust-matching.md).
+        default=True,
         description="Ask the function for the 8 dihedral PDQ variants and match any of them.",
     )
 

@@ -21,7 +21,8 @@ with one MatchIndex.match_many call, then records each image in its own transact
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -57,6 +58,9 @@ Outcome = tuple[ImageFound, HashResult | AnalyzeFailure]
 MATCH_BATCH = 256
 # An unexpected exception from the function client is recorded under this code, not fatal.
 CLIENT_ERROR = "client_error"
+# The crawler's PageFailed reason for a page robots.txt does not allow: the page was skipped by
+# our own rule, not lost, so it is counted apart from the failures (never in pages_failed).
+ROBOTS_DISALLOWED = "robots_disallowed"
 
 
 class CrawlerLike(Protocol):
@@ -80,11 +84,15 @@ class CycleStats:
 
     pages_fetched: int = 0
     pages_failed: int = 0
+    pages_robots_skipped: int = 0
     images_found: int = 0
     images_hashed: int = 0
     analysis_failures: int = 0
     matches: int = 0
     hosts: dict[str, _Host] = field(default_factory=dict)
+    # Why: failed pages per crawler reason, failed images per function error code.
+    page_failures: Counter[str] = field(default_factory=Counter)
+    image_failures: Counter[str] = field(default_factory=Counter)
 
     @property
     def hosts_seen(self) -> int:
@@ -108,6 +116,20 @@ class CycleSummary:
     analysis_failures: int
     matches: int
     hosts_seen: int
+    pages_robots_skipped: int = 0
+    page_failures: Mapping[str, int] = field(default_factory=dict)
+    image_failures: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def nothing_analysed(self) -> bool:
+        """Images were found but not one could be hashed (e.g. the function is unreachable)."""
+        return self.images_found > 0 and self.images_hashed == 0
+
+
+def breakdown(counts: Mapping[str, int]) -> str:
+    """``timeout 7, blocked_address 5``: most frequent first, ties by name."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{reason} {count}" for reason, count in ranked if count)
 
 
 class CycleError(Exception):
@@ -150,8 +172,9 @@ class RichCycleProgress:
     def update(self, stats: CycleStats) -> None:
         self._progress.update(
             self._pages,
-            completed=stats.pages_fetched + stats.pages_failed,
-            extra=f"{stats.pages_failed} failed, {stats.hosts_seen} hosts",
+            completed=stats.pages_fetched + stats.pages_failed + stats.pages_robots_skipped,
+            extra=f"{stats.pages_failed} failed, {stats.pages_robots_skipped} robots.txt, "
+            f"{stats.hosts_seen} hosts",
         )
         self._progress.update(
             self._images,
@@ -205,8 +228,11 @@ class _Cycle:
             if isinstance(event, PageFetched):
                 self.stats.pages_fetched += 1
                 self._host(event.host).pages_fetched += 1
+            elif isinstance(event, PageFailed) and event.reason == ROBOTS_DISALLOWED:
+                self.stats.pages_robots_skipped += 1
             elif isinstance(event, PageFailed):
                 self.stats.pages_failed += 1
+                self.stats.page_failures[event.reason] += 1
                 self._host(event.host).pages_failed += 1
             elif isinstance(event, ImageFound) and event.url not in seen:
                 seen.add(event.url)
@@ -253,6 +279,7 @@ class _Cycle:
 
     def record_failure(self, image: ImageFound, failure: AnalyzeFailure) -> None:
         self.stats.analysis_failures += 1
+        self.stats.image_failures[failure.code] += 1
         with Session(self.engine) as session, session.begin():
             session.add(
                 CycleImage(cycle_id=self.cycle_id, url=storable_url(image.url), outcome="failed")
@@ -303,6 +330,7 @@ class _Cycle:
                 entry_id=match.entry_id,
                 distance=match.distance,
                 seen_at=now,
+                method=match.method.value,
             )
             session.add(sighting)
             # issue 7: which database versions placed this sighting (node/attribution_snapshot)
@@ -353,6 +381,9 @@ class _Cycle:
             analysis_failures=stats.analysis_failures,
             matches=stats.matches,
             hosts_seen=stats.hosts_seen,
+            pages_robots_skipped=stats.pages_robots_skipped,
+            page_failures=dict(stats.page_failures),
+            image_failures=dict(stats.image_failures),
         )
 
 
@@ -423,10 +454,15 @@ def _analysed_so_far(engine: Engine, cycle_id: int) -> tuple[set[str], CycleStat
         )
 
         hashed = select(func.count()).where(col(AnalysedImage.cycle_id) == cycle_id)
-        failed = select(func.count()).where(col(AnalysisFailure.cycle_id) == cycle_id)
+        failed = (
+            select(AnalysisFailure.code, func.count())
+            .where(col(AnalysisFailure.cycle_id) == cycle_id)
+            .group_by(col(AnalysisFailure.code))
+        )
         matched = select(func.count()).where(col(Sighting.cycle_id) == cycle_id)
         stats.images_hashed = int(session.exec(hashed).one())
-        stats.analysis_failures = int(session.exec(failed).one())
+        stats.image_failures.update({code: int(n) for code, n in session.exec(failed).all()})
+        stats.analysis_failures = stats.image_failures.total()
         stats.matches = int(session.exec(matched).one())
     stats.images_found = len(urls)
     return urls, stats

@@ -142,7 +142,7 @@ class FunctionClient:
     def _headers(self, content: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if self._auth is not None:
-            # Signed per attempt: a fresh timestamp, and the function refuses replayed signatures.
+            # Signed per attempt: a fresh timestamp and nonce (the function refuses repeats).
             path = self._client.base_url.path.rstrip("/") + "/v1/analyze"
             headers.update(self._auth.headers("POST", path, content))
         return headers

@@ -8,12 +8,18 @@ retired entries (removed lists still referenced by a sighting) never match.
 
 PDQ hashes whose quality is below the configured minimum never match: low-quality PDQ hashes
 (flat or tiny images) collide far too easily.
+
+Copies changed to evade PDQ (issue 18, docs/robust-matching.md) are matched by the query's
+dihedral variants (mirrors, rotations), its border-trimmed hashes (frames, letterboxes), and
+region hashes derived from the list entries (centred crops) in a table of their own. Each match
+says how it was found (``Match.method``), so a node can count how much material is disguised.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
@@ -50,15 +56,33 @@ class Thresholds:
         return 0
 
 
+class Method(StrEnum):
+    """How a match was found, strongest evidence first (the order breaks distance ties)."""
+
+    DIRECT = "direct"  # the image's own hash (any family)
+    DIHEDRAL = "dihedral"  # a rotated or mirrored variant of its PDQ
+    TRIMMED = "trimmed"  # PDQ of the image inside its uniform borders
+    REGION = "region"  # PDQ matched a region hash derived from a list entry (a crop)
+
+
+_METHOD_ORDER = {m: n for n, m in enumerate(Method)}
+
+
 @dataclass(frozen=True)
 class Match:
     entry_id: int
     family: HashFamily
     distance: int
+    method: Method = Method.DIRECT
 
 
-def _rank(match: Match) -> tuple[int, int, int]:
-    return (FAMILIES[match.family].precedence, match.distance, match.entry_id)
+def _rank(match: Match) -> tuple[int, int, int, int]:
+    return (
+        FAMILIES[match.family].precedence,
+        match.distance,
+        _METHOD_ORDER[match.method],
+        match.entry_id,
+    )
 
 
 def best(matches: Iterable[Match]) -> Match | None:
@@ -76,6 +100,31 @@ def pack(values: Sequence[str], bits: int) -> npt.NDArray[np.uint64]:
     return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(values), words)
 
 
+def entry_regions(
+    engine: Engine, entry_ids: Sequence[int] | None = None
+) -> list[tuple[int, list[str]]]:
+    """(entry id, derived PDQ region hashes) of matchable entries that have some: all, or
+    those of ``entry_ids``."""
+    query = select(ListEntry.id, ListEntry.regions).where(
+        col(ListEntry.retired).is_(False),
+        col(ListEntry.family) == HashFamily.PDQ.value,
+        col(ListEntry.regions).is_not(None),
+    )
+    out: list[tuple[int, list[str]]] = []
+    with Session(engine) as session:
+        chunks = (
+            [None]
+            if entry_ids is None
+            else [entry_ids[n : n + 500] for n in range(0, len(entry_ids), 500)]
+        )
+        for chunk in chunks:
+            where = query if chunk is None else query.where(col(ListEntry.id).in_(chunk))
+            for entry_id, regions in session.exec(where):
+                if entry_id is not None and regions:
+                    out.append((int(entry_id), regions.split()))
+    return out
+
+
 class MatchIndex:
     """All list entries, ready for matching. Build once per crawl cycle or load it
     (node.index.persist); ``add``/``remove`` change it without a rebuild."""
@@ -88,6 +137,8 @@ class MatchIndex:
         self.thresholds = thresholds or Thresholds()
         self._exact: dict[HashFamily, dict[str, int]] = {f: {} for f in EXACT_FAMILIES}
         self._tables = {f: MultiIndex(FAMILIES[f].bits) for f in PERCEPTUAL_FAMILIES}
+        # PDQ region hashes derived from list entries, keyed by their entry's id.
+        self._regions = MultiIndex(FAMILIES[HashFamily.PDQ].bits)
         self.add(entries)
 
     @classmethod
@@ -96,10 +147,13 @@ class MatchIndex:
         exact: dict[HashFamily, dict[str, int]],
         tables: dict[HashFamily, MultiIndex],
         thresholds: Thresholds | None = None,
+        regions: MultiIndex | None = None,
     ) -> MatchIndex:
         index = cls((), thresholds)
         index._exact.update(exact)
         index._tables.update(tables)
+        if regions is not None:
+            index._regions = regions
         return index
 
     @property
@@ -109,6 +163,26 @@ class MatchIndex:
     @property
     def hamming_tables(self) -> dict[HashFamily, MultiIndex]:
         return self._tables
+
+    @property
+    def region_table(self) -> MultiIndex:
+        return self._regions
+
+    def add_regions(self, entries: Iterable[tuple[int, Sequence[str]]]) -> None:
+        """Add the PDQ region hashes derived from list entries: (entry id, region hashes)."""
+        ids: list[int] = []
+        values: list[str] = []
+        for entry_id, regions in entries:
+            for value in regions:
+                ids.append(entry_id)
+                values.append(normalize(HashFamily.PDQ, value))
+        if not ids:
+            return
+        codes = pack(values, self._regions.bits)
+        if len(self._regions) == 0 and self._regions.codes.shape[0] == 0:
+            self._regions = MultiIndex.build(self._regions.bits, ids, codes)
+        else:
+            self._regions.add(ids, codes)
 
     def add(self, entries: Iterable[tuple[int, HashFamily | str, str]]) -> None:
         ids: dict[HashFamily, list[int]] = {f: [] for f in PERCEPTUAL_FAMILIES}
@@ -142,18 +216,23 @@ class MatchIndex:
                 removed += 1
         for hamming in self._tables.values():
             removed += hamming.remove(sorted(doomed))
+        self._regions.remove(sorted(doomed))  # derived data: not counted as entries
         return removed
 
     @classmethod
     def from_db(cls, engine: Engine, thresholds: Thresholds | None = None) -> MatchIndex:
         with Session(engine) as session:
-            rows = session.exec(
-                select(ListEntry.id, ListEntry.family, ListEntry.value).where(
+            rows = session.exec(  # streamed (issue 12): no list of every row at 1M+ codes
+                select(ListEntry.id, ListEntry.family, ListEntry.value)
+                .where(
                     col(ListEntry.retired).is_(False),
                     col(ListEntry.family).in_(FAMILY_NAMES),
                 )
-            ).all()
-        return cls(((int(i), f, v) for i, f, v in rows if i is not None), thresholds)
+                .execution_options(yield_per=10_000)
+            )
+            index = cls(((int(i), f, v) for i, f, v in rows if i is not None), thresholds)
+        index.add_regions(entry_regions(engine))
+        return index
 
     def __len__(self) -> int:
         return sum(len(d) for d in self._exact.values()) + sum(
@@ -165,16 +244,23 @@ class MatchIndex:
         out.update({f: len(t) for f, t in self._tables.items()})
         return out
 
-    def _queries(self, family: HashFamily, hashes: ImageHashes) -> list[str]:
-        raw: list[str] = [getattr(hashes, family.value)]
+    def _queries(self, family: HashFamily, hashes: ImageHashes) -> list[tuple[str, Method]]:
+        raw: list[tuple[str, Method]] = [(getattr(hashes, family.value), Method.DIRECT)]
         if family is HashFamily.PDQ:
             if hashes.pdq_quality < self.thresholds.pdq_min_quality:
-                return []
-            raw.extend(hashes.pdq_dihedral or [])
+                raw = []  # its dihedral variants share its quality
+            else:
+                # The function's pdq_dihedral[0] is the image itself: not queried twice.
+                direct = hashes.pdq.lower()
+                variants = [v for v in hashes.pdq_dihedral or [] if v.lower() != direct]
+                raw.extend((v, Method.DIHEDRAL) for v in variants)
+            trimmed_quality = hashes.pdq_trimmed_quality or 0
+            if trimmed_quality >= self.thresholds.pdq_min_quality:
+                raw.extend((v, Method.TRIMMED) for v in hashes.pdq_trimmed or [])
         queries = []
-        for value in raw:
+        for value, method in raw:
             try:
-                queries.append(normalize(family, value))
+                queries.append((normalize(family, value), method))
             except InvalidHash:
                 continue  # a malformed value from the function cannot match anything
         return queries
@@ -193,22 +279,42 @@ class MatchIndex:
 
     def match_many(self, images: Sequence[ImageHashes]) -> list[list[Match]]:
         """Every entry each image matches, strongest first: one batched search per family.
-        For PDQ with dihedral variants an entry counts once, at its nearest variant."""
+        For PDQ, an entry found by several queries (dihedral variants, trimmed hashes, its
+        region hashes) counts once: by the first method in ``Method`` order that found it (a
+        copy PDQ alone finds is ``direct`` even if a region hash is nearer), at that method's
+        nearest distance."""
         out: list[dict[tuple[HashFamily, int], Match]] = [{} for _ in images]
+
+        def keep(owner: int, m: Match) -> None:
+            key = (m.family, m.entry_id)
+            held = out[owner].get(key)
+            if held is None or (_METHOD_ORDER[m.method], m.distance) < (
+                _METHOD_ORDER[held.method],
+                held.distance,
+            ):
+                out[owner][key] = m
+
         for family in (*EXACT_FAMILIES, *PERCEPTUAL_FAMILIES):
             owners: list[int] = []
             values: list[str] = []
+            methods: list[Method] = []
             for n, hashes in enumerate(images):
-                for query in self._queries(family, hashes):
+                for value, method in self._queries(family, hashes):
                     owners.append(n)
-                    values.append(query)
+                    values.append(value)
+                    methods.append(method)
             if not values:
                 continue
-            for owner, matches in zip(owners, self.lookup(family, values), strict=True):
+            found = self.lookup(family, values)
+            for owner, method, matches in zip(owners, methods, found, strict=True):
                 for m in matches:
-                    key = (m.family, m.entry_id)
-                    if key not in out[owner] or m.distance < out[owner][key].distance:
-                        out[owner][key] = m
+                    keep(owner, Match(m.entry_id, m.family, m.distance, method))
+            if family is HashFamily.PDQ and len(self._regions):
+                limit = self.thresholds.pdq_max_distance
+                hits = self._regions.search(pack(values, self._regions.bits), limit)
+                for owner, region_hits in zip(owners, hits, strict=True):
+                    for entry_id, distance in region_hits:
+                        keep(owner, Match(entry_id, family, distance, Method.REGION))
         return [sorted(found.values(), key=_rank) for found in out]
 
     def match(self, hashes: ImageHashes) -> list[Match]:

@@ -62,6 +62,9 @@ class ListVersion(SQLModel, table=True):
     actor: str | None = None
     removed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     removed: int = 0
+    # Change feeds (NCMEC): entries this import withdrew, and entries it re-classified.
+    withdrawn: int = 0
+    reclassified: int = 0
 
 
 class ListEntry(SQLModel, table=True):
@@ -75,11 +78,19 @@ class ListEntry(SQLModel, table=True):
     # AES-GCM ciphertext in the database when the engine has a list key (node.crypto_store).
     value: str = Field(sa_type=EncryptedValue)
     list_version_id: int = Field(foreign_key="list_version.id", index=True)
-    label: str | None = None
+    # Indexed: an NCMEC deletion or update names the entry by its id, kept as the label.
+    label: str | None = Field(default=None, index=True)
     category: str | None = None
+    media: str = "image"  # node.lists.Media: what the hash was computed over
+    # Record number in the imported file: values of one source record (a VICS Media, an
+    # NCMEC entry, an ICSE row) are exported together again, and only they.
+    record: int | None = None
     # Removed from its list but still referenced by a sighting: kept for the record, never
     # matched; a later import of the same value revives it.
     retired: bool = Field(default=False, index=True)
+    # Derived data (issue 18): PDQ of overlapping regions of the listed image, space-separated,
+    # from `libra hash --regions`; matched as method "region" (crops). Never exported.
+    regions: str | None = Field(default=None, sa_type=EncryptedValue)
 
 
 RUNNING = "running"  # CrawlCycle.status while the cycle runs; then "done" or "failed"
@@ -152,6 +163,9 @@ class Sighting(SQLModel, table=True):
     entry_id: int = Field(foreign_key="list_entry.id")
     distance: int
     seen_at: datetime = Field(default_factory=_now, sa_type=UtcDateTime, index=True)
+    # How the match was found (node.matcher.Method: direct, dihedral, trimmed, region): how
+    # much material is disguised to evade hashing (issue 18).
+    method: str = "direct"
 
 
 class CycleImage(SQLModel, table=True):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +32,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from protocol import PROTOCOL_VERSION, REPORT_PAYLOAD_TYPE
+from protocol.canonical import canonical_json
 from protocol.dsse import sign
 from protocol.hashes import HashFamily
 from protocol.keys import NodeKey
@@ -166,6 +166,7 @@ def queue_report(
     now: datetime | None = None,
 ) -> QueuedReport:
     """Build and sign the report for ``period`` and put it into the outbox (one transaction)."""
+    created_at = now or utcnow()
     with Session(engine) as session, session.begin():
         # Increment first: the UPDATE takes the write lock (SQLite) or row lock (PostgreSQL)
         # before anything is read, so concurrent reporters can never share a sequence or a cycle.
@@ -183,7 +184,7 @@ def queue_report(
             node_id=node_id,
             key_id=key.key_id,
             sequence=sequence,
-            created_at=now or utcnow(),
+            created_at=created_at,
             period=period,
             cells=build_cells(session, cycle_ids, federation_key),
             denominators=build_denominators(session, cycle_ids),
@@ -205,7 +206,8 @@ def queue_report(
             sequence=sequence,
             period_start=period.start,
             period_end=period.end,
-            envelope=json.dumps(envelope.to_json(), separators=(",", ":")),
+            # The wire form of docs/protocol.md §2: RFC 8785, byte-identical everywhere.
+            envelope=canonical_json(envelope.to_json()).decode("utf-8"),
         )
         session.add(item)
         session.flush()

@@ -21,6 +21,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from protocol import KEY_ROTATION_PAYLOAD_TYPE
+from protocol.canonical import canonical_json
 from protocol.dsse import sign
 from protocol.keys import NodeKey
 from protocol.models import KeyRotation
@@ -92,7 +93,12 @@ def rotate_signing_key(
     body = rotation_request(node_id, current, new, now, overlap)
     with coordinator_client(coordinator_url, None, transport) as client:
         try:
-            response = client.post("/v1/keys/rotate", json=body)
+            # RFC 8785, the wire form of docs/protocol.md §2 and §6.
+            response = client.post(
+                "/v1/keys/rotate",
+                content=canonical_json(body),
+                headers={"content-type": "application/json"},
+            )
         except httpx.HTTPError as exc:
             raise RotationError(f"cannot reach the coordinator: {exc}") from exc
     try:

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import BadSignature, MalformedEnvelope, UnknownPayloadType
 from .keys import NodeKey
+from .strictjson import StrictJsonError, loads
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -26,17 +26,37 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(type_bytes), type_bytes, len(payload), payload)
 
 
+def _canonical_base64(text: str) -> str:
+    """Standard alphabet, padded, no whitespace, and the one spelling of its bytes: so a
+    signature or payload has exactly one text, and two verifiers never decode it differently."""
+    if not text.isascii():
+        raise ValueError("must be standard base64 (ASCII)")
+    try:
+        decoded = base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"must be standard padded base64 ({exc})") from None
+    if base64.b64encode(decoded).decode("ascii") != text:
+        raise ValueError("must be canonical base64 (unused bits zero)")
+    return text
+
+
+CanonicalBase64 = Annotated[str, AfterValidator(_canonical_base64)]
+
+
 class Signature(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    keyid: str = Field(min_length=1, max_length=128)
-    sig: str = Field(min_length=1, max_length=256)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # A key id is the SHA-256 of the raw public key (protocol.keys.key_id).
+    keyid: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sig: CanonicalBase64 = Field(min_length=1, max_length=256)
 
 
 class Envelope(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
     payload_type: str = Field(alias="payloadType", min_length=1, max_length=256)
-    payload: str
-    signatures: list[Signature] = Field(min_length=1, max_length=4)
+    payload: CanonicalBase64
+    # Exactly one: a report has one signer, its node (checked while parsing, so a second
+    # signature is malformed_envelope before anything else is looked at).
+    signatures: list[Signature] = Field(min_length=1, max_length=1)
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True)
@@ -62,11 +82,14 @@ def sign(payload: bytes, payload_type: str, key: NodeKey) -> Envelope:
 
 
 def parse_envelope(raw: bytes | str | dict[str, Any]) -> Envelope:
-    """Parse an envelope from the wire, mapping every defect to MalformedEnvelope."""
+    """Parse an envelope from the wire (strict JSON, protocol.strictjson), mapping every
+    defect to MalformedEnvelope."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
     try:
-        data = json.loads(raw) if isinstance(raw, bytes | str) else raw
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedEnvelope(f"envelope is not JSON: {exc}") from exc
+        data = loads(raw) if isinstance(raw, bytes) else raw
+    except StrictJsonError as exc:
+        raise MalformedEnvelope(f"envelope: {exc}") from exc
     if not isinstance(data, dict):
         raise MalformedEnvelope("envelope must be a JSON object")
     try:

@@ -67,8 +67,42 @@ class SequenceRegression(ProtocolError):
     http_status = 409
 
 
+class SequenceGap(ProtocolError):
+    """A sequence more than MAX_SEQUENCE_STEP above the node's highest accepted one: refused
+    so that one bad report cannot use up the node's sequence space (2^53 - 1)."""
+
+    code = "sequence_gap"
+    http_status = 409
+
+
 class StaleTimestamp(ProtocolError):
     code = "stale_timestamp"
+
+
+class BadPeriod(ProtocolError):
+    """The report period is empty, too short or too long, or out of place against created_at."""
+
+    code = "bad_period"
+    http_status = 422
+
+
+class SketchMismatch(ProtocolError):
+    """A well-formed cell sketch whose estimate cannot be the cell's ``distinct``."""
+
+    code = "sketch_mismatch"
+    http_status = 422
+
+
+class UnsupportedMediaType(ProtocolError):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class Unavailable(ProtocolError):
+    """The documented answer to a server fault (never to bad input): retry after a while."""
+
+    code = "unavailable"
+    http_status = 503
 
 
 ALL_ERRORS: tuple[type[ProtocolError], ...] = (
@@ -82,5 +116,10 @@ ALL_ERRORS: tuple[type[ProtocolError], ...] = (
     UnsupportedVersion,
     ReplayedReport,
     SequenceRegression,
+    SequenceGap,
     StaleTimestamp,
+    BadPeriod,
+    SketchMismatch,
+    UnsupportedMediaType,
+    Unavailable,
 )

@@ -6,25 +6,30 @@ understand gets a clear error instead of silent loss.
 
 from __future__ import annotations
 
-import json
+import re
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, TypeVar
 
+import rfc8785
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictInt,
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from . import PROTOCOL_VERSION
 from .canonical import canonical_json
-from .errors import MalformedPayload, UnsupportedVersion
+from .errors import BadPeriod, MalformedPayload, UnsupportedVersion
 from .hashes import HashFamily
+from .strictjson import StrictJsonError, loads
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -36,6 +41,28 @@ def _to_utc(value: datetime) -> datetime:
 # One textual form on the wire, so that the signed bytes are reproducible everywhere.
 UtcDatetime = Annotated[
     datetime,
+    AfterValidator(_to_utc),
+    PlainSerializer(lambda v: v.strftime("%Y-%m-%dT%H:%M:%SZ"), return_type=str),
+]
+
+
+_TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+
+
+def _exact_timestamp(value: Any) -> Any:
+    """Signed timestamps have exactly one spelling (docs/protocol.md §2): no fractions, no
+    offsets, no numbers. Datetime objects (built in code, not read from the wire) pass."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _TIMESTAMP_RE.fullmatch(value):
+        raise ValueError("a timestamp is a string of exactly the form YYYY-MM-DDTHH:MM:SSZ")
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+# The timestamps inside signed payloads (reports, key rotation): UtcDatetime read strictly.
+WireTimestamp = Annotated[
+    datetime,
+    BeforeValidator(_exact_timestamp),
     AfterValidator(_to_utc),
     PlainSerializer(lambda v: v.strftime("%Y-%m-%dT%H:%M:%SZ"), return_type=str),
 ]
@@ -67,6 +94,12 @@ class ImageHashes(_Strict):
     phash: str
     dhash: str
     pdq_dihedral: list[str] | None = None
+    # Issue 18 (docs/robust-matching.md): PDQ of the image with uniform borders trimmed, when a
+    # border was found (its dihedral variants follow when requested); PDQ of overlapping
+    # regions, computed for list building only (`libra hash --regions`).
+    pdq_trimmed: list[str] | None = Field(default=None, max_length=8)
+    pdq_trimmed_quality: int | None = Field(default=None, ge=0, le=100)
+    pdq_regions: list[str] | None = Field(default=None, max_length=64)
 
 
 class HashResult(_Strict):
@@ -100,36 +133,68 @@ UNKNOWN_HOSTER = "unknown"
 MAX_COUNT = 2**53 - 1  # the largest integer JSON carries exactly
 
 
+# Period bounds (docs/protocol.md §3); a report outside them is refused with bad_period.
+_BAD_PERIOD = "bad_period"
+MIN_PERIOD = timedelta(seconds=60)
+MAX_PERIOD = timedelta(days=31)
+MAX_PERIOD_START_AFTER_CREATED = timedelta(seconds=300)  # clock skew
+MAX_PERIOD_START_BEFORE_CREATED = timedelta(days=400)
+
+
 class Period(_Strict):
-    start: UtcDatetime
-    end: UtcDatetime
+    # Bounds against created_at: check_period (a report, not a lone period, knows created_at).
+    start: WireTimestamp
+    end: WireTimestamp
 
     @model_validator(mode="after")
     def _ordered(self) -> Period:
         if self.end <= self.start:
-            raise ValueError("period end must be after its start")
+            # Its own error type: a report that fails only this is bad_period, not malformed.
+            raise PydanticCustomError(_BAD_PERIOD, "period end must be after its start")
         return self
+
+
+def check_period(period: Period, created_at: datetime) -> None:
+    """Raise BadPeriod unless start < end, the length is 60 s .. 31 days, the period has begun
+    when the report was signed (start at most 300 s after created_at: a node reports its running
+    day or hour, so the end may lie ahead) and starts at most 400 days before it."""
+    length = period.end - period.start
+    if length <= timedelta(0):
+        raise BadPeriod("period end must be after its start")
+    if not MIN_PERIOD <= length <= MAX_PERIOD:
+        raise BadPeriod(f"a period lasts 60 s to 31 days, not {int(length.total_seconds())} s")
+    if period.start > created_at + MAX_PERIOD_START_AFTER_CREATED:
+        raise BadPeriod("period starts more than 300 s after the report's created_at")
+    if period.start < created_at - MAX_PERIOD_START_BEFORE_CREATED:
+        raise BadPeriod("period starts more than 400 days before the report's created_at")
 
 
 class ReportCell(_Strict):
     """Counts for one (country, ASN, hoster, hash family) in one period."""
 
     country: str = Field(pattern=r"^[A-Z]{2}$")
-    asn: int = Field(ge=0, le=4294967295)
+    asn: StrictInt = Field(ge=0, le=4294967295)
     # Printable text only: control characters have no place in a name and break some databases.
     hoster: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
     hash_family: HashFamily
-    matches: int = Field(ge=0, le=MAX_COUNT)
-    distinct: int = Field(ge=0, le=MAX_COUNT)
+    matches: StrictInt = Field(ge=0, le=MAX_COUNT)
+    distinct: StrictInt = Field(ge=0, le=MAX_COUNT)
     # Base64 Apache DataSketches HLL over HMAC(federation key, item): mergeable across nodes
     # without revealing items to the coordinator.
     sketch: str | None = Field(default=None, max_length=65536)
 
+    @model_validator(mode="after")
+    def _distinct_within_matches(self) -> ReportCell:
+        # Each distinct URL was sighted at least once.
+        if self.distinct > self.matches:
+            raise ValueError("distinct must not exceed matches")
+        return self
+
 
 class Denominators(_Strict):
-    pages_fetched: int = Field(ge=0, le=MAX_COUNT)
-    images_hashed: int = Field(ge=0, le=MAX_COUNT)
-    hosts_seen: int = Field(ge=0, le=MAX_COUNT)
+    pages_fetched: StrictInt = Field(ge=0, le=MAX_COUNT)
+    images_hashed: StrictInt = Field(ge=0, le=MAX_COUNT)
+    hosts_seen: StrictInt = Field(ge=0, le=MAX_COUNT)
 
 
 class AttributionSource(_Strict):
@@ -153,15 +218,15 @@ class HosterRemovals(_Strict):
     """
 
     country: str = Field(pattern=r"^[A-Z]{2}$")
-    asn: int = Field(ge=0, le=4294967295)
+    asn: StrictInt = Field(ge=0, le=4294967295)
     hoster: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
-    notices_sent: int = Field(ge=0, le=MAX_COUNT)
-    urls_noticed: int = Field(ge=0, le=MAX_COUNT)
-    removed: int = Field(ge=0, le=MAX_COUNT)
-    removed_within_24h: int = Field(ge=0, le=MAX_COUNT)
-    removed_within_72h: int = Field(ge=0, le=MAX_COUNT)
-    median_seconds: int | None = Field(default=None, ge=0, le=MAX_COUNT)
-    p90_seconds: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    notices_sent: StrictInt = Field(ge=0, le=MAX_COUNT)
+    urls_noticed: StrictInt = Field(ge=0, le=MAX_COUNT)
+    removed: StrictInt = Field(ge=0, le=MAX_COUNT)
+    removed_within_24h: StrictInt = Field(ge=0, le=MAX_COUNT)
+    removed_within_72h: StrictInt = Field(ge=0, le=MAX_COUNT)
+    median_seconds: StrictInt | None = Field(default=None, ge=0, le=MAX_COUNT)
+    p90_seconds: StrictInt | None = Field(default=None, ge=0, le=MAX_COUNT)
     # Base64 Apache DataSketches KLL float sketch (k = 200) of the times to removal in seconds.
     removal_sketch: str | None = Field(default=None, max_length=65536)
 
@@ -182,12 +247,12 @@ _OPTIONAL_WHEN_EMPTY = ("attribution_sources", "removals")
 
 
 class Report(_Strict):
-    protocol_version: int
+    protocol_version: StrictInt
     report_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     node_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
     key_id: str = Field(pattern=r"^[0-9a-f]{64}$")
-    sequence: int = Field(ge=1, le=MAX_COUNT)
-    created_at: UtcDatetime
+    sequence: StrictInt = Field(ge=1, le=MAX_COUNT)
+    created_at: WireTimestamp
     period: Period
     cells: list[ReportCell] = Field(max_length=100_000)
     denominators: Denominators
@@ -220,25 +285,56 @@ class Report(_Strict):
 
     @classmethod
     def from_payload(cls, payload: bytes) -> Report:
-        """Parse verified payload bytes; version is checked before the schema."""
-        try:
-            data: Any = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedPayload(f"payload is not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise MalformedPayload("payload must be a JSON object")
+        """Parse verified payload bytes in the order of docs/protocol.md §1: strict JSON,
+        version, RFC 8785 canonical form, schema, period bounds."""
+        data = parse_signed_payload(payload)
         version = data.get("protocol_version")
-        if version != PROTOCOL_VERSION:
+        if type(version) is not int or version != PROTOCOL_VERSION:
             raise UnsupportedVersion(
                 f"protocol_version {version!r} is not supported (this side speaks "
                 f"{PROTOCOL_VERSION})"
             )
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise MalformedPayload(f"report field {where}: {first['msg']}") from exc
+        check_canonical(payload, data)
+        report = validate_payload(cls, data, "report")
+        check_period(report.period, report.created_at)
+        return report
+
+
+def parse_signed_payload(payload: bytes) -> dict[str, Any]:
+    """Strict JSON (protocol.strictjson) holding an object, else MalformedPayload."""
+    try:
+        data = loads(payload)
+    except StrictJsonError as exc:
+        raise MalformedPayload(f"payload: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MalformedPayload("payload must be a JSON object")
+    return data
+
+
+def check_canonical(payload: bytes, data: Any) -> None:
+    """The signed bytes must be their own RFC 8785 form: one spelling per document, so no
+    two verifiers can read different values from them."""
+    try:
+        canonical = rfc8785.dumps(data)
+    except rfc8785.CanonicalizationError:
+        canonical = b""
+    if canonical != payload:
+        raise MalformedPayload("payload is not RFC 8785 canonical JSON")
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def validate_payload(model: type[_M], data: dict[str, Any], what: str) -> _M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        if all(error["type"] == _BAD_PERIOD for error in errors):
+            raise BadPeriod(errors[0]["msg"]) from exc
+        first = next(error for error in errors if error["type"] != _BAD_PERIOD)
+        where = ".".join(str(p) for p in first["loc"])
+        raise MalformedPayload(f"{what} field {where}: {first['msg']}") from exc
 
 
 class KeyRotation(_Strict):
@@ -248,9 +344,9 @@ class KeyRotation(_Strict):
     node_id: str = Field(min_length=2, max_length=63)
     current_key_id: str = Field(pattern=r"^[0-9a-f]{64}$")
     new_public_key: str = Field(max_length=64)  # base64 of the raw 32-byte Ed25519 key
-    created_at: UtcDatetime
+    created_at: WireTimestamp
     # The overlap the node asks for (the coordinator caps it); None: the federation's default.
-    overlap_seconds: int | None = Field(default=None, ge=0, le=90 * 86_400)
+    overlap_seconds: StrictInt | None = Field(default=None, ge=0, le=90 * 86_400)
 
     def to_payload(self) -> bytes:
         return canonical_json(self.model_dump(mode="json"))

@@ -3,3 +3,12 @@
 Stateless by design: image bytes live only in memory for the duration of one analysis and are
 never written to disk, logged or returned. Only ``protocol`` is imported from the rest of LIBRA.
 """
+
+import os as _os
+import sys as _sys
+
+# The function writes no file, not even bytecode caches: set before any submodule is imported
+# (this package is the first thing every entry point imports), and in the environment so that
+# the spawned decode workers start with it too. docs/operations-function.md, "Never persisted".
+_sys.dont_write_bytecode = True
+_os.environ["PYTHONDONTWRITEBYTECODE"] = "1"

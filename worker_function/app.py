@@ -2,8 +2,10 @@
 
 Every failure is a JSON ``{"error": {"code", "message"}}`` with a stable code; nothing ends as a
 500 with a traceback. Logs carry a short hash of the URL, never the URL or any image bytes.
-Order of checks on /v1/analyze: signature (401/403) -> per-caller rate (429) -> admission
-(503) -> body -> fetch -> isolated decode.
+Order of checks on /v1/analyze: signature headers present (401) -> declared Content-Length
+(413) -> body read up to ``max_request_bytes`` (413) -> signature and nonce (401/403) ->
+per-caller rate (429) -> admission (503) -> fetch -> isolated decode. Nothing beyond the small
+pre-authentication limit is ever read from an unauthenticated caller.
 """
 
 from __future__ import annotations
@@ -25,9 +27,15 @@ from protocol.lab import LabNetwork, load_lab
 from protocol.models import AnalyzeRequest, ErrorBody, ErrorResponse, HashResult
 
 from . import metrics, telemetry
-from .auth import Authenticator, RateLimited, RateLimiter, parse_authorized_keys
+from .auth import (
+    Authenticator,
+    RateLimited,
+    RateLimiter,
+    parse_authorized_keys,
+    require_signature_headers,
+)
 from .datauri import obtain
-from .errors import AnalysisFailed, FunctionError
+from .errors import AnalysisFailed, FunctionError, RequestTooLarge
 from .fetch import Fetcher
 from .isolation import DecodePool
 from .settings import FunctionSettings
@@ -113,7 +121,11 @@ def error_response(
 def _authenticator(settings: FunctionSettings, lab: LabNetwork | None) -> Authenticator | None:
     if settings.authorized_keys:
         keys = parse_authorized_keys(settings.authorized_keys)
-        return Authenticator(keys, max_skew_seconds=settings.auth_max_skew_seconds)
+        return Authenticator(
+            keys,
+            max_skew_seconds=settings.auth_max_skew_seconds,
+            max_nonces=settings.auth_max_nonces,
+        )
     if settings.require_auth and lab is None:
         raise AuthConfigError(
             "no authorized_keys configured: an unauthenticated function is an open proxy "
@@ -166,16 +178,23 @@ def create_app(
         finally:
             decoder.close()
 
+    lab_mode = lab is not None
+    # Closed in production unless configured: the schema and docs describe nothing a caller
+    # needs, and /metrics shows load and outcome counts (operations-function.md, Exposure).
+    api_docs = settings.api_docs_enabled(lab_mode)
     app = FastAPI(
         title="LIBRA remote-hash function",
         description="Fetches one image URL into memory and returns its hashes. Keeps nothing.",
         version="0.2.0",
         lifespan=lifespan,
+        openapi_url="/openapi.json" if api_docs else None,
+        docs_url="/docs" if api_docs else None,
+        redoc_url="/redoc" if api_docs else None,
     )
     app.state.analyzer = analyzer
     app.state.decoder = decoder
     app.state.admission = admission
-    app.state.lab_mode = lab is not None
+    app.state.lab_mode = lab_mode
     app.state.authenticated = authenticator is not None
 
     @app.get("/healthz")
@@ -198,8 +217,10 @@ def create_app(
     )
     async def analyze(http_request: Request) -> HashResult | JSONResponse:
         started = time.monotonic()
-        body = await http_request.body()
         try:
+            if authenticator is not None:
+                require_signature_headers(http_request.headers)
+            body = await read_body(http_request, settings.max_request_bytes)
             caller = _caller(http_request, body, authenticator)
             limiter.take(caller)
             admission.enter()
@@ -211,7 +232,8 @@ def create_app(
             return error_response(exc.code, exc.message, exc.http_status, admission.retry_after)
         except FunctionError as exc:
             log.info("analyze refused: %s", exc.code)
-            return error_response(exc.code, exc.message, exc.http_status)
+            retry_after: int | None = getattr(exc, "retry_after", None)
+            return error_response(exc.code, exc.message, exc.http_status, retry_after)
         try:
             return await _analyze_body(analyzer, body, started)
         finally:
@@ -219,11 +241,26 @@ def create_app(
 
     _install_error_handlers(app)
     # Issue 8: Prometheus /metrics and server spans (worker_function/metrics.py, telemetry.py).
-    if settings.metrics:
+    if settings.metrics_enabled(lab_mode):
         metrics.install(app, metrics.FunctionMetrics(in_flight=lambda: admission.in_flight))
     provider = tracer_provider or telemetry.provider_for(settings.tracing, settings.otlp_endpoint)
     telemetry.instrument_app(app, provider)
     return app
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, read from the stream and refused (413) as soon as it exceeds ``limit``:
+    a declared Content-Length over it is refused before a byte is read."""
+    declared = request.headers.get("content-length") or ""
+    # ASCII digits only ("²".isdigit() is true), and long numbers are large without int().
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+        raise RequestTooLarge(f"request body of {declared[:24]} bytes exceeds {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestTooLarge(f"request body exceeds {limit} bytes")
+    return bytes(body)
 
 
 def _caller(request: Request, body: bytes, authenticator: Authenticator | None) -> str:

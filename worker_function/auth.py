@@ -2,13 +2,17 @@
 
 The function fetches arbitrary URLs, so an unauthenticated function would be an open proxy.
 Every request carries ``protocol.request_auth`` headers; the signature covers method, path,
-caller, timestamp and the body's SHA-256. Stale timestamps and exact replays are refused.
+caller, timestamp, a random nonce and the body's SHA-256. Stale timestamps are refused, and so is
+a (caller, nonce) pair seen before within the clock-skew window (a replay). The nonce store is
+bounded: entries expire with the window, and a full store refuses new requests (503) rather than
+forgetting a live nonce, which would reopen replays.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 import math
 import threading
 import time
@@ -23,8 +27,11 @@ from protocol.keys import decode_public_key
 from protocol.request_auth import (
     CALLER_PATTERN,
     HEADER_CALLER,
+    HEADER_NONCE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
+    NONCE_PATTERN,
+    SIGNED_HEADERS,
     signing_message,
 )
 
@@ -36,6 +43,23 @@ class Unauthenticated(FunctionError):
 
     code = "unauthenticated"
     http_status = 401
+
+
+class ReplayedRequest(Unauthenticated):
+    """A validly signed request whose (caller, nonce) was already accepted (401)."""
+
+    code = "replayed_request"
+
+
+class NonceStoreFull(FunctionError):
+    """The replay store is at its cap; answered like overload, with a Retry-After (503)."""
+
+    code = "overloaded"
+    http_status = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UnknownCaller(FunctionError):
@@ -67,30 +91,44 @@ def parse_authorized_keys(raw: Mapping[str, str]) -> dict[str, VerifyKey]:
     return keys
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    return headers.get(name.lower()) or headers.get(name)
+
+
+def require_signature_headers(headers: Mapping[str, str]) -> None:
+    """Unauthenticated unless every signature header is present (checked before any body is
+    read, so an unsigned request costs no memory)."""
+    if not all(_header(headers, name) for name in SIGNED_HEADERS):
+        raise Unauthenticated(f"request must be signed ({', '.join(SIGNED_HEADERS)} headers)")
+
+
 @dataclass
 class Authenticator:
-    """Checks signed requests. Thread-safe; keeps only recent signatures (replay window)."""
+    """Checks signed requests. Thread-safe; remembers each accepted (caller, nonce) until its
+    timestamp leaves the skew window, at most ``max_nonces`` of them."""
 
     keys: Mapping[str, VerifyKey]
     max_skew_seconds: float = 300.0
+    max_nonces: int = 100_000
     clock: Callable[[], float] = time.time
-    _seen: OrderedDict[bytes, float] = field(default_factory=OrderedDict, repr=False)
+    _seen: set[bytes] = field(default_factory=set, repr=False)
+    _expiry: list[tuple[float, bytes]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def verify(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> str:
-        """The authenticated caller's name, or Unauthenticated / UnknownCaller."""
-        caller = headers.get(HEADER_CALLER.lower()) or headers.get(HEADER_CALLER)
-        stamp = headers.get(HEADER_TIMESTAMP.lower()) or headers.get(HEADER_TIMESTAMP)
-        sig_text = headers.get(HEADER_SIGNATURE.lower()) or headers.get(HEADER_SIGNATURE)
-        if not caller or not stamp or not sig_text:
-            raise Unauthenticated(
-                f"request must be signed ({HEADER_CALLER}, {HEADER_TIMESTAMP}, "
-                f"{HEADER_SIGNATURE} headers)"
-            )
+        """The authenticated caller's name, or Unauthenticated / ReplayedRequest /
+        UnknownCaller / NonceStoreFull."""
+        require_signature_headers(headers)
+        caller = _header(headers, HEADER_CALLER) or ""
+        stamp = _header(headers, HEADER_TIMESTAMP) or ""
+        nonce = _header(headers, HEADER_NONCE) or ""
+        sig_text = _header(headers, HEADER_SIGNATURE) or ""
         if not CALLER_PATTERN.match(caller):
             raise Unauthenticated(f"{HEADER_CALLER} is not a valid caller name")
         if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
             raise Unauthenticated(f"{HEADER_TIMESTAMP} must be integer Unix seconds")
+        if not NONCE_PATTERN.match(nonce):
+            raise Unauthenticated(f"{HEADER_NONCE} must be 32 lowercase hex digits")
         now = self.clock()
         if abs(now - int(stamp)) > self.max_skew_seconds:
             raise Unauthenticated(
@@ -107,20 +145,31 @@ class Authenticator:
         if key is None:
             raise UnknownCaller(f"caller {caller!r} is not authorised to use this function")
         try:
-            key.verify(signing_message(method, path, caller, stamp, body), signature)
+            key.verify(signing_message(method, path, caller, stamp, nonce, body), signature)
         except BadSignatureError:
             raise Unauthenticated("signature does not verify for this request") from None
-        self._refuse_replay(signature, now)
+        # Only verified requests reach the store: strangers cannot fill it.
+        self._remember(caller, nonce, int(stamp) + self.max_skew_seconds, now)
         return caller
 
-    def _refuse_replay(self, signature: bytes, now: float) -> None:
-        # An Ed25519 signature is deterministic per message, so it identifies the request.
+    def _remember(self, caller: str, nonce: str, expires: float, now: float) -> None:
+        key = caller.encode("ascii") + b"\0" + bytes.fromhex(nonce)
         with self._lock:
-            while self._seen and next(iter(self._seen.values())) < now:
-                self._seen.popitem(last=False)
-            if signature in self._seen:
-                raise Unauthenticated("this exact signed request was already used (replay)")
-            self._seen[signature] = now + 2 * self.max_skew_seconds
+            while self._expiry and self._expiry[0][0] < now:
+                self._seen.discard(heapq.heappop(self._expiry)[1])
+            if key in self._seen:
+                raise ReplayedRequest("this nonce was already used by this caller (replay)")
+            if len(self._seen) >= self.max_nonces:
+                wait = math.ceil(self._expiry[0][0] - now) if self._expiry else 1
+                raise NonceStoreFull(
+                    f"the replay store holds {self.max_nonces} live nonces", max(1, wait)
+                )
+            self._seen.add(key)
+            heapq.heappush(self._expiry, (expires, key))
+
+    @property
+    def live_nonces(self) -> int:
+        return len(self._seen)
 
 
 @dataclass

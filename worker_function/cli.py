@@ -1,9 +1,10 @@
-"""Command line: ``libra function serve`` and ``libra hash FILE...``."""
+"""Command line: ``libra function serve|key create`` and ``libra hash FILE...``."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +12,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from protocol.keys import NodeKey
+from protocol.request_auth import CALLER_PATTERN
 
 from .errors import ImageError
 from .hashing import DecodeLimits, ImageDigest, hash_image
@@ -24,9 +28,66 @@ app = typer.Typer(
 )
 
 
+key_app = typer.Typer(
+    help="Request keys: the Ed25519 keys callers (nodes) sign their requests with.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(key_app, name="key")
+
+
 @app.callback()
 def _main() -> None:
     """The remote-hash function: fetch an image URL into memory and return its hashes."""
+
+
+@key_app.command("create")
+def key_create(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Private key file to create (the node's function_key_file); never overwritten.",
+            dir_okay=False,
+        ),
+    ],
+    caller: Annotated[
+        str,
+        typer.Option(help="Caller name for the authorized_keys line (the node's node_id)."),
+    ] = "NODE_ID",
+) -> None:
+    """Create a request key pair: the private key goes to --out (mode 0600), the line for the
+    function's authorized_keys is printed on stdout."""
+    if caller != "NODE_ID" and not CALLER_PATTERN.match(caller):
+        typer.echo(f"error: caller name {caller!r} is not valid", err=True)
+        raise typer.Exit(2)
+    key = NodeKey.generate()
+    try:
+        write_private_key(out, key.seed_b64())
+    except FileExistsError:
+        typer.echo(f"error: {out} exists; refusing to overwrite a key", err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        typer.echo(f"error: cannot create {out}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"private key written to {out} (mode 0600)", err=True)
+    if caller == "NODE_ID":
+        typer.echo("replace NODE_ID with the node's node_id:", err=True)
+    typer.echo(f'"{caller}" = "{key.public_key_b64}"')
+
+
+def write_private_key(path: Path, text: str) -> None:
+    """Create ``path`` with mode 0600 from the first byte (O_EXCL: an existing file is never
+    replaced, FileExistsError); a failed write leaves no partial key behind."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(text + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 @app.command()
@@ -80,6 +141,9 @@ def hash_command(
     dihedral: Annotated[
         bool, typer.Option(help="Also print the 8 dihedral PDQ hashes (rotations and flips).")
     ] = False,
+    regions: Annotated[
+        bool, typer.Option(help="Also print PDQ of centred regions (list building: crops).")
+    ] = False,
 ) -> None:
     """Hash local image files with the function's exact decode rules; one JSON line per file.
 
@@ -98,7 +162,7 @@ def hash_command(
     ) as progress:
         task = progress.add_task("hash", total=len(files))
         for path in files:
-            line = _hash_file(path, dihedral, limits)
+            line = _hash_file(path, dihedral, limits, regions)
             failed = failed or "error" in line
             # Progress draws on stderr; results go to stdout, one complete line each.
             sys.stdout.write(json.dumps(line, sort_keys=False) + "\n")
@@ -108,13 +172,15 @@ def hash_command(
         raise typer.Exit(1)
 
 
-def _hash_file(path: Path, dihedral: bool, limits: DecodeLimits) -> dict[str, object]:
+def _hash_file(
+    path: Path, dihedral: bool, limits: DecodeLimits, regions: bool = False
+) -> dict[str, object]:
     try:
         data = path.read_bytes()
     except OSError as exc:
         return _error_line(path, "read_failed", f"cannot read file: {exc.strerror or exc}")
     try:
-        digest = hash_image(data, dihedral=dihedral, limits=limits)
+        digest = hash_image(data, dihedral=dihedral, limits=limits, regions=regions)
     except ImageError as exc:
         return _error_line(path, exc.code, exc.message)
     return _digest_line(path, digest, len(data))

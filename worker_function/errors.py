@@ -70,6 +70,27 @@ class TooLarge(FunctionError):
     http_status = 413
 
 
+class BadRedirect(FunctionError):
+    """A redirect Location that does not parse or is not an acceptable URL: the target's fault."""
+
+    code = "bad_redirect"
+    http_status = 502
+
+
+class UnsupportedEncoding(FunctionError):
+    """A Content-Encoding (or chain) the function cannot decode in bounded steps."""
+
+    code = "unsupported_encoding"
+    http_status = 502
+
+
+class RequestTooLarge(FunctionError):
+    """The caller's request body is over the pre-authentication limit (nothing more is read)."""
+
+    code = "request_too_large"
+    http_status = 413
+
+
 # --------------------------------------------------------------------------- decoding
 
 
@@ -116,6 +137,9 @@ ALL_ERRORS: tuple[type[FunctionError], ...] = (
     FetchFailed,
     FetchTimeout,
     TooLarge,
+    BadRedirect,
+    UnsupportedEncoding,
+    RequestTooLarge,
     NotAnImage,
     UnsupportedFormat,
     PixelLimit,

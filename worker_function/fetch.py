@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import ssl
 from dataclasses import dataclass
 
 import httpx
 
+from .content_coding import Decoder, parse_encodings
 from .errors import (
+    BadRedirect,
+    BadUrl,
     FetchFailed,
     FetchTimeout,
     FunctionError,
@@ -31,6 +35,10 @@ from .urls import IPAddress, Target, parse_target, resolve_redirect
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Read this much before deciding that a body is certainly not an image (HTML, JSON, ...).
 _EARLY_SNIFF_BYTES = 512
+# Longest redirect Location followed (browsers cap whole URLs near this; anything longer is junk).
+MAX_LOCATION_CHARS = 8192
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_LOCATIONS = "libra.locations"  # response extension: the raw Location header values
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,7 @@ class Fetcher:
             verify=self._ssl,
             timeout=httpx.Timeout(self.limits.deadline_seconds),
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=0),
+            event_hooks={"response": [_take_location]},
         ) as client:
             redirects = 0
             while True:
@@ -98,7 +107,7 @@ class Fetcher:
                 if redirects >= self.limits.max_redirects:
                     raise TooManyRedirects(f"more than {self.limits.max_redirects} redirects")
                 redirects += 1
-                target = resolve_redirect(target, outcome)
+                target = _redirect_target(target, outcome)
 
     async def _request(
         self, client: httpx.AsyncClient, target: Target, addresses: list[IPAddress]
@@ -152,15 +161,22 @@ class Fetcher:
     ) -> Fetched | str:
         status = response.status_code
         if status in REDIRECT_STATUSES:
-            location: str | None = response.headers.get("location")
-            if not location:
+            locations: list[str] | None = response.extensions.get(_LOCATIONS)
+            if not locations:
                 raise UpstreamStatus(f"upstream returned HTTP {status} without Location", status)
-            return location
+            if len(locations) > 1:
+                raise BadRedirect("redirect has more than one Location header")
+            return locations[0]  # validated (or refused as bad_redirect) by _redirect_target
         if not 200 <= status < 300 or status in (204, 205):
             raise UpstreamStatus(f"upstream returned HTTP {status}", status)
         declared = response.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.limits.max_bytes:
-            raise TooLarge(f"Content-Length {declared} exceeds {self.limits.max_bytes} bytes")
+        if (
+            declared
+            and declared.isascii()
+            and declared.isdigit()
+            and (len(declared) > 18 or int(declared) > self.limits.max_bytes)
+        ):
+            raise TooLarge(f"Content-Length {declared[:24]} exceeds {self.limits.max_bytes} bytes")
         body = await self._read_capped(response)
         if not body:
             raise NotAnImage("the response body is empty")
@@ -168,18 +184,25 @@ class Fetcher:
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
         cap = self.limits.max_bytes
+        # Raw bytes are read and decoded here, in bounded steps (content_coding.py): httpx's own
+        # decoding would inflate a whole network chunk in one call, past any cap.
+        decoder = Decoder(parse_encodings(response.headers.get_list("content-encoding")))
         buffer = bytearray()
         sniffed = False
         try:
-            async for chunk in response.aiter_bytes():
-                buffer += chunk
-                # Raw bytes on the wire and decoded bytes are both capped: a server that ignores
-                # Accept-Encoding: identity cannot inflate past the limit.
-                if response.num_bytes_downloaded > cap or len(buffer) > cap:
+            async for raw in response.aiter_raw():
+                if response.num_bytes_downloaded > cap:
                     raise TooLarge(f"body exceeds {cap} bytes")
-                if not sniffed and len(buffer) >= _EARLY_SNIFF_BYTES:
-                    sniffed = True
-                    _refuse_early(bytes(buffer[:_EARLY_SNIFF_BYTES]))
+                for piece in decoder.feed(raw):
+                    buffer += piece
+                    # The cap holds on the decoded stream, checked after every bounded step.
+                    if len(buffer) > cap:
+                        raise TooLarge(f"decoded body exceeds {cap} bytes")
+                    if not sniffed and len(buffer) >= _EARLY_SNIFF_BYTES:
+                        sniffed = True
+                        _refuse_early(bytes(buffer[:_EARLY_SNIFF_BYTES]))
+                    # Let other requests (and /healthz) run, and the deadline fire, mid-body.
+                    await asyncio.sleep(0)
         except FunctionError:
             raise
         except httpx.TimeoutException:
@@ -187,6 +210,35 @@ class Fetcher:
         except httpx.HTTPError as exc:
             raise FetchFailed(f"reading the body failed: {type(exc).__name__}") from None
         return bytes(buffer)
+
+
+async def _take_location(response: httpx.Response) -> None:
+    """httpx parses a redirect's Location itself (for ``next_request``) and turns a malformed
+    one into a protocol error; we follow redirects by hand, so the raw header is moved aside
+    before that, and validated by _redirect_target."""
+    locations = response.headers.get_list("location")
+    if locations:
+        response.extensions[_LOCATIONS] = locations
+        del response.headers["location"]
+
+
+def _redirect_target(current: Target, location: str) -> Target:
+    """The next hop; a Location that is not an acceptable URL is the target's fault."""
+    if len(location) > MAX_LOCATION_CHARS:
+        raise BadRedirect(f"redirect Location is longer than {MAX_LOCATION_CHARS} characters")
+    location = location.strip()
+    if not location:
+        raise BadRedirect("redirect Location is empty")
+    scheme = _SCHEME.match(location)
+    if scheme is not None and not location[scheme.end() :].startswith("//"):
+        # RFC 3986: "http:127.0.0.1:1/x" is an absolute URI without a host, not a relative path.
+        raise BadRedirect("redirect Location has a scheme but no host")
+    try:
+        return resolve_redirect(current, location)
+    except BadUrl as exc:
+        raise BadRedirect(f"redirect Location is not acceptable: {exc.message}") from None
+    except (ValueError, UnicodeError):
+        raise BadRedirect("redirect Location does not parse") from None
 
 
 def _refuse_early(prefix: bytes) -> None:

@@ -28,14 +28,15 @@ from io import BytesIO
 import imagehash
 import numpy as np
 import numpy.typing as npt
-import pdqhash
 from PIL import Image
 
 from protocol.models import ImageHashes
 
 from .errors import DecodeFailed, ImageError, PixelLimit, UnsupportedFormat
-from .pdq import pdq_from_luma
+from .pdq import pdq_dihedral_from_luma
+from .regions import crop_target, region_hashes
 from .sniff import sniff_format
+from .trim import border_box
 
 # Pillow only warns between MAX_IMAGE_PIXELS and twice that; a warning that is merely printed
 # would let a decompression bomb through. Filters are process-global (catch_warnings is not
@@ -71,13 +72,21 @@ class ImageDigest:
 
 
 def hash_image(
-    data: bytes, *, dihedral: bool = False, limits: DecodeLimits | None = None
+    data: bytes,
+    *,
+    dihedral: bool = False,
+    limits: DecodeLimits | None = None,
+    regions: bool = False,
 ) -> ImageDigest:
-    """Hash an image held in memory. Raises only ``ImageError`` subclasses on bad input."""
+    """Hash an image held in memory. Raises only ``ImageError`` subclasses on bad input.
+
+    ``regions``: also the PDQ of overlapping regions (worker_function/regions.py), which list
+    building stores with each entry so that cropped copies match (issue 18).
+    """
     limits = limits or DecodeLimits()
     fmt = sniff_format(data)
     try:
-        return _hash_decoded(data, fmt, dihedral, limits)
+        return _hash_decoded(data, fmt, dihedral, limits, regions)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -89,7 +98,9 @@ def hash_image(
         raise DecodeFailed(f"{fmt} decode failed: {type(exc).__name__}: {exc}") from None
 
 
-def _hash_decoded(data: bytes, fmt: str, dihedral: bool, limits: DecodeLimits) -> ImageDigest:
+def _hash_decoded(
+    data: bytes, fmt: str, dihedral: bool, limits: DecodeLimits, regions: bool
+) -> ImageDigest:
     with Image.open(BytesIO(data), formats=[fmt]) as img:
         # MPO (multi-picture JPEG, common from cameras) is a JPEG whose first frame we hash.
         if img.format != fmt and not (fmt == "JPEG" and img.format == "MPO"):
@@ -115,7 +126,7 @@ def _hash_decoded(data: bytes, fmt: str, dihedral: bool, limits: DecodeLimits) -
             if fmt == "JPEG":
                 img.draft(img.mode, JPEG_DRAFT_SIZE)
             luma = _to_rgb(_transpose(img, orientation)).convert("L")
-    hashes = _compute_hashes(data, luma, dihedral)
+    hashes = _compute_hashes(data, luma, dihedral, regions)
     return ImageDigest(format=fmt, width=width, height=height, animated=animated, hashes=hashes)
 
 
@@ -170,36 +181,47 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _compute_hashes(data: bytes, luma: Image.Image, dihedral: bool) -> ImageHashes:
+def _compute_hashes(data: bytes, luma: Image.Image, dihedral: bool, regions: bool) -> ImageHashes:
     """Hashes of the full-size luminance ``luma``, all defined on its 512 px thumbnail."""
     target = thumbnail_size(luma.size, PDQ_REDUCE_TO)
-    if _single_resize(luma.size, target) and not dihedral:
+    full = np.asarray(luma, dtype=np.uint8)
+    if _single_resize(luma.size, target):
         # The thumbnail would be one bicubic resize: PDQ folds it into its own filter matrices
         # (tested against the real thumbnail) and the small hashes box-reduce the original.
-        bits, quality = pdq_from_luma(np.asarray(luma, dtype=np.uint8), resize_to=target)
+        pixels, resize_to = full, target
         small = _box_reduce(luma, SMALL_HASH_MIN_SIDE)
     else:
         thumb = luma.copy()
         thumb.thumbnail(PDQ_REDUCE_TO)
-        pixels = np.asarray(thumb, dtype=np.uint8)
-        bits, quality = pdq_from_luma(pixels)
+        pixels, resize_to = np.asarray(thumb, dtype=np.uint8), None
         small = _box_reduce(thumb, SMALL_HASH_MIN_SIDE)
-    variants: list[str] | None = None
-    if dihedral:
-        # pdqhash computes luminance from RGB; equal channels give back exactly this luminance.
-        rgb = np.ascontiguousarray(np.repeat(pixels[:, :, None], 3, axis=2))
-        vectors, _qualities = pdqhash.compute_dihedral(rgb)
-        variants = [pdq_hex(v) for v in vectors]
+    # One filter pass and one DCT; the 7 other dihedral hashes are sign changes of it.
+    vectors, quality = pdq_dihedral_from_luma(pixels, resize_to)
+    trimmed, trimmed_quality = _trimmed(pixels, dihedral)
     return ImageHashes(
         md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
         sha1=hashlib.sha1(data, usedforsecurity=False).hexdigest(),
         sha256=hashlib.sha256(data).hexdigest(),
-        pdq=pdq_hex(bits),
+        pdq=pdq_hex(vectors[0]),
         pdq_quality=quality,
         phash=str(imagehash.phash(small)),
         dhash=str(imagehash.dhash(small)),
-        pdq_dihedral=variants,
+        pdq_dihedral=[pdq_hex(v) for v in vectors] if dihedral else None,
+        pdq_trimmed=trimmed,
+        pdq_trimmed_quality=trimmed_quality,
+        pdq_regions=region_hashes(pixels) if regions else None,
     )
+
+
+def _trimmed(pixels: npt.NDArray[np.uint8], dihedral: bool) -> tuple[list[str] | None, int | None]:
+    """PDQ of the image inside its uniform borders (with its dihedral variants if asked), or
+    (None, None) when there is no border to trim (worker_function/trim.py)."""
+    box = border_box(pixels)
+    if box is None:
+        return None, None
+    inner = np.ascontiguousarray(pixels[box.top : box.bottom, box.left : box.right])
+    vectors, quality = pdq_dihedral_from_luma(inner, crop_target(inner.shape))
+    return [pdq_hex(v) for v in (vectors if dihedral else vectors[:1])], quality
 
 
 def thumbnail_size(size: tuple[int, int], bound: tuple[int, int]) -> tuple[int, int]:

@@ -95,10 +95,60 @@ def pdq_from_luma(
     thumbnail's intermediate rounding to 8 bits is skipped.
     """
     values, buffer = pdq_coefficients(luma, resize_to)
+    return bits_of(values), _quality(buffer)
+
+
+def pdq_dihedral_from_luma(
+    luma: npt.NDArray[np.uint8], resize_to: tuple[int, int] | None = None
+) -> tuple[list[npt.NDArray[np.uint8]], int]:
+    """The 8 dihedral hashes (pdqhash's order, the original first) and the quality, from one
+    filter pass and one DCT (see ``dihedral_coefficients``)."""
+    values, buffer = pdq_coefficients(luma, resize_to)
+    return [bits_of(v) for v in dihedral_coefficients(values)], _quality(buffer)
+
+
+def bits_of(values: npt.NDArray[np.float64]) -> npt.NDArray[np.uint8]:
+    """The 256 bits of 256 DCT coefficients: above the median or not."""
     median = np.partition(values, 127)[127]  # the reference's Torben median: the lower one
     # pdqhash's vector lists the bits last coefficient first (see pdq_hex for the hex order).
-    bits = (values > median).astype(np.uint8)[::-1]
-    return bits, _quality(buffer)
+    bits: npt.NDArray[np.uint8] = (values > median).astype(np.uint8)[::-1]
+    return bits
+
+
+# Row k of the DCT over a reversed axis is (-1)^(k+1) times row k (our rows are k = 1..16).
+_REVERSED_SIGN = np.array([(-1.0) ** (k + 1) for k in range(16)], dtype=np.float64)
+# (transpose, reverse rows, reverse columns) per dihedral variant, in pdqhash's order:
+# original, rot90, rot180, rot270, flip x, flip y, flip +1 (transpose), flip -1 (anti-transpose).
+_DIHEDRAL = (
+    (False, False, False),
+    (True, False, True),
+    (False, True, True),
+    (True, True, False),
+    (False, True, False),
+    (False, False, True),
+    (True, False, False),
+    (True, True, True),
+)
+
+
+def dihedral_coefficients(values: npt.NDArray[np.float64]) -> list[npt.NDArray[np.float64]]:
+    """The coefficients of the 8 rotated/flipped images, derived from the original's.
+
+    Flipping an axis only changes the sign of that axis's odd DCT rows, and transposing the
+    image transposes the coefficients, so no second DCT is needed (Meta's C++ reference does
+    the same). Box filters and decimation are near-symmetric: the result agrees with pdqhash's
+    ``compute_dihedral`` bit for bit (tests/function/test_robust_hashing.py).
+    """
+    square = values.reshape(16, 16)
+    out = []
+    for transpose, rows, cols in _DIHEDRAL:
+        m = square
+        if cols:
+            m = m * _REVERSED_SIGN[None, :]
+        if rows:
+            m = m * _REVERSED_SIGN[:, None]
+        out.append((m.T if transpose else m).ravel())
+    return out
 
 
 def pdq_coefficients(

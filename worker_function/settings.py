@@ -68,6 +68,11 @@ class FunctionSettings(BaseSettings):
     require_auth: bool = True
     # Largest accepted difference between a request's timestamp and our clock, in seconds.
     auth_max_skew_seconds: float = Field(default=300.0, gt=0)
+    # Accepted (caller, nonce) pairs remembered for replay refusal (~250 bytes each); when full,
+    # new requests get 503 overloaded until entries expire with the skew window.
+    auth_max_nonces: int = Field(default=100_000, ge=1)
+    # Largest POST /v1/analyze body read before authentication; larger: 413 request_too_large.
+    max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     # Per-caller token bucket: sustained requests per second and burst size.
     rate_limit_per_second: float = Field(default=50.0, gt=0)
     rate_limit_burst: int = Field(default=100, ge=1)
@@ -76,10 +81,20 @@ class FunctionSettings(BaseSettings):
     # Python logging level of the worker_function logger.
     log_level: str = "INFO"
     # Issue 8 (worker_function/telemetry.py, metrics.py): trace export off, console (stderr) or
-    # otlp (OTLP/HTTP to otlp_endpoint); GET /metrics (Prometheus) on or off.
+    # otlp (OTLP/HTTP to otlp_endpoint).
     tracing: Literal["off", "console", "otlp"] = "off"
     otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
-    metrics: bool = True
+    # Issue 12: what the function exposes besides /v1/analyze and /healthz. GET /metrics
+    # (Prometheus) and the API description (/openapi.json, /docs, /redoc): unset = open in lab
+    # mode only, closed in production; true/false decide explicitly.
+    metrics: bool | None = None
+    api_docs: bool | None = None
+
+    def metrics_enabled(self, lab_mode: bool) -> bool:
+        return lab_mode if self.metrics is None else self.metrics
+
+    def api_docs_enabled(self, lab_mode: bool) -> bool:
+        return lab_mode if self.api_docs is None else self.api_docs
 
     @field_validator("authorized_keys")
     @classmethod

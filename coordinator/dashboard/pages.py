@@ -14,12 +14,11 @@ from protocol.errors import ProtocolError
 from ..auth import Principal, Role, Scope, anonymous
 from ..db import new_session
 from ..deps import SESSION_COOKIE, SessionDep, token_principal
+from .admin import admin_router
 from .render import PAGES, Page, can_view, login_html, message_html, page_html
-from .security import SECURITY_HEADERS, same_origin
+from .security import SECURITY_HEADERS, csrf_token, same_origin
 
 MAX_LOGIN_BODY = 16 * 1024
-# The cookie outlives neither the browser session nor a working day; the token may.
-COOKIE_MAX_AGE = 12 * 3600
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:
@@ -98,7 +97,15 @@ def dashboard_router() -> APIRouter:
                 message = f"{page.title} is for {what}; role {principal.role.value} may not see it."
                 return _html(message_html("Forbidden", message, principal), status=403)
             query = {k: v for k, v in request.query_params.items()}
-            return _html(page_html(page, principal, query))
+            token = request.cookies.get(SESSION_COOKIE, "").strip()
+            body = page_html(
+                page,
+                principal,
+                query,
+                now=request.app.state.clock(),
+                csrf=csrf_token(token) if token else "",
+            )
+            return _html(body)
 
         router.add_api_route(page.path, view, methods=["GET"], name=f"dashboard_{page.key}")
 
@@ -156,10 +163,11 @@ def dashboard_router() -> APIRouter:
                 next_path,
             )
         response = _redirect(next_path)
+        # A session cookie (no Max-Age): closing the browser ends the login, which is what an
+        # analyst on a shared machine needs; the token's own expiry still applies.
         response.set_cookie(
             SESSION_COOKIE,
             token,
-            max_age=COOKIE_MAX_AGE,
             path="/",
             httponly=True,
             samesite="strict",
@@ -178,4 +186,5 @@ def dashboard_router() -> APIRouter:
         )  # fmt: skip
         return response
 
+    router.include_router(admin_router())
     return router

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from html import escape
 from importlib import resources
@@ -14,7 +15,11 @@ from protocol.hashes import HashFamily
 
 from ..auth import Principal, Scope
 
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# A From/To value: a UTC date, optionally with a time (the page script reads both).
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2})?$")
+COUNTRY_RE = re.compile(r"^[A-Za-z]{2}$")
+ASN_RE = re.compile(r"^\d{1,10}$")
+MAX_HOSTER = 200
 
 
 @dataclass(frozen=True)
@@ -25,10 +30,11 @@ class Page:
     admin: bool = False  # admins only (scope members:write)
     charts: bool = True  # loads ECharts
     filters: bool = True  # the period / hash family filter bar
+    extra_scripts: tuple[str, ...] = ()  # loaded before the page script
 
 
 PAGES: tuple[Page, ...] = (
-    Page("map", "/dashboard/", "Map"),
+    Page("map", "/dashboard/", "Map", extra_scripts=("territories.js",)),
     Page("trends", "/dashboard/trends", "Trends"),
     Page("hosters", "/dashboard/hosters", "Hosters and ASNs"),
     Page("waterbed", "/dashboard/waterbed", "Waterbed", filters=False),
@@ -55,8 +61,21 @@ def can_view(principal: Principal, page: Page) -> bool:
 
 
 def date_param(value: str | None) -> str:
-    """A YYYY-MM-DD query value, or "" (anything else is ignored, never echoed)."""
+    """A YYYY-MM-DD[ HH:MM] query value, or "" (anything else is ignored, never echoed)."""
     return value if value is not None and DATE_RE.match(value) else ""
+
+
+def country_param(value: str | None) -> str:
+    return value.upper() if value is not None and COUNTRY_RE.match(value) else ""
+
+
+def asn_param(value: str | None) -> str:
+    return value if value is not None and ASN_RE.match(value) else ""
+
+
+def hoster_param(value: str | None) -> str:
+    # Any text (escaped where it is put into the page); the API refuses longer names.
+    return value[:MAX_HOSTER] if value else ""
 
 
 def family_options(selected: str | None) -> str:
@@ -88,6 +107,8 @@ def layout(
     principal: Principal | None,
     scripts: tuple[str, ...] = (),
     filters: str = "",
+    now: datetime | None = None,
+    csrf: str = "",
 ) -> str:
     tags = "\n".join(f'<script src="/dashboard/static/{s}" defer></script>' for s in scripts)
     anonymous = principal is not None and principal.name == "anonymous"
@@ -111,10 +132,19 @@ def layout(
         scripts=tags,
         filters=filters,
         content=content,
+        now=escape(now.astimezone(UTC).isoformat().replace("+00:00", "Z") if now else ""),
+        csrf=escape(csrf),
     )
 
 
-def page_html(page: Page, principal: Principal, query: dict[str, str]) -> str:
+def page_html(
+    page: Page,
+    principal: Principal,
+    query: dict[str, str],
+    *,
+    now: datetime | None = None,
+    csrf: str = "",
+) -> str:
     family = query.get("family")
     if page.key == "waterbed":
         content = template("waterbed").substitute(
@@ -132,8 +162,14 @@ def page_html(page: Page, principal: Principal, query: dict[str, str]) -> str:
             action=escape(page.path),
             **{"from": date_param(query.get("from")), "to": date_param(query.get("to"))},
             families=family_options(family),
+            country=escape(country_param(query.get("country"))),
+            hoster=escape(hoster_param(query.get("hoster"))),
+            asn=asn_param(query.get("asn")),
         )
-    scripts = ("vendor/echarts.min.js",) if page.charts else ()
+    if page.charts:
+        content += template("glossary").substitute()
+    scripts: tuple[str, ...] = ("vendor/echarts.min.js",) if page.charts else ()
+    scripts = (*scripts, *page.extra_scripts)
     return layout(
         title=page.title,
         page_key=page.key,
@@ -141,6 +177,8 @@ def page_html(page: Page, principal: Principal, query: dict[str, str]) -> str:
         principal=principal,
         scripts=(*scripts, "dashboard.js", f"pages/{page.key}.js"),
         filters=filters,
+        now=now,
+        csrf=csrf if page.admin else "",
     )
 
 

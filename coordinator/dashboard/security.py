@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders
@@ -65,3 +67,21 @@ def same_origin(request: Request) -> bool:
     if origin == "null":
         return False
     return urlsplit(origin).netloc == request.headers.get("host")
+
+
+CSRF_HEADER = "x-csrf-token"
+_CSRF_LABEL = b"libra-dashboard-csrf-v1"
+
+
+def csrf_token(session_token: str) -> str:
+    """The CSRF token of a dashboard session: an HMAC keyed by the session's API token.
+
+    Stateless (any worker computes it), bound to the session, and useless without it; another
+    site can neither read it from the page nor derive it (the cookie is HttpOnly).
+    """
+    return hmac.new(session_token.encode("utf-8"), _CSRF_LABEL, hashlib.sha256).hexdigest()
+
+
+def csrf_ok(request: Request, session_token: str) -> bool:
+    sent = request.headers.get(CSRF_HEADER, "")
+    return hmac.compare_digest(sent.encode("utf-8"), csrf_token(session_token).encode("utf-8"))

@@ -29,6 +29,29 @@ class VariantKind(StrEnum):
     REQUALITY = "requality"  # JPEG re-encoded at another quality
     RESIZE = "resize"  # scaled to 60-90 % of each side, same format
     CONVERT = "convert"  # PNG -> JPEG or JPEG -> PNG
+    # Copies changed to evade PDQ (issue 18): found by dihedral, trimmed or region matching.
+    MIRROR = "mirror"  # flipped left-right
+    ROTATE90 = "rotate90"
+    ROTATE180 = "rotate180"
+    ROTATE270 = "rotate270"
+    BORDER = "border"  # a uniform frame of 5-15 % of each side around the whole image
+    LETTERBOX = "letterbox"  # bars above and below, padding the image to a wider canvas
+    CROP5 = "crop5"  # 5 % cut from each side
+    CROP15 = "crop15"  # 15 % cut from each side
+
+
+# The kinds that move PDQ far from the original (see make_variant), and the method that finds
+# each by default (node.matcher's Match.method).
+EVASIVE_KINDS: Final = {
+    VariantKind.MIRROR: "dihedral",
+    VariantKind.ROTATE90: "dihedral",
+    VariantKind.ROTATE180: "dihedral",
+    VariantKind.ROTATE270: "dihedral",
+    VariantKind.BORDER: "trimmed",
+    VariantKind.LETTERBOX: "trimmed",
+    VariantKind.CROP5: "region",
+    VariantKind.CROP15: "region",
+}
 
 
 class ImageDecodeError(ValueError):
@@ -159,7 +182,52 @@ def make_variant(data: bytes, kind: VariantKind, rng: np.random.Generator) -> by
         if fmt == PNG:
             return encode(image, JPEG, quality=int(rng.integers(85, 93)))
         return encode(image.convert("RGB"), PNG)
+    if kind in EVASIVE_KINDS:
+        copy = evasive_copy(image.convert("RGB"), kind, rng)
+        copy.thumbnail(PDQ_REDUCE_TO)  # a frame may grow it: the world stays within 512 px
+        return encode(copy, fmt, quality=90)
     raise ValueError(f"unknown variant kind {kind!r}")
+
+
+_TRANSPOSE: Final = {
+    VariantKind.MIRROR: Image.Transpose.FLIP_LEFT_RIGHT,
+    VariantKind.ROTATE90: Image.Transpose.ROTATE_90,
+    VariantKind.ROTATE180: Image.Transpose.ROTATE_180,
+    VariantKind.ROTATE270: Image.Transpose.ROTATE_270,
+}
+_CROP_SHARE: Final = {VariantKind.CROP5: 0.05, VariantKind.CROP15: 0.15}
+
+
+def evasive_copy(image: Image.Image, kind: VariantKind, rng: np.random.Generator) -> Image.Image:
+    """The image changed the way copies are changed to evade hash matching (issue 18)."""
+    if kind in _TRANSPOSE:
+        return image.transpose(_TRANSPOSE[kind])
+    width, height = image.size
+    if kind in _CROP_SHARE:
+        share = _CROP_SHARE[kind]
+        dx, dy = round(width * share), round(height * share)
+        return image.crop((dx, dy, width - dx, height - dy))
+    colour = _random_color(rng)
+    if kind is VariantKind.BORDER:
+        dx = round(width * rng.uniform(0.05, 0.15))
+        dy = round(height * rng.uniform(0.05, 0.15))
+        canvas = Image.new("RGB", (width + 2 * dx, height + 2 * dy), colour)
+        canvas.paste(image, (dx, dy))
+        return canvas
+    if kind is VariantKind.LETTERBOX:
+        # Black (or coloured) bars of 10-20 % of the height above and below a landscape image,
+        # or beside a portrait one: the image padded to a fixed wider or taller frame.
+        bar = (0, 0, 0) if rng.random() < 0.5 else colour
+        if width >= height:
+            pad = round(height * rng.uniform(0.1, 0.2))
+            canvas = Image.new("RGB", (width, height + 2 * pad), bar)
+            canvas.paste(image, (0, pad))
+        else:
+            pad = round(width * rng.uniform(0.1, 0.2))
+            canvas = Image.new("RGB", (width + 2 * pad, height), bar)
+            canvas.paste(image, (pad, 0))
+        return canvas
+    raise ValueError(f"not an evasive kind {kind!r}")
 
 
 # The remote-hash function thumbnails to this size before PDQ; the world keeps every image at or

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from libra.demo.world import World
@@ -24,10 +25,19 @@ def node_list_families(world: World) -> dict[str, tuple[HashFamily, HashFamily]]
 def write_node_lists(world: World, node_id: str, directory: Path) -> list[tuple[str, Path]]:
     """Write one plain list file per family for the node; returns (family, path) pairs."""
     exact, perceptual = node_list_families(world)[node_id]
-    digests = [hash_image(data) for data in world.list_images(node_id)]
+    # With region hashes (issue 18): the PDQ list is `libra hash --regions` output (.jsonl).
+    digests = [hash_image(data, regions=True) for data in world.list_images(node_id)]
     directory.mkdir(parents=True, exist_ok=True)
     written: list[tuple[str, Path]] = []
     for family in (exact, perceptual):
+        if family is HashFamily.PDQ:
+            path = directory / "pdq.jsonl"
+            hashed = [
+                {"hashes": d.hashes.model_dump(mode="json", exclude_none=True)} for d in digests
+            ]
+            path.write_text("".join(json.dumps(h) + "\n" for h in hashed), encoding="utf-8")
+            written.append((family.value, path))
+            continue
         path = directory / f"{family.value}.txt"
         lines = [str(getattr(d.hashes, family.value)) for d in digests]
         path.write_text(

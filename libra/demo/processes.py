@@ -35,6 +35,9 @@ class ProcessGroup:
 
     log_dir: Path
     services: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    # Defaults of `start` and `run` (libra/demo/budget.py); None: no limit.
+    service_timeout: float = 60.0
+    command_timeout: float | None = None
 
     def _log(self, name: str) -> Path:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -45,9 +48,10 @@ class ProcessGroup:
         name: str,
         args: list[str],
         health_url: str,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
+        timeout = self.service_timeout if timeout is None else timeout
         log = self._log(name).open("ab")
         proc = subprocess.Popen(
             libra_argv(*args),
@@ -74,8 +78,23 @@ class ProcessGroup:
         log = self._log(name).open("ab")
         return subprocess.Popen(libra_argv(*args), stdout=log, stderr=subprocess.STDOUT)
 
-    def run(self, name: str, args: list[str], ok_codes: tuple[int, ...] = (0,)) -> str:
-        proc = subprocess.run(libra_argv(*args), capture_output=True, text=True, check=False)
+    def run(
+        self,
+        name: str,
+        args: list[str],
+        ok_codes: tuple[int, ...] = (0,),
+        timeout: float | None = None,
+    ) -> str:
+        timeout = self.command_timeout if timeout is None else timeout
+        try:
+            proc = subprocess.run(
+                libra_argv(*args), capture_output=True, text=True, check=False, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as exc:  # the child was killed
+            raise DemoStepFailed(
+                f"`libra {' '.join(args[:3])}` did not finish within its budget of "
+                f"{timeout:.0f} s (libra/demo/budget.py)"
+            ) from exc
         with self._log(name).open("a", encoding="utf-8") as log:
             log.write(proc.stdout + proc.stderr)
         if proc.returncode not in ok_codes:
@@ -86,9 +105,21 @@ class ProcessGroup:
         return proc.stdout
 
     def wait(
-        self, name: str, proc: subprocess.Popen[bytes], ok_codes: tuple[int, ...] = (0,)
+        self,
+        name: str,
+        proc: subprocess.Popen[bytes],
+        ok_codes: tuple[int, ...] = (0,),
+        timeout: float | None = None,
     ) -> None:
-        code = proc.wait()
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.wait()
+            raise DemoStepFailed(
+                f"{name} did not finish within its budget of {timeout:.0f} s "
+                f"(libra/demo/budget.py); see {self._log(name)}"
+            ) from exc
         if code not in ok_codes:
             raise DemoStepFailed(f"{name} exited with {code}; see {self._log(name)}")
 

@@ -12,7 +12,6 @@ import re
 import shutil
 import tempfile
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import tomli_w
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from libra.demo.budget import DemoBudget
 from libra.demo.compare import Comparison, compare_picture, expected_picture
 from libra.demo.labgeo import write_lab_geoip
 from libra.demo.lists import node_list_families, write_node_lists
@@ -86,7 +86,13 @@ class Federation:
         self.world = world
         self.workdir = workdir
         self.console = console
-        self.procs = ProcessGroup(workdir / "logs")
+        # Every step is bounded by a budget derived from the world's size (hangs fail clearly).
+        self.budget = DemoBudget.for_world(world)
+        self.procs = ProcessGroup(
+            workdir / "logs",
+            service_timeout=self.budget.service_s,
+            command_timeout=self.budget.command_s,
+        )
         self.web = SyntheticWeb(world)
         self.function_url = ""
         self.coordinator_url = ""
@@ -208,16 +214,14 @@ class Federation:
                 str(geo[1]),
                 "--federation-key-file",
                 str(federation_key),
+                # The key this node signs its function requests with (authorised there).
+                "--function-key-file",
+                str(self.function_keys[plan.node_id]),
             ]
             for seed in self.world.seed_urls(plan.node_id, self.web.port):
                 args += ["--seed", seed]
             output = self.procs.run(f"init-{plan.node_id}", args)
-            config_path = node_dir / "node.toml"
-            self.node_configs[plan.node_id] = config_path
-            # The key this node signs its function requests with (authorised at the function).
-            config = tomllib.loads(config_path.read_text(encoding="utf-8"))
-            config["function_key_file"] = str(self.function_keys[plan.node_id])
-            config_path.write_text(tomli_w.dumps(config), encoding="utf-8")
+            self.node_configs[plan.node_id] = node_dir / "node.toml"
             # The operator's path: read the public key that `node init` prints.
             found = re.search(r"public key\s+([A-Za-z0-9+/=]{44})", output)
             if found is None:
@@ -254,7 +258,7 @@ class Federation:
                         "import",
                         str(path),
                         "--format",
-                        "plain",
+                        "libra-hash" if path.suffix == ".jsonl" else "plain",  # issue 18
                         "--algorithm",
                         family,
                         "--config",
@@ -267,8 +271,17 @@ class Federation:
             node_id: self.procs.spawn(f"crawl-{node_id}", ["node", "crawl", "--config", str(cfg)])
             for node_id, cfg in self.node_configs.items()
         }
-        for node_id, proc in running.items():
-            self.procs.wait(f"crawl-{node_id}", proc)
+        # The nodes crawl at once, so they share one deadline.
+        deadline = time.monotonic() + self.budget.crawl_s
+        try:
+            for node_id, proc in running.items():
+                left = max(1.0, deadline - time.monotonic())
+                self.procs.wait(f"crawl-{node_id}", proc, timeout=left)
+        finally:
+            for proc in running.values():  # after a failure: no crawl outlives the demo
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
 
     def report_all(self, period: tuple[datetime, datetime]) -> None:
         for node_id, cfg in self.node_configs.items():
@@ -294,7 +307,7 @@ class Federation:
                 "period_end": period[1].strftime("%Y-%m-%dT%H:%M:%SZ"),
             },
             headers={"authorization": f"Bearer {self.viewer_token}"},
-            timeout=30.0,
+            timeout=self.budget.request_s,
             trust_env=False,
         )
         response.raise_for_status()

@@ -24,14 +24,19 @@ from urllib.parse import urljoin, urlsplit
 import numpy as np
 
 from libra.demo import imagegen
+from protocol.hashes import hamming
 from protocol.models import UNKNOWN_ASN, UNKNOWN_COUNTRY, UNKNOWN_HOSTER
+from worker_function.hashing import hash_image
 
 DEFAULT_SEED: Final = 20261124
 
 KIND_EXACT: Final = "known-exact"
 KIND_VARIANT: Final = "known-variant"
 KIND_BENIGN: Final = "benign"
-KNOWN_KINDS: Final = frozenset({KIND_EXACT, KIND_VARIANT})
+# Issue 18: mirrored, rotated, bordered, letterboxed and cropped copies (imagegen.EVASIVE_KINDS),
+# found by dihedral, trimmed and region matching. One of each kind in every world.
+KIND_EVASIVE: Final = "known-evasive"
+KNOWN_KINDS: Final = frozenset({KIND_EXACT, KIND_VARIANT, KIND_EVASIVE})
 
 # How an image is referenced from a page. "link" is <a href> to the image file.
 IMAGE_FORMS: Final = ("img", "srcset", "picture", "link")
@@ -41,6 +46,9 @@ POOL_MIN_DISTANCE: Final = 90  # between any two pool images (the brief asks > 8
 POOL_MIN_QUALITY: Final = 70
 VARIANT_MAX_DISTANCE: Final = 16  # well inside PDQ's match distance of 31
 VARIANT_MIN_QUALITY: Final = 60
+# An evasive copy is placed only if its method brings it this close to the listed image (the
+# function's own hashes; recall over random copies is measured in benchmarks/bench_robust.py).
+EVASIVE_MAX_DISTANCE: Final = 24
 FILLER_MIN_QUALITY: Final = 50  # the function drops PDQ below 50; fillers stay hashable
 
 
@@ -141,7 +149,8 @@ class ExpectedMatch:
     path: str
     hoster: str  # Hoster.key
     base_id: str
-    kind: str  # KIND_EXACT (same bytes as the listed image) or KIND_VARIANT (PDQ only)
+    # KIND_EXACT (same bytes as the listed image), KIND_VARIANT or KIND_EVASIVE (PDQ only)
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -418,6 +427,25 @@ class World:
 _MAX_REDIRECTS: Final = 5
 
 
+def found_by_method(original: bytes, copy: bytes, kind: imagegen.VariantKind) -> bool:
+    """Whether the node, with its default settings and a list built with ``libra hash
+    --regions``, finds ``copy`` by the method meant for ``kind`` within EVASIVE_MAX_DISTANCE
+    (hashes from the function's own pipeline)."""
+    listed = hash_image(original, regions=True).hashes
+    seen = hash_image(copy, dihedral=True).hashes
+    method = imagegen.EVASIVE_KINDS[kind]
+    if method == "dihedral":
+        candidates = [(v, listed.pdq) for v in seen.pdq_dihedral or []]
+    elif method == "trimmed":
+        ok = (seen.pdq_trimmed_quality or 0) >= VARIANT_MIN_QUALITY
+        candidates = [(v, listed.pdq) for v in seen.pdq_trimmed or []] if ok else []
+    else:
+        candidates = [(seen.pdq, r) for r in listed.pdq_regions or []]
+    return seen.pdq_quality >= VARIANT_MIN_QUALITY and any(
+        hamming(a, b) <= EVASIVE_MAX_DISTANCE for a, b in candidates
+    )
+
+
 def _not_found() -> Response:
     return Response(404, "text/html; charset=utf-8", b"<!doctype html><title>404</title>not found")
 
@@ -678,6 +706,7 @@ class _Builder:
         self.make_fillers()
         self.place_known()
         self.make_specials()
+        self.place_evasive()  # last: the steps above draw the same numbers as before
         nodes = self.make_nodes()
         return World(
             hosters=HOSTERS,
@@ -854,6 +883,41 @@ class _Builder:
                 path = self.place(pool_id, pages[int(self.rng.integers(0, len(pages)))])
                 if self.chance(0.3):
                     self.refer(pages[int(self.rng.integers(0, len(pages)))], path)
+
+    def place_evasive(self) -> None:
+        """One copy of each evasive kind, on a site crawled by a node whose list holds the
+        original, so that every world expects each method to find something."""
+        for kind in imagegen.EVASIVE_KINDS:
+            host = self.pick([s.host for s in self.sites])
+            hoster = self.site_hoster(host)
+            spread: dict[str, set[str]] = {p: set() for p in self.known}
+            for placed in self.placements:
+                if placed.base_id is not None:
+                    spread[placed.base_id].add(self.site_hoster(placed.site))
+            # Known by a node crawling the site, and still on at most 4 hosters afterwards.
+            holders = [
+                p
+                for p in sorted(self.known)
+                if self.membership[p] & self.crawlers[host] and len(spread[p] | {hoster}) <= 4
+            ]
+            if not holders:
+                continue
+            for _ in range(12):
+                pool_id = self.pick(holders)
+                data = imagegen.make_variant(self.known[pool_id], kind, self.rng)
+                if found_by_method(self.known[pool_id], data, kind):
+                    break
+            else:
+                raise WorldError(f"could not make a findable {kind.value} copy")
+            image_id = f"{pool_id}-e{self.token()}"
+            self.images[image_id] = data
+            pages = self.normal_pages(host)
+            draft = pages[int(self.rng.integers(0, len(pages)))]
+            path = self.media_path(draft, imagegen.EXTENSIONS[imagegen.sniff_format(data)])
+            self.placements.append(
+                Placement(path, host, image_id, KIND_EVASIVE, pool_id, kind.value)
+            )
+            self.refer(draft, path)
 
     def make_specials(self) -> None:
         """Known images that a correct crawler must NOT count (behind robots.txt, on an

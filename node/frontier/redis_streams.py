@@ -7,7 +7,10 @@ Keys under one prefix ``P`` (one crawl run per prefix):
   makes a worker the host's owner; the entry stays *pending* for that worker while it works the
   host. The owner renews its lease by re-claiming the entry (XCLAIM ... JUSTID resets its idle
   time) more often than ``lease_s``. A worker that dies stops renewing: after ``lease_s`` another
-  worker takes the host over with XAUTOCLAIM.
+  worker takes the host over (XCLAIM of an entry idle that long). Both steps are Lua scripts that
+  look at the entry's current owner first, so ownership moves exactly once per expiry: a worker
+  never "takes over" a host it owns already (a stalled event loop would otherwise start a second
+  task on the same host), and a renewal after a take-over fails instead of claiming it back.
 - ``P:jobs:<host>`` (stream, group ``crawlers``): the host's URLs. A job is acknowledged only
   after its outcome and new links are written, so a new owner XAUTOCLAIMs the jobs its dead
   predecessor had read but not finished, and fetches them.
@@ -33,6 +36,34 @@ from redis.exceptions import ResponseError
 from . import FrontierItem
 
 GROUP = "crawlers"
+# Pending host entries looked at per take-over attempt (a worker owns at most hosts_at_once).
+TAKE_OVER_SCAN = 1000
+
+# Take over one host whose lease expired from ANOTHER worker: the idle pending entries with
+# their owners, then XCLAIM (which re-checks the idle time) of the first one not ours.
+_TAKE_OVER_SCRIPT = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', tonumber(ARGV[3]), '-', '+',
+                           tonumber(ARGV[4]))
+for _, entry in ipairs(pending) do
+  if entry[2] ~= ARGV[2] then
+    local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), entry[1])
+    if claimed[1] then
+      return claimed[1]
+    end
+  end
+end
+return false
+"""
+
+# Renew a lease only while this worker still owns the entry.
+_RENEW_SCRIPT = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if pending[1] and pending[1][2] == ARGV[2] then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+  return 1
+end
+return 0
+"""
 
 # Queue new links atomically: seen-set, budget, outstanding counter, job stream, host announce.
 _ADD_SCRIPT = """
@@ -78,6 +109,8 @@ class RedisFrontier:
         self.r: Any = client  # redis-py's async stubs type replies loosely
         self.prefix = prefix
         self.lease_ms = max(1, int(lease_s * 1000))
+        self._take_over = client.register_script(_TAKE_OVER_SCRIPT)
+        self._renew = client.register_script(_RENEW_SCRIPT)
         self._add = client.register_script(_ADD_SCRIPT)
 
     def key(self, name: str) -> str:
@@ -112,13 +145,13 @@ class RedisFrontier:
 
     async def take_host(self, worker: str, block_ms: int) -> tuple[str, str, bool] | None:
         """(entry id, host, taken_over) of a host this worker now owns, or None."""
-        claimed = await self.r.xautoclaim(
-            self.key("hosts"), GROUP, worker, min_idle_time=self.lease_ms, start_id="0-0", count=1
+        claimed = await self._take_over(
+            keys=[self.key("hosts")], args=[GROUP, worker, self.lease_ms, TAKE_OVER_SCAN]
         )
-        entries = claimed[1] if claimed else []
-        if entries:
-            entry_id, fields = entries[0]
-            return _s(entry_id), _s(fields[b"host"] if b"host" in fields else fields["host"]), True
+        if claimed:
+            entry_id, flat = claimed  # Lua gives the fields as a flat [name, value, ...] list
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            return _s(entry_id), _s(_field(fields, "host")), True
         read = await self.r.xreadgroup(
             GROUP, worker, {self.key("hosts"): ">"}, count=1, block=block_ms
         )
@@ -129,11 +162,10 @@ class RedisFrontier:
         return None
 
     async def renew(self, worker: str, entry_id: str) -> bool:
-        """Reset the lease's idle time; False if another worker took the host over."""
-        got = await self.r.xclaim(
-            self.key("hosts"), GROUP, worker, min_idle_time=0, message_ids=[entry_id], justid=True
-        )
-        return bool(got)
+        """Reset the lease's idle time; False if another worker took the host over (the host
+        then stays with it)."""
+        renewed = await self._renew(keys=[self.key("hosts")], args=[GROUP, worker, entry_id])
+        return bool(renewed)
 
     async def owner_of(self, entry_id: str) -> str | None:
         pending = await self.r.xpending_range(

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,14 @@ from sqlmodel import Session, col, select
 from protocol.hashes import FAMILIES, HashFamily
 
 from ..crypto_store import ListKey
-from ..matcher import MatchIndex, Thresholds
+from ..matcher import MatchIndex, Thresholds, entry_regions
 from ..models import ListEntry, ListVersion
 from .mih import IndexFormatError, MultiIndex
 
 MAGIC = b"LIBRAIDX"
-FORMAT_VERSION = 2  # 2: 8-aligned sections, MultiIndex format 2 (fingerprinted tables)
+# 2: 8-aligned sections, MultiIndex format 2 (fingerprinted tables); 3: a "regions" section
+# (PDQ region hashes derived from entries, issue 18).
+FORMAT_VERSION = 3
 INDEX_FILE = "match-index.bin"
 CONTEXT = b"libra match index v1"
 
@@ -72,6 +75,9 @@ def encode(index: MatchIndex, stamp: str) -> bytes:
         raw = hamming.to_bytes()
         sections.append({"family": family.value, "kind": "mih", "size": len(raw)})
         blobs.append(_pad(raw))
+    raw = index.region_table.to_bytes()
+    sections.append({"family": HashFamily.PDQ.value, "kind": "regions", "size": len(raw)})
+    blobs.append(_pad(raw))
     header = json.dumps({"version": FORMAT_VERSION, "stamp": stamp, "sections": sections})
     head = header.encode()
     head += b" " * (-(12 + len(head)) % 8)
@@ -95,6 +101,7 @@ def decode(data: bytes, thresholds: Thresholds | None = None) -> tuple[MatchInde
     at = 12 + hlen
     exact: dict[HashFamily, dict[str, int]] = {}
     tables: dict[HashFamily, MultiIndex] = {}
+    regions: MultiIndex | None = None
     for section in sections:
         family = HashFamily(section["family"])
         if section["kind"] == "exact":
@@ -109,12 +116,16 @@ def decode(data: bytes, thresholds: Thresholds | None = None) -> tuple[MatchInde
             at += n * (width + 8)
         else:
             size = int(section["size"])
-            tables[family] = MultiIndex.from_bytes(view[at : at + size])
+            table = MultiIndex.from_bytes(view[at : at + size])
+            if section["kind"] == "regions":
+                regions = table
+            else:
+                tables[family] = table
             at += size
         at += -at % 8
     if at != len(view):
         raise IndexFormatError("match index has trailing bytes")
-    return MatchIndex.from_parts(exact, tables, thresholds), stamp
+    return MatchIndex.from_parts(exact, tables, thresholds, regions), stamp
 
 
 def save(directory: Path, key: ListKey, index: MatchIndex, stamp: str) -> Path:
@@ -173,7 +184,7 @@ def apply_change(
     before: tuple[MatchIndex, str] | None,
     before_stamp: str,
     *,
-    added: list[tuple[int, str, str]] | None = None,
+    added: Iterable[tuple[int, str, str]] | None = None,  # consumed only if incremental
     removed: list[int] | None = None,
 ) -> MatchIndex:
     """Bring the persisted index up to date after one import or removal: incrementally when
@@ -184,6 +195,9 @@ def apply_change(
     if removed:
         index.remove(removed)
     if added:
-        index.add(added)
+        rows = list(added)
+        index.add(rows)
+        # Derived region hashes of the new entries (issue 18) live beside them in the database.
+        index.add_regions(entry_regions(engine, [i for i, _, _ in rows]))
     save(directory, key, index, db_stamp(engine))
     return index

@@ -1,15 +1,20 @@
 """Private hash lists: importer plug-ins by format name, and the transactional store."""
 
 from . import csv_formats as _csv  # noqa: F401  (registers csv, hma, icse)
+from . import exchanges as _exchanges  # noqa: F401  (registers stopncii, tcap)
+from . import libra_hash as _libra_hash  # noqa: F401  (registers libra-hash, issue 18)
 from . import ncmec as _ncmec  # noqa: F401
 from . import plain as _plain  # noqa: F401
 from . import vics as _vics  # noqa: F401
 from .base import (
+    DeletedRecord,
     ImportedRecord,
     ImporterFactory,
     ListFamily,
     ListFormatError,
     ListImporter,
+    Media,
+    Record,
     RejectedRecord,
     StoredFamily,
     UnknownFormat,
@@ -20,6 +25,7 @@ from .base import (
 from .store import (
     ImportSummary,
     ListNotFound,
+    NothingToImport,
     RemoveSummary,
     entry_count,
     import_list,
@@ -29,6 +35,7 @@ from .store import (
 )
 
 __all__ = [
+    "DeletedRecord",
     "ImportSummary",
     "ImportedRecord",
     "ImporterFactory",
@@ -36,6 +43,9 @@ __all__ = [
     "ListFormatError",
     "ListImporter",
     "ListNotFound",
+    "Media",
+    "NothingToImport",
+    "Record",
     "RejectedRecord",
     "RemoveSummary",
     "StoredFamily",

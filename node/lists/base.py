@@ -10,13 +10,12 @@ node.lists.store does, in one transaction.
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import BinaryIO, Protocol, TextIO, cast
+from typing import Any, BinaryIO, Protocol, TextIO, cast
 
 from protocol.hashes import HashFamily, InvalidHash, normalize
 
@@ -57,7 +56,7 @@ def normalize_value(family: ListFamily, value: str) -> str:
     else:
         try:
             raw = base64.b64decode(text, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or non-ASCII text (found by the fuzz tests)
             raw = None
     if raw is None or len(raw) != PHOTODNA_BYTES:
         raise InvalidHash(f"photodna needs {PHOTODNA_BYTES} bytes (hex, base64 or decimals)")
@@ -73,6 +72,14 @@ class ListFormatError(ValueError):
         self.reason = reason
 
 
+class Media(StrEnum):
+    """What a listed hash was computed over. Video entries are stored and exported now;
+    matching video (frame hashes) is issue 13."""
+
+    IMAGE = "image"
+    VIDEO = "video"
+
+
 @dataclass(frozen=True)
 class ImportedRecord:
     family: ListFamily
@@ -80,6 +87,12 @@ class ImportedRecord:
     line: int  # line number, or record number in formats without lines (JSON, XML)
     label: str | None = None
     category: str | None = None
+    media: Media = Media.IMAGE
+    # The source is a change feed (NCMEC): a value already held takes this record's
+    # category, and so do the other values held under the same label.
+    updates: bool = False
+    # Derived PDQ region hashes of the listed image (issue 18, `libra hash --regions`).
+    regions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,13 +102,29 @@ class RejectedRecord:
     reason: str
 
 
+@dataclass(frozen=True)
+class DeletedRecord:
+    """The source withdrew an entry: by its id (NCMEC ``<deletedImage>``: the values held
+    under that label) or, when ``value`` is set, that one value of ``family`` (StopNCII,
+    TCAP). Only entries imported in the same format are touched."""
+
+    line: int
+    label: str | None
+    media: Media = Media.IMAGE
+    family: ListFamily | None = None
+    value: str | None = None  # normalised like ImportedRecord.value
+
+
+Record = ImportedRecord | RejectedRecord | DeletedRecord
+
+
 class ListImporter(Protocol):
     @property
     def name(self) -> str:
         """The format name the importer is registered under."""
         ...
 
-    def records(self, stream: BinaryIO | TextIO) -> Iterator[ImportedRecord | RejectedRecord]: ...
+    def records(self, stream: BinaryIO | TextIO) -> Iterator[Record]: ...
 
 
 def text_stream(stream: BinaryIO | TextIO) -> Iterator[str]:
@@ -117,17 +146,65 @@ def binary_stream(stream: BinaryIO | TextIO) -> BinaryIO:
     return cast(BinaryIO, stream)
 
 
+class _Chain(io.RawIOBase):
+    """``head`` then the rest of ``stream``: puts back bytes read ahead."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = head
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+_BLANK = b" \t\r\n"
+_BOM = b"\xef\xbb\xbf"
+
+
+def content_stream(stream: BinaryIO | TextIO) -> BinaryIO | None:
+    """The bytes of a JSON/XML file without a UTF-8 BOM, or None if the file holds nothing
+    but white space (a 0-byte download is "nothing to import", not a broken file)."""
+    raw = binary_stream(stream)
+    head = raw.read(3)
+    if head.startswith(_BOM):
+        head = head[3:]
+    while not head.strip(_BLANK):
+        chunk = raw.read(4096)
+        if not chunk:
+            return None
+        head = chunk
+    return cast(BinaryIO, io.BufferedReader(_Chain(head.lstrip(_BLANK), raw)))
+
+
 def parse_record(
-    family: ListFamily, value: str, line: int, label: str | None, category: str | None
+    family: ListFamily,
+    value: str,
+    line: int,
+    label: str | None,
+    category: str | None,
+    media: Media = Media.IMAGE,
+    updates: bool = False,
 ) -> ImportedRecord | RejectedRecord:
     try:
-        return ImportedRecord(family, normalize_value(family, value), line, label, category)
+        normal = normalize_value(family, value)
     except InvalidHash as exc:
         return RejectedRecord(line, value[:MAX_REJECTED_TEXT], str(exc))
+    return ImportedRecord(family, normal, line, label, category, media, updates)
 
 
 # Family names as the list formats spell them.
 ALIASES: dict[str, ListFamily] = {
+    "video_sha256": HashFamily.SHA256,
     "md5": HashFamily.MD5,
     "photo_md5": HashFamily.MD5,
     "video_md5": HashFamily.MD5,
@@ -143,8 +220,16 @@ ALIASES: dict[str, ListFamily] = {
 }
 
 
+# Names that say the hash is of a video file (python-threatexchange signal types).
+VIDEO_ALIASES = frozenset({"video_md5", "video_sha256"})
+
+
 def family_alias(name: str) -> ListFamily | None:
     return ALIASES.get(name.strip().lower())
+
+
+def media_of_alias(name: str) -> Media:
+    return Media.VIDEO if name.strip().lower() in VIDEO_ALIASES else Media.IMAGE
 
 
 # A factory gets the family forced on the command line (--algorithm), or None.

@@ -20,9 +20,11 @@ from .base import (
     ImportedRecord,
     ListFamily,
     ListFormatError,
+    Media,
     RejectedRecord,
     StoredFamily,
     family_alias,
+    media_of_alias,
     parse_record,
     register,
     text_stream,
@@ -30,22 +32,33 @@ from .base import (
 
 
 def _rows(stream: BinaryIO | TextIO, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(line, cells) per non-blank row; the line is where the row starts. Cells are as
+    written: hash columns are stripped by the caller, labels are kept verbatim so that an
+    exported label comes back exactly."""
     reader = csv.reader(text_stream(stream), delimiter=delimiter, strict=True)
+    start = 1
     try:
         for row in reader:
+            line, start = start, reader.line_num + 1
             if row and any(cell.strip() for cell in row):
-                yield reader.line_num, [cell.strip() for cell in row]
+                yield line, [row[0].strip(), *row[1:]]
     except csv.Error as exc:
         raise ListFormatError(f"line {reader.line_num}", f"not valid CSV: {exc}") from exc
 
 
 def _cell(row: list[str], i: int) -> str | None:
+    """A label/category cell verbatim; empty means none."""
     return row[i] if i < len(row) and row[i] else None
+
+
+def _hash(row: list[str], i: int) -> str:
+    return row[i].strip() if i < len(row) else ""
 
 
 @dataclass(frozen=True)
 class CsvImporter:
-    """``algorithm,value[,category[,label]]``; an optional header row is skipped.
+    """``algorithm,value[,category[,label[,media]]]`` (what `list export --format csv`
+    writes); an optional header row is skipped. ``media`` is ``image`` (default) or ``video``.
     A forced ``--algorithm`` makes the first column the value: ``value[,category[,label]]``."""
 
     algorithm: HashFamily | None = None
@@ -64,13 +77,29 @@ class CsvImporter:
                     line, ",".join(row)[:MAX_REJECTED_TEXT], f"unknown algorithm {row[0]!r}"
                 )
                 continue
-            yield parse_record(family, row[1], line, _cell(row, 3), _cell(row, 2))
+            media = Media.VIDEO if _hash(row, 4).lower() == "video" else media_of_alias(row[0])
+            yield parse_record(family, _hash(row, 1), line, _cell(row, 3), _cell(row, 2), media)
+
+
+# python-threatexchange signal types the node cannot hold yet, with the reason a row of
+# them is refused (each row is refused on its own; the rest of the file is imported).
+HMA_REFUSED = {
+    "vpdq": "vpdq (video frame PDQ hashes) cannot be stored yet: video matching is issue 13",
+    "video_vpdq": "vpdq (video frame PDQ hashes) cannot be stored yet: video matching is issue 13",
+    "video_tmk_pdqf": "TMK+PDQF video hashes are not supported (no matcher for them)",
+    "url": "url signals are not hashes: not importable into a hash list",
+    "url_md5": "url_md5 signals hash URLs, not media: not importable into a hash list",
+    "raw_text": "raw_text signals are not hashes: not importable into a hash list",
+    "trend_query": "trend_query signals are not hashes: not importable into a hash list",
+}
 
 
 @dataclass(frozen=True)
 class HmaImporter:
     """python-threatexchange / HMA dataset CSV: ``signal_type,signal_str,collab,category,tags``.
-    The collaboration becomes the label, ``category`` the category."""
+    The collaboration becomes the label, ``category`` the category. ``video_md5`` and
+    ``video_sha256`` rows are stored as video entries; ``vpdq`` and other signal types the
+    node cannot hold are refused row by row with the reason (HMA_REFUSED)."""
 
     algorithm: HashFamily | None = None
     name: str = "hma"
@@ -79,13 +108,21 @@ class HmaImporter:
         for line, row in _rows(stream, ","):
             if line == 1 and row[0].lower() == "signal_type":
                 continue
-            family = self.algorithm or family_alias(row[0])
-            if family is None or len(row) < 2:
-                yield RejectedRecord(
-                    line, ",".join(row)[:MAX_REJECTED_TEXT], f"unknown signal type {row[0]!r}"
-                )
+            signal = row[0].lower()
+            text = ",".join(row)[:MAX_REJECTED_TEXT]
+            if signal in HMA_REFUSED and self.algorithm is None:
+                yield RejectedRecord(line, text, HMA_REFUSED[signal])
                 continue
-            yield parse_record(family, row[1], line, _cell(row, 2), _cell(row, 3))
+            family = self.algorithm or family_alias(signal)
+            if family is None:
+                yield RejectedRecord(line, text, f"unknown signal type {row[0]!r}")
+                continue
+            if len(row) < 2:
+                yield RejectedRecord(line, text, "no signal_str column")
+                continue
+            yield parse_record(
+                family, _hash(row, 1), line, _cell(row, 2), _cell(row, 3), media_of_alias(signal)
+            )
 
 
 ICSE_COLUMNS: dict[str, ListFamily] = {
@@ -119,7 +156,7 @@ class IcseImporter:
             category = fields.get("category") or None
             found = False
             for column, family in ICSE_COLUMNS.items():
-                value = fields.get(column)
+                value = (fields.get(column) or "").strip()
                 if value:
                     found = True
                     yield parse_record(family, value, line, label, category)

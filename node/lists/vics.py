@@ -9,7 +9,6 @@ record; ``MediaID`` is the label, ``Category`` the category. A UTF-8 BOM, upper-
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TextIO
@@ -24,7 +23,7 @@ from .base import (
     ListFormatError,
     RejectedRecord,
     StoredFamily,
-    binary_stream,
+    content_stream,
     family_alias,
     parse_record,
     register,
@@ -40,34 +39,6 @@ TOP = "value.item"
 NESTED = "value.item.Media.item"
 
 
-class _Chain(io.RawIOBase):
-    """``head`` then the rest of ``stream``: put back the bytes read to look for a BOM."""
-
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        self._head = head
-        self._stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._head:
-            n = min(len(buffer), len(self._head))
-            buffer[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._stream.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def _without_bom(stream: BinaryIO) -> io.BufferedReader:
-    head = stream.read(3)
-    if head == b"\xef\xbb\xbf":
-        head = b""
-    return io.BufferedReader(_Chain(head, stream))
-
-
 def _media_records(media: dict[str, Any], number: int) -> Iterator[ImportedRecord | RejectedRecord]:
     label_raw = media.get("MediaID")
     label = None if label_raw in (None, "") else str(label_raw)
@@ -79,7 +50,8 @@ def _media_records(media: dict[str, Any], number: int) -> Iterator[ImportedRecor
         if isinstance(value, str) and value.strip():
             found = True
             yield parse_record(family, value, number, label, category)
-    for alt in media.get("AlternativeHashes") or []:
+    alternatives = media.get("AlternativeHashes")
+    for alt in alternatives if isinstance(alternatives, list) else []:
         if not isinstance(alt, dict):
             continue
         name, value = str(alt.get("HashName", "")), alt.get("HashValue")
@@ -98,15 +70,16 @@ class VicsImporter:
     name: str = "vics"
 
     def records(self, stream: BinaryIO | TextIO) -> Iterator[ImportedRecord | RejectedRecord]:
+        data = content_stream(stream)
+        if data is None:
+            return  # an empty download: nothing to import (the store says so)
         number = 0
         top: ijson.ObjectBuilder | None = None
         nested: ijson.ObjectBuilder | None = None
         saw_context = False
         case = False  # the current value[] item has a Media array: it is a case
         try:
-            for prefix, event, value in ijson.parse(
-                _without_bom(binary_stream(stream)), use_float=True
-            ):
+            for prefix, event, value in ijson.parse(data, use_float=True):
                 if prefix in ("@odata.context", "odata.metadata"):
                     saw_context = True
                 if prefix == NESTED and event == "start_map":

@@ -104,7 +104,12 @@ REJECTIONS: list[tuple[str, Callable[[NodeKey, NodeKey], bytes], int, str]] = [
     ),
     (
         "stale",
-        lambda a, b: envelope_bytes(make_report(a, created_at=NOW - timedelta(days=8)), a),
+        lambda a, b: envelope_bytes(
+            make_report(
+                a, created_at=NOW - timedelta(days=8), period_start=NOW - timedelta(days=9)
+            ),
+            a,
+        ),
         400,
         "stale_timestamp",
     ),
@@ -189,7 +194,9 @@ def test_oversized_chunked_body_is_413(client: TestClient) -> None:
         for _ in range(BODY_LIMIT // 1024 + 2):
             yield b"y" * 1024
 
-    response = client.post("/v1/reports", content=chunks())
+    response = client.post(
+        "/v1/reports", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert "content-length" not in response.request.headers
     assert (response.status_code, error_of(response.json())) == (413, "too_large")
 
@@ -227,7 +234,8 @@ def test_unexpected_error_is_503_without_details(
     monkeypatch.setattr(app_module, "build_picture", boom)
     response = client.get("/v1/picture")
     assert response.status_code == 503
-    assert error_of(response.json()) == "internal_error"
+    assert error_of(response.json()) == "unavailable"
+    assert response.headers["retry-after"] == "30"
     assert "secret" not in response.text
     assert "secret internal detail" in caplog.text  # logged for the operator
 
@@ -240,7 +248,7 @@ def test_ingest_crash_is_503(
 
     monkeypatch.setattr(app_module, "ingest", boom)
     status, payload = post(client, envelope_bytes(make_report(key_a, created_at=NOW), key_a))
-    assert (status, error_of(payload)) == (503, "internal_error")
+    assert (status, error_of(payload)) == (503, "unavailable")
 
 
 def test_nodes_registry(client: TestClient, key_a: NodeKey, key_b: NodeKey) -> None:

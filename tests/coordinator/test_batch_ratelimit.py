@@ -32,7 +32,10 @@ def client(engine: Engine, tmp_path: Path, key_a: NodeKey, key_b: NodeKey) -> It
 
 
 def _env(key: NodeKey, node: str, seq: int) -> dict[str, object]:
-    return json.loads(envelope_bytes(make_report(key, node, sequence=seq, created_at=NOW), key))
+    data: dict[str, object] = json.loads(
+        envelope_bytes(make_report(key, node, sequence=seq, created_at=NOW), key)
+    )
+    return data
 
 
 def test_batch_reports_each_outcome(
@@ -55,8 +58,12 @@ def test_batch_limits(client: TestClient, key_a: NodeKey) -> None:
     too_many = [_env(key_a, "node-a", n) for n in range(1, 12)]
     response = client.post("/v1/reports/batch", json={"envelopes": too_many})
     assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
-    for body in (b"not json", b"[]", b'{"envelopes": []}', b'{"envelopes": 3}'):
-        bad = client.post("/v1/reports/batch", content=body)
+    json_type = {"content-type": "application/json"}
+    # Issue 12: the batch body is read by the strict parser; a defect refuses the whole batch
+    # (before: duplicate keys were read last-wins, and deep nesting answered 503).
+    strict = (b'{"envelopes": [], "envelopes": [1]}', b"[" * 100_000, b'{"envelopes": [NaN]}')
+    for body in (b"not json", b"[]", b'{"envelopes": []}', b'{"envelopes": 3}', *strict):
+        bad = client.post("/v1/reports/batch", content=body, headers=json_type)
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
 
 
@@ -65,13 +72,15 @@ def test_rate_limit_per_node(
 ) -> None:
     codes = []
     for seq in range(1, 9):
-        response = client.post("/v1/reports", content=json.dumps(_env(key_a, "node-a", seq)))
+        response = client.post("/v1/reports", json=_env(key_a, "node-a", seq))
         codes.append(response.status_code)
+        if response.status_code == 429:
+            # rate 0.001/s: the next token is 1000 s away (Retry-After, whole seconds).
+            assert 990 <= int(response.headers["retry-after"]) <= 1000
+            assert response.json()["error"]["code"] == "rate_limited"
     assert codes == [200] * 6 + [429, 429]
     # Another node's budget is its own; a refused report was not stored.
-    assert (
-        client.post("/v1/reports", content=json.dumps(_env(key_b, "node-b", 1))).status_code == 200
-    )
+    assert client.post("/v1/reports", json=_env(key_b, "node-b", 1)).status_code == 200
     assert stored_counts(engine)[0] == 7
 
 

@@ -43,7 +43,8 @@ def client(engine: Engine, tmp_path: Path, key_a: NodeKey) -> Iterator[TestClien
     settings = CoordinatorSettings(data_dir=tmp_path)
     with TestClient(create_app(settings, engine=engine, clock=lambda: NOW)) as test_client:
         body = envelope_bytes(make_report(key_a, created_at=NOW), key_a)
-        assert test_client.post("/v1/reports", content=body).status_code == 200
+        json_type = {"content-type": "application/json"}
+        assert test_client.post("/v1/reports", content=body, headers=json_type).status_code == 200
         yield test_client
 
 
@@ -87,6 +88,11 @@ def test_login_sets_an_httponly_strict_cookie(client: TestClient, engine: Engine
     assert cookie.startswith(f"{SESSION_COOKIE}={token};")
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
     assert "Secure" not in cookie  # plain http here; https requests get Secure
+    # A session cookie: it ends with the browser, as the login page says.
+    assert "max-age" not in cookie.lower() and "expires" not in cookie.lower()
+    login_text = " ".join(client.get("/dashboard/login").text.split())
+    assert "until you log out or close the browser" in login_text
+    assert "browser session only" not in login_text
     page = client.get("/dashboard/hosters")
     assert page.status_code == 200
     assert_hardened(page)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -43,12 +43,12 @@ def registered(engine: Engine, key_a: NodeKey, key_b: NodeKey) -> Engine:
     return engine
 
 
-def run(engine: Engine, body: bytes, now=NOW) -> ReportAck:
+def run(engine: Engine, body: bytes, now: datetime = NOW) -> ReportAck:
     with new_session(engine) as session:
         return ingest(session, body, now)
 
 
-def assert_rejected(engine: Engine, body: bytes, code: str, now=NOW) -> ProtocolError:
+def assert_rejected(engine: Engine, body: bytes, code: str, now: datetime = NOW) -> ProtocolError:
     before = stored_counts(engine)
     with pytest.raises(ProtocolError) as info:
         run(engine, body, now)
@@ -215,8 +215,10 @@ def test_sequences_are_per_node(registered: Engine, key_a: NodeKey, key_b: NodeK
     ids=["just-stale", "old", "future"],
 )
 def test_timestamp_window(registered: Engine, key_a: NodeKey, offset: timedelta) -> None:
-    body = envelope_bytes(make_report(key_a, created_at=NOW + offset), key_a)
-    assert_rejected(registered, body, "stale_timestamp")
+    # The period ends at created_at, so only the freshness window is wrong.
+    created = NOW + offset
+    report = make_report(key_a, created_at=created, period_start=created - timedelta(days=1))
+    assert_rejected(registered, envelope_bytes(report, key_a), "stale_timestamp")
 
 
 @pytest.mark.parametrize(
@@ -225,8 +227,9 @@ def test_timestamp_window(registered: Engine, key_a: NodeKey, offset: timedelta)
 def test_timestamp_window_edges_accepted(
     registered: Engine, key_a: NodeKey, offset: timedelta
 ) -> None:
-    body = envelope_bytes(make_report(key_a, created_at=NOW + offset), key_a)
-    assert run(registered, body).status == "accepted"
+    created = NOW + offset
+    report = make_report(key_a, created_at=created, period_start=created - timedelta(days=1))
+    assert run(registered, envelope_bytes(report, key_a)).status == "accepted"
 
 
 def test_policy_window_is_configurable(registered: Engine, key_a: NodeKey) -> None:
@@ -335,6 +338,7 @@ def _race(engine: Engine, bodies: list[bytes]) -> list[str]:
 
     def worker(body: bytes) -> None:
         barrier.wait()
+        outcome: str
         try:
             outcome = run(engine, body).status
         except ProtocolError as exc:
@@ -348,7 +352,7 @@ def _race(engine: Engine, bodies: list[bytes]) -> list[str]:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=60)
+        thread.join()  # no deadline of our own: pytest-timeout bounds a hang
     return results
 
 
@@ -380,10 +384,11 @@ def test_unstorable_hoster_text_is_malformed(
 
 
 @pytest.mark.parametrize("keyid", ["\x00", "A" * 64, "g" * 64, "ab"])
-def test_implausible_key_ids_are_unknown(registered: Engine, key_a: NodeKey, keyid: str) -> None:
+def test_implausible_key_ids_are_malformed(registered: Engine, key_a: NodeKey, keyid: str) -> None:
+    # Issue 12: a keyid that is not 64 lowercase hex is an envelope defect, not an unknown key.
     envelope = json.loads(envelope_bytes(make_report(key_a, created_at=NOW), key_a))
     envelope["signatures"][0]["keyid"] = keyid
-    assert_rejected(registered, json.dumps(envelope).encode(), "unknown_key")
+    assert_rejected(registered, json.dumps(envelope).encode(), "malformed_envelope")
 
 
 def test_non_ascii_hoster_is_fine(registered: Engine, key_a: NodeKey) -> None:

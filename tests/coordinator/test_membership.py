@@ -79,7 +79,9 @@ def submit(client: TestClient, key: NodeKey, node_id: str, sequence: int, **kw: 
         make_report(key, node_id, sequence=sequence, created_at=created, **kw),  # type: ignore[arg-type]
         key,
     )
-    response = client.post("/v1/reports", content=body)
+    response = client.post(
+        "/v1/reports", content=body, headers={"content-type": "application/json"}
+    )
     data = response.json()
     return str(data.get("status") or data["error"]["code"])
 

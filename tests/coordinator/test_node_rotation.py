@@ -63,7 +63,11 @@ def _submit(
     client: TestClient, key: NodeKey, sequence: int, created_at: datetime = NOW
 ) -> httpx.Response:
     report = make_report(key, "node-a", sequence=sequence, created_at=created_at)
-    return client.post("/v1/reports", content=envelope_bytes(report, key))
+    return client.post(
+        "/v1/reports",
+        content=envelope_bytes(report, key),
+        headers={"content-type": "application/json"},
+    )
 
 
 def test_rotation_end_to_end(world: tuple[TestClient, Clock, Path], engine: Engine) -> None:

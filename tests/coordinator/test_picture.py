@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -27,9 +27,9 @@ def nodes(engine: Engine, key_a: NodeKey, key_b: NodeKey) -> Engine:
     return engine
 
 
-def store(engine: Engine, report: Report, key: NodeKey) -> None:
+def store(engine: Engine, report: Report, key: NodeKey, now: datetime = NOW) -> None:
     with new_session(engine) as session:
-        assert ingest(session, envelope_bytes(report, key), NOW).status == "accepted"
+        assert ingest(session, envelope_bytes(report, key), now).status == "accepted"
 
 
 def picture(engine: Engine, **filters: object) -> Picture:
@@ -235,7 +235,7 @@ def test_filters_by_period_and_family(nodes: Engine, key_a: NodeKey, key_b: Node
             key_b,
             node_id="node-b",
             sequence=1,
-            created_at=NOW,
+            created_at=DAY2 + timedelta(days=1),  # issue 12: a period ends before its report
             period_start=DAY2,
             cells=[
                 cell(
@@ -248,6 +248,7 @@ def test_filters_by_period_and_family(nodes: Engine, key_a: NodeKey, key_b: Node
             ],
         ),
         key_b,
+        now=DAY2 + timedelta(days=1),
     )
     everything = picture(nodes)
     assert (everything.reports, everything.nodes, everything.totals.matches) == (2, 2, 11)

@@ -23,6 +23,9 @@ from .conftest import NOW
 from .helpers import DAY_START, bearer, cell, envelope_bytes, make_report, make_token, register
 
 DAY2 = DAY_START + timedelta(days=1)
+# The DAY2 reports are created (and the coordinator runs) a day after NOW: a period must have
+# begun when its report is signed (protocol.md §3).
+LATER = NOW + timedelta(days=1)
 
 
 @pytest.fixture
@@ -32,14 +35,20 @@ def app_client(
     register(engine, "node-a", "DE", key_a, NOW)
     register(engine, "node-b", "FR", key_b, NOW)
     settings = CoordinatorSettings(data_dir=tmp_path, picture_min_count=5, picture_min_nodes=2)
-    with TestClient(create_app(settings, engine=engine, clock=lambda: NOW)) as client:
-        day1_a = [cell(hoster="Big", matches=10), cell(hoster="Tiny", asn=64999, matches=1)]
+    with TestClient(create_app(settings, engine=engine, clock=lambda: LATER)) as client:
+        day1_a = [
+            cell(hoster="Big", matches=10),
+            cell(hoster="Tiny", asn=64999, matches=1, distinct=1),
+        ]
         day1_b = [
             cell(hoster="Big", matches=4),
             cell(country="FR", hoster="Solo", asn=64777, matches=9),
         ]
         day2_a = [cell(hoster="Big", matches=2), cell(hoster="New", asn=64555, matches=7)]
-        day2_b = [cell(hoster="Big", matches=3), cell(hoster="New", asn=64555, matches=1)]
+        day2_b = [
+            cell(hoster="Big", matches=3),
+            cell(hoster="New", asn=64555, matches=1, distinct=1),
+        ]
         for seq, (key, node, cells, start) in enumerate(
             [
                 (key_a, "node-a", day1_a, DAY_START),
@@ -51,11 +60,12 @@ def app_client(
         ):
             body = envelope_bytes(
                 make_report(
-                    key, node, sequence=seq, created_at=NOW, period_start=start, cells=cells
+                    key, node, sequence=seq, created_at=LATER, period_start=start, cells=cells
                 ),
                 key,
             )
-            assert client.post("/v1/reports", content=body).status_code == 200
+            json_type = {"content-type": "application/json"}
+            assert client.post("/v1/reports", content=body, headers=json_type).status_code == 200
         yield client
 
 
@@ -180,7 +190,7 @@ def test_waterbed_direction_beside_a_withheld_value_is_withheld(
     register(engine, "node-a", "DE", key_a, NOW)
     register(engine, "node-b", "FR", key_b, NOW)
     settings = CoordinatorSettings(data_dir=tmp_path, picture_min_count=5, picture_min_nodes=2)
-    with TestClient(create_app(settings, engine=engine, clock=lambda: NOW)) as client:
+    with TestClient(create_app(settings, engine=engine, clock=lambda: LATER)) as client:
         reports = [
             (key_a, "node-a", [cell(hoster="Solo", matches=40)], DAY_START),
             (key_a, "node-a", [cell(hoster="Solo", matches=3)], DAY2),
@@ -188,10 +198,15 @@ def test_waterbed_direction_beside_a_withheld_value_is_withheld(
         ]
         for seq, (key, node, cells, start) in enumerate(reports, start=1):
             report = make_report(
-                key, node, sequence=seq, created_at=NOW, period_start=start, cells=cells
+                key, node, sequence=seq, created_at=LATER, period_start=start, cells=cells
             )
             assert (
-                client.post("/v1/reports", content=envelope_bytes(report, key)).status_code == 200
+                client.post(
+                    "/v1/reports",
+                    content=envelope_bytes(report, key),
+                    headers={"content-type": "application/json"},
+                ).status_code
+                == 200
             )
         params = {
             "before_start": DAY_START.isoformat(), "before_end": DAY2.isoformat(),

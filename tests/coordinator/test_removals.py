@@ -152,7 +152,9 @@ def client(engine: Engine, tmp_path: Path, key_a: NodeKey, key_b: NodeKey) -> It
     register(engine, "node-a", "DE", key_a, NOW)
     register(engine, "node-b", "FR", key_b, NOW)
     settings = CoordinatorSettings(data_dir=tmp_path, picture_min_count=2, picture_min_nodes=2)
-    with TestClient(create_app(settings, engine=engine, clock=lambda: NOW)) as test_client:
+    # Issue 12: the DAY2 report's period must end before it is created, so it runs a day later.
+    later = NOW + timedelta(days=1)
+    with TestClient(create_app(settings, engine=engine, clock=lambda: later)) as test_client:
         plan = [
             # node-a, day 1: Big (with sketch), Solo (only node-a ever), Mixed (no sketch)
             (key_a, "node-a", DAY_START, [
@@ -177,12 +179,16 @@ def client(engine: Engine, tmp_path: Path, key_a: NodeKey, key_b: NodeKey) -> It
                 key,
                 node,
                 sequence=seq,
-                created_at=NOW,
+                created_at=later,
                 period_start=start,
                 removals=rows,
                 attribution_sources=sources,
             )
-            response = test_client.post("/v1/reports", content=envelope_bytes(report, key))
+            response = test_client.post(
+                "/v1/reports",
+                content=envelope_bytes(report, key),
+                headers={"content-type": "application/json"},
+            )
             assert response.status_code == 200, response.text
         yield test_client
 

@@ -279,7 +279,7 @@ def test_cover_uses_blocks_and_edge_periods(engine: Engine) -> None:
 
 def test_ingest_queues_reports_and_picture_refreshes(engine: Engine, key_a: NodeKey) -> None:
     register(engine, "node-a", "DE", key_a, NOW)
-    cells = [cell(matches=4, sketch=sketch_b64(["x", "y"])), cell(hoster="B", matches=1)]
+    cells = [cell(matches=4, sketch=sketch_b64(["x", "y"])), cell(hoster="B", matches=2)]
     report = make_report(key_a, created_at=NOW, cells=cells)
     with new_session(engine) as session:
         assert ingest(session, envelope_bytes(report, key_a), NOW).status == "accepted"
@@ -288,7 +288,7 @@ def test_ingest_queues_reports_and_picture_refreshes(engine: Engine, key_a: Node
         pic = build_picture(session, PictureFilter(), NOW)
         assert pending_reports(session) == 0
         assert pic == build_picture_raw(session, PictureFilter(), NOW)
-    assert pic.totals.matches == 5 and pic.totals.distinct == 2 + 2
+    assert pic.totals.matches == 6 and pic.totals.distinct == 2 + 2
 
 
 def test_rebuild_gives_the_same_rollups(engine: Engine) -> None:
@@ -334,7 +334,9 @@ def test_api_country_and_hoster_filters(engine: Engine, key_a: NodeKey, tmp_path
     report = make_report(key_a, created_at=NOW, cells=cells)
     settings = CoordinatorSettings(data_dir=tmp_path)
     with TestClient(create_app(settings, engine=engine, clock=lambda: NOW)) as client:
-        assert client.post("/v1/reports", content=envelope_bytes(report, key_a)).status_code == 200
+        body = envelope_bytes(report, key_a)
+        json_type = {"content-type": "application/json"}
+        assert client.post("/v1/reports", content=body, headers=json_type).status_code == 200
         admin = bearer(make_token(engine, "admin", NOW))
         big = client.get("/v1/picture", params={"hoster": "Big"}, headers=admin).json()
         assert big["filters"]["hoster"] == "Big"

@@ -1,4 +1,8 @@
-"""End to end: the demo federation as real processes on loopback, against the ground truth."""
+"""End to end: the demo federation as real processes on loopback, against the ground truth.
+
+No fixed deadline: each run's pytest-timeout is derived from its world (`demo_scale`, see
+conftest.py), and the demo bounds every step itself (libra/demo/budget.py).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ from libra.demo.runner import DemoOptions, run_demo
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_picture_equals_ground_truth(tmp_path: Path) -> None:
+@pytest.mark.demo_scale(1.0)
+def test_demo_picture_equals_ground_truth(tmp_path: Path, demo_scale: float) -> None:
     console = Console(file=io.StringIO(), width=120)
-    result = run_demo(DemoOptions(workdir=tmp_path / "demo"), console)
+    result = run_demo(DemoOptions(workdir=tmp_path / "demo", scale=demo_scale), console)
 
     assert result.agrees, result.comparison.differences
     picture, expected = result.picture, result.expected
@@ -35,11 +40,12 @@ def test_demo_picture_equals_ground_truth(tmp_path: Path) -> None:
     assert not compare_picture(tampered, expected).agrees
 
 
-def test_nothing_but_aggregates_reached_the_coordinator(tmp_path: Path) -> None:
+@pytest.mark.demo_scale(0.3)
+def test_nothing_but_aggregates_reached_the_coordinator(tmp_path: Path, demo_scale: float) -> None:
     """The coordinator's database holds no URL, no host name and no hash value."""
     console = Console(file=io.StringIO(), width=120)
     workdir = tmp_path / "demo"
-    result = run_demo(DemoOptions(workdir=workdir, scale=0.3), console)
+    result = run_demo(DemoOptions(workdir=workdir, scale=demo_scale), console)
     assert result.agrees, result.comparison.differences
 
     stored = (workdir / "coordinator" / "coordinator.sqlite3").read_bytes()

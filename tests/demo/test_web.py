@@ -21,7 +21,7 @@ def web(small_world: World) -> Iterator[SyntheticWeb]:
 @pytest.fixture(scope="module")
 def client() -> Iterator[httpx.Client]:
     # trust_env=False: never a proxy, only the loopback address we name.
-    with httpx.Client(trust_env=False, timeout=5.0, follow_redirects=False) as c:
+    with httpx.Client(trust_env=False, timeout=60.0, follow_redirects=False) as c:
         yield c
 
 
@@ -127,7 +127,7 @@ def test_fixed_port_and_stop(small_world: World) -> None:
         assert web.port == port
         site = small_world.sites[0]
         ip = small_world.hoster_of(site.host).ip
-        with httpx.Client(trust_env=False, timeout=5.0) as c:
+        with httpx.Client(trust_env=False, timeout=60.0) as c:
             assert c.get(f"http://{ip}:{port}/", headers={"Host": site.host}).status_code == 200
     finally:
         web.stop()

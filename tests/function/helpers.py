@@ -155,8 +155,12 @@ class ImageServer:
         self.thread.join(timeout=5)
 
 
-def slow_drip(prefix: bytes, chunk: int = 64, pause: float = 0.2, total: float = 6.0) -> Handler:
-    """A handler that sends ``prefix`` a few bytes at a time, far slower than any deadline."""
+def slow_drip(prefix: bytes, chunk: int = 64, pause: float = 0.2, total: float = 300.0) -> Handler:
+    """A handler that sends ``prefix`` a few bytes at a time, far slower than any deadline.
+
+    It never completes the declared body before ``total`` (far beyond any test's deadline), so
+    only the fetch deadline can end the request, however slow the machine is; it stops as soon
+    as the client hangs up (BrokenPipe)."""
 
     def handle(request: BaseHTTPRequestHandler) -> None:
         request.send_response(200)
@@ -170,6 +174,22 @@ def slow_drip(prefix: bytes, chunk: int = 64, pause: float = 0.2, total: float =
             request.wfile.flush()
             offset += chunk
             time.sleep(pause)
+
+    return handle
+
+
+def gated(body: bytes, gate: threading.Event, content_type: str = "image/jpeg") -> Handler:
+    """A handler that sends its headers, then holds the body until ``gate`` is set: the test,
+    not a timer, decides when the request may finish."""
+
+    def handle(request: BaseHTTPRequestHandler) -> None:
+        request.send_response(200)
+        request.send_header("Content-Type", content_type)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.flush()
+        gate.wait(timeout=300)
+        request.wfile.write(body)
 
     return handle
 
@@ -202,7 +222,8 @@ class FunctionServer:
 
     def __enter__(self) -> FunctionServer:
         self.thread.start()
-        deadline = time.monotonic() + 15
+        # Generous: start-up time says nothing about the function (CI runs at load 20).
+        deadline = time.monotonic() + 120
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("uvicorn did not start")

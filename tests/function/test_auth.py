@@ -19,6 +19,7 @@ from protocol.lab import LabNetwork
 from protocol.models import HashResult
 from protocol.request_auth import (
     HEADER_CALLER,
+    HEADER_NONCE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
     RequestSigner,
@@ -28,6 +29,7 @@ from worker_function.auth import (
     Authenticator,
     RateLimited,
     RateLimiter,
+    ReplayedRequest,
     Unauthenticated,
     UnknownCaller,
     parse_authorized_keys,
@@ -81,7 +83,7 @@ def test_tampered_or_foreign_requests_are_refused(
 
 def test_missing_and_malformed_headers_are_401() -> None:
     good = _signed()
-    for name in (HEADER_CALLER, HEADER_TIMESTAMP, HEADER_SIGNATURE):
+    for name in (HEADER_CALLER, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE):
         with pytest.raises(Unauthenticated):
             _auth().verify("POST", PATH, {k: v for k, v in good.items() if k != name}, b"{}")
     for name, value in (
@@ -90,6 +92,8 @@ def test_missing_and_malformed_headers_are_401() -> None:
         (HEADER_TIMESTAMP, "12.5"),
         (HEADER_TIMESTAMP, "-1"),
         (HEADER_CALLER, "bad name with spaces"),
+        (HEADER_NONCE, "0" * 31),
+        (HEADER_NONCE, "A" * 32),  # upper-case hex is not the canonical spelling
     ):
         with pytest.raises(Unauthenticated):
             _auth().verify("POST", PATH, {**good, name: value}, b"{}")
@@ -99,16 +103,17 @@ def test_a_replayed_request_is_refused() -> None:
     auth = _auth()
     headers = _signed()
     auth.verify("POST", PATH, headers, b"{}")
-    with pytest.raises(Unauthenticated, match="replay"):
+    with pytest.raises(ReplayedRequest, match="replay") as replayed:
         auth.verify("POST", PATH, headers, b"{}")
-    # A new signature (new timestamp) for the same body is a new request.
-    assert auth.verify("POST", PATH, _signed(now=NOW + 1), b"{}") == "node-a"
+    assert (replayed.value.code, replayed.value.http_status) == ("replayed_request", 401)
+    # A new nonce for the same body in the same second is a new request (test_auth_nonce.py).
+    assert auth.verify("POST", PATH, _signed(), b"{}") == "node-a"
 
 
 @settings(max_examples=200, deadline=None)
 @given(
     headers=st.dictionaries(
-        st.sampled_from([HEADER_CALLER, HEADER_TIMESTAMP, HEADER_SIGNATURE, "Other"]),
+        st.sampled_from([HEADER_CALLER, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE, "Other"]),
         st.text(max_size=120),
     ),
     body=st.binary(max_size=64),
@@ -184,7 +189,7 @@ async def test_http_status_codes_of_authentication() -> None:
         assert accepted.json()["error"]["code"] == "bad_url"
         replayed = await client.post(PATH, content=body, headers=signed)
         assert replayed.status_code == 401
-        assert "replay" in replayed.json()["error"]["message"]
+        assert replayed.json()["error"]["code"] == "replayed_request"
         # Health checks stay open for load balancers and platforms.
         assert (await client.get("/healthz")).status_code == 200
 

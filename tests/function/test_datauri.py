@@ -27,7 +27,7 @@ class _NoFetch:
 
 
 def _client() -> httpx.AsyncClient:
-    app = create_app(FunctionSettings(lab=None, max_bytes=MAX_BYTES, require_auth=False))  # type: ignore[call-arg]
+    app = create_app(FunctionSettings(lab=None, max_bytes=MAX_BYTES, require_auth=False))
     transport = httpx.ASGITransport(app=app)
     return httpx.AsyncClient(transport=transport, base_url="http://function.test")
 

@@ -73,9 +73,10 @@ def test_unknown_paths_share_one_label(lab_function: httpx.Client) -> None:
 
 
 def test_metrics_can_be_turned_off() -> None:
+    # Defaults per mode are in test_exposure.py; here the explicit setting wins both ways.
     off = create_app(FunctionSettings(require_auth=False, metrics=False))
     assert all(getattr(r, "path", "") != "/metrics" for r in off.routes)
-    on = create_app(FunctionSettings(require_auth=False))
+    on = create_app(FunctionSettings(require_auth=False, metrics=True))
     assert any(getattr(r, "path", "") == "/metrics" for r in on.routes)
 
 

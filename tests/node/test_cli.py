@@ -99,6 +99,47 @@ def test_init_with_shared_federation_key_and_bad_input(tmp_path: Path) -> None:
     assert not (tmp_path / "x" / "node.key").exists()
 
 
+def test_init_sets_the_function_request_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from node.dispatch import load_request_signer
+    from protocol.keys import NodeKey
+
+    key = NodeKey.generate()
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "function.key").write_text(key.seed_b64() + "\n", encoding="ascii")
+    monkeypatch.chdir(tmp_path)  # a relative path is written resolved
+    directory = init_node(tmp_path, "--function-key-file", "keys/function.key")
+    settings = load_settings(directory / "node.toml")
+    assert settings.function_key_file == (tmp_path / "keys" / "function.key").resolve()
+    # The public half, for the function's authorized_keys, is printed.
+    other = ["--dir", str(tmp_path / "n2"), "--node-id", "node-x", "--country", "DE"]
+    listed = runner.invoke(app, ["init", *other, "--function-key-file", "keys/function.key"])
+    assert listed.exit_code == 0, listed.output
+    assert f"function key    {key.public_key_b64}" in listed.output
+    # The dispatch signs with exactly that key.
+    signer = load_request_signer(settings.node_id, settings.function_key_file)
+    assert signer is not None
+
+
+def test_init_function_key_made_later_or_broken(tmp_path: Path) -> None:
+    later = tmp_path / "function.key"
+    directory = init_node(tmp_path, "--function-key-file", str(later))
+    assert load_settings(directory / "node.toml").function_key_file == later.resolve()
+    assert not later.exists()  # init never writes it: `libra function key create` does
+    noted = runner.invoke(app, ["init", "--dir", str(tmp_path / "n3"), "--node-id", "node-y",
+                                "--country", "DE", "--function-key-file", str(later)])  # fmt: skip
+    assert noted.exit_code == 0 and "does not exist yet" in noted.output
+    assert "libra function key create" in noted.output
+
+    broken = tmp_path / "broken.key"
+    broken.write_text("not a key\n", encoding="ascii")
+    bad = runner.invoke(app, ["init", "--dir", str(tmp_path / "n4"), "--node-id", "node-z",
+                              "--country", "DE", "--function-key-file", str(broken)])  # fmt: skip
+    assert bad.exit_code == 1 and "not a function request key" in bad.output
+    assert not (tmp_path / "n4").exists()
+
+
 def test_list_import_reports_counts_and_rejected_lines(tmp_path: Path) -> None:
     directory = init_node(tmp_path)
     rng = random.Random(3)

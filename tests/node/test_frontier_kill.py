@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -26,6 +27,24 @@ from .test_crawl_kit import Route, html, synthetic_web
 PAGES = 60
 HOSTS = ("site-a.test", "site-c.test")
 PER_HOST = 1
+# The kill lands while /p40 of every host is held open by the web (pages /p0-/p39 done, the
+# rest not yet found): mid-crawl by construction, on a fast machine or a loaded one.
+GATE_PAGE = 40
+
+
+def _gate(web: Any, gate: threading.Event) -> None:
+    for host in HOSTS:
+        route = web.a.routes[(host, f"/p{GATE_PAGE}")]
+
+        def held(route: Route = route) -> Route:
+            gate.wait()
+            return route
+
+        web.a.add(host, f"/p{GATE_PAGE}", held)
+
+
+def _at_gate(web: Any) -> bool:
+    return all(f"/p{GATE_PAGE}" in web.recorder.paths(h) for h in HOSTS)
 
 
 def _node(tmp_path: Path, lab_toml: str, seeds: list[str]) -> Path:
@@ -75,10 +94,12 @@ def test_sigkill_mid_crawl_then_resume_loses_and_repeats_nothing(tmp_path: Path)
         config = _node(tmp_path, lab, seeds)
         db = config.parent / "node.sqlite3"
 
+        gate = threading.Event()
+        _gate(web, gate)
         first = _spawn(config)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if db.exists():
+        # No deadline of our own (pytest-timeout bounds a hang): the gate holds the crawl.
+        while True:
+            if _at_gate(web) and db.exists():
                 try:
                     if len(_done(db)) >= 30:
                         break
@@ -87,7 +108,8 @@ def test_sigkill_mid_crawl_then_resume_loses_and_repeats_nothing(tmp_path: Path)
             assert first.poll() is None, first.stderr.read() if first.stderr else b""
             time.sleep(0.05)
         first.send_signal(signal.SIGKILL)
-        first.wait(10)
+        first.wait()
+        gate.set()
         done_at_kill = _done(db)
         requests_at_kill = Counter(
             (h, p) for h in HOSTS for p in web.recorder.paths(h) if p != "/robots.txt"
@@ -95,7 +117,7 @@ def test_sigkill_mid_crawl_then_resume_loses_and_repeats_nothing(tmp_path: Path)
         assert 30 <= len(done_at_kill) < 2 * PAGES, "the kill did not land mid-crawl"
 
         second = _spawn(config)
-        assert second.wait(120) == 0, second.stderr.read() if second.stderr else b""
+        assert second.wait() == 0, second.stderr.read() if second.stderr else b""
 
         requests = Counter(
             (h, p) for h in HOSTS for p in web.recorder.paths(h) if p != "/robots.txt"
@@ -232,18 +254,20 @@ def test_sigkill_mid_cycle_then_resume_analyses_and_counts_each_image_once(
         assert imported.exit_code == 0, imported.output
         db = config.parent / "node.sqlite3"
 
+        gate = threading.Event()
+        _gate(web, gate)
         first = _spawn(config)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while True:  # the gate holds the crawl; pytest-timeout bounds a hang
             try:
-                if len(_done(db)) >= 30 and len(_analysed(db)) >= 10:
+                if _at_gate(web) and len(_done(db)) >= 30 and len(_analysed(db)) >= 10:
                     break
             except sqlite3.OperationalError:
                 pass  # tables not created yet
             assert first.poll() is None, first.stderr.read() if first.stderr else b""
             time.sleep(0.05)
         first.send_signal(signal.SIGKILL)
-        first.wait(10)
+        first.wait()
+        gate.set()
         analysed_at_kill = _analysed(db)
         calls_at_kill = function.snapshot()
         assert 10 <= len(analysed_at_kill) < len(expected_images), "the kill missed the cycle"
@@ -253,7 +277,7 @@ def test_sigkill_mid_cycle_then_resume_analyses_and_counts_each_image_once(
         assert len(in_flight) <= DISPATCH_CONCURRENCY
 
         second = _spawn(config)
-        assert second.wait(120) == 0, second.stderr.read() if second.stderr else b""
+        assert second.wait() == 0, second.stderr.read() if second.stderr else b""
         calls = function.snapshot()
 
     assert set(calls) == expected_images  # no image lost

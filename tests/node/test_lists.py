@@ -7,10 +7,11 @@ from typing import BinaryIO, TextIO
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from node.lists import (
     ImportedRecord,
+    Record,
     RejectedRecord,
     UnknownFormat,
     entry_count,
@@ -32,9 +33,7 @@ SHA256 = rand_hex(RNG, 256)
 PDQ = rand_hex(RNG, 256)
 
 
-def records(
-    text: str, algorithm: HashFamily | None = None
-) -> list[ImportedRecord | RejectedRecord]:
+def records(text: str, algorithm: HashFamily | None = None) -> list[Record]:
     return list(get_importer("plain", algorithm).records(io.StringIO(text)))
 
 
@@ -90,7 +89,7 @@ def test_import_counts_duplicates_within_file_and_across_imports(engine: Engine)
     assert (second.imported, second.duplicates, second.rejected) == (1, 1, 0)
     assert entry_count(engine) == {"md5": 2, "sha1": 1}
     with Session(engine) as session:
-        versions = session.exec(select(ListVersion).order_by(ListVersion.id)).all()
+        versions = session.exec(select(ListVersion).order_by(col(ListVersion.id))).all()
         assert [(v.source, v.imported, v.duplicates, v.rejected) for v in versions] == [
             ("a.txt", 2, 1, 1),
             ("b.txt", 1, 1, 0),

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from node.lists import get_importer, import_list
-from node.matcher import Match, MatchIndex, Thresholds, best, pack
+from node.matcher import Match, MatchIndex, Method, Thresholds, best, pack
 from protocol.hashes import FAMILIES, HashFamily, hamming
 from protocol.models import ImageHashes
 from tests.node.conftest import flip_bits, image_hashes, rand_hex
@@ -64,7 +64,9 @@ def test_pdq_dihedral_variants_match_with_their_minimum_distance() -> None:
     listed = rand_hex(rng, 256)
     rotated = flip_bits(listed, [1, 2, 3])
     hashes = image_hashes(rng, pdq_dihedral=[rand_hex(rng, 256), rotated])
-    assert MatchIndex([(9, "pdq", listed)]).match(hashes) == [Match(9, HashFamily.PDQ, 3)]
+    assert MatchIndex([(9, "pdq", listed)]).match(hashes) == [
+        Match(9, HashFamily.PDQ, 3, Method.DIHEDRAL)
+    ]
 
 
 def test_phash_and_dhash_thresholds() -> None:

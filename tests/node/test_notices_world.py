@@ -429,8 +429,9 @@ async def test_world_removal_times_and_report(
             key, federation_key = NodeKey.generate(), b"f" * 32
             period = period_containing(t0 + 5 * DAY, "day")
             queued = queue_report(
-                engine, node_id="node-world", key=key, federation_key=federation_key, period=period
-            )
+                engine, node_id="node-world", key=key, federation_key=federation_key,
+                period=period, now=period.end,  # issue 12: created after the period ends
+            )  # fmt: skip
             with Session(engine) as session:
                 item = session.get(OutboxItem, queued.outbox_id)
                 assert item is not None

@@ -66,20 +66,19 @@ class Coordinator:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        # Until healthy or dead, however long start-up takes here (pytest-timeout bounds it).
+        while True:
             assert self.proc.poll() is None, self.log.read_text()
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1, trust_env=False).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
-        raise AssertionError("coordinator did not start: " + self.log.read_text())
 
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.kill()  # SIGKILL: no graceful shutdown, requests in flight are cut
-        self.proc.wait(timeout=10)
+        self.proc.wait()
 
 
 @pytest.fixture
@@ -164,11 +163,10 @@ def test_every_report_arrives_exactly_once(
     )
     flusher.start()
     # Kill mid-stream: after some reports were stored, long before all of them.
-    deadline = time.monotonic() + 60
-    while _stored(cengine) < REPORTS // 5 and time.monotonic() < deadline:
+    while _stored(cengine) < REPORTS // 5 and flusher.is_alive():  # no deadline of our own
         time.sleep(0.01)
     proc.kill()
-    flusher.join(timeout=60)
+    flusher.join()
     first = results[0]
     stored_at_crash = _stored(cengine)
     assert 0 < stored_at_crash < REPORTS, "the kill did not land mid-stream"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from nacl.signing import VerifyKey
 
 from protocol import REPORT_PAYLOAD_TYPE
-from protocol.dsse import Envelope, pae, parse_envelope, sign, verify
+from protocol.dsse import pae, parse_envelope, sign, verify
 from protocol.errors import (
     BadSignature,
     MalformedEnvelope,
@@ -101,7 +102,69 @@ def test_non_base64_payload_is_malformed() -> None:
     env = sign(b"{}", REPORT_PAYLOAD_TYPE, key).to_json()
     env["payload"] = "***"
     with pytest.raises(MalformedEnvelope):
-        verify(Envelope.model_validate(env), REPORT_PAYLOAD_TYPE, resolver(key))
+        verify(parse_envelope(env), REPORT_PAYLOAD_TYPE, resolver(key))
+
+
+def _signed(payload: bytes = b"{}") -> dict[str, Any]:
+    env: dict[str, Any] = sign(payload, REPORT_PAYLOAD_TYPE, NodeKey.generate()).to_json()
+    return env
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("payload", "e30"),  # unpadded
+        ("payload", "e3 0="),  # whitespace inside
+        ("payload", "e30=\n"),  # trailing newline
+        ("payload", "e31="),  # non-canonical: unused bits set, decodes to the same "{}"
+        ("payload", "e3-_"),  # URL-safe alphabet
+        ("payload", "ZTMw\u00e9"),  # non-ASCII
+        ("payload", 5),
+        ("sig", "AAAA"[:3]),
+        ("sig", "AAAA" * 21 + "AB=="),  # 64 bytes, but last unused bits set
+        ("keyid", "A" * 64),  # upper case
+        ("keyid", "a" * 63),
+        ("keyid", "k"),
+    ],
+)
+def test_noncanonical_base64_and_bad_keyids_are_malformed(field: str, value: Any) -> None:
+    env = _signed()
+    if field == "payload":
+        env["payload"] = value
+    else:
+        env["signatures"][0][field] = value
+    with pytest.raises(MalformedEnvelope):
+        parse_envelope(env)
+
+
+def test_base64_padding_check_is_exact() -> None:
+    # The canonical spelling passes: the check refuses only alternatives.
+    env = _signed(b"{}")
+    assert parse_envelope(env).payload == "e30="
+    assert base64.b64decode("e31=") == b"{}"  # the alternative the test above refuses
+
+
+_ENVELOPE = (
+    b'{"payloadType":"x","payload":"e30=","signatures":[{"keyid":"' + b"a" * 64 + b'","sig":"'
+    + base64.b64encode(bytes(64)) + b'"}]}'
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _ENVELOPE.replace(b'{"payloadType":"x"', b'{"payloadType":"y","payloadType":"x"'),
+        b"[" * 100_000 + b"]" * 100_000,
+        b"[" * 100_000,
+        _ENVELOPE.replace(b'"payloadType":"x"', b'"payloadType":"x\\ud800"'),
+    ],
+    ids=["duplicate", "deep", "unclosed", "lone-surrogate"],
+)
+def test_strict_json_defects_are_malformed_envelopes(raw: bytes) -> None:
+    # Without the defect, the same text is a well-formed envelope.
+    parse_envelope(_ENVELOPE)
+    with pytest.raises(MalformedEnvelope):
+        parse_envelope(raw)
 
 
 def test_two_signatures_are_refused() -> None:

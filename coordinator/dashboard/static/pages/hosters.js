@@ -2,8 +2,19 @@
 "use strict";
 LIBRA.run(async function () {
   const L = LIBRA;
-  const params = L.apiFilters();
+  const resolved = await L.resolve();
+  if (resolved === null) { L.ready(); return; }
+  const params = resolved.params;
   const picture = await L.json("/v1/picture", params);
+  L.describe(picture, resolved);
+  Object.assign(L.csvContext, { params: params, generated_at: picture.generated_at, tier: picture.tier });
+  const country = params.get("country");
+  if (country) {
+    document.getElementById("hosters-title").textContent = "Top hosters in " + country;
+    const back = document.getElementById("drill-up");
+    back.href = L.link("/dashboard/", { country: null });
+    back.hidden = false;
+  }
 
   // Time to removal comes from nodes that send notices; older coordinators lack the endpoint.
   const removalParams = new URLSearchParams();
@@ -34,8 +45,11 @@ LIBRA.run(async function () {
       p90_seconds: r.p90_seconds ?? null,
     };
   });
+  // Drill-down: a hoster to its trend, a country to its hosters.
+  const trendOf = (r) => L.link("/dashboard/trends", { hoster: r.hoster, asn: r.asn, country: r.country });
   L.fill(document.getElementById("hoster-table"), rows, [
-    { key: "hoster" }, { key: "asn", num: true }, { key: "country" },
+    { key: "hoster", link: trendOf }, { key: "asn", num: true },
+    { key: "country", link: (r) => L.link("/dashboard/hosters", { country: r.country }) },
     { key: "matches", num: true, fmt: L.int }, { key: "distinct", num: true, fmt: L.int },
     { key: "nodes", num: true, fmt: L.int }, { key: "notices_sent", num: true, fmt: L.int },
     { key: "share_removed_24h", num: true, fmt: L.share },
@@ -59,27 +73,36 @@ LIBRA.run(async function () {
       countries: [...a.countries].sort().join("; "), matches: a.matches }))
     .sort((a, b) => b.matches - a.matches || a.asn - b.asn);
   L.fill(document.getElementById("asn-table"), asnRows, [
-    { key: "asn", num: true }, { key: "hosters" }, { key: "countries" },
+    { key: "asn", num: true, link: (r) => L.link("/dashboard/hosters", { asn: r.asn }) },
+    { key: "hosters" }, { key: "countries" },
     { key: "matches", num: true, fmt: L.int },
   ]);
 
-  const chart = L.chart(document.getElementById("chart-hosters"));
+  const chartEl = document.getElementById("chart-hosters");
+  const chart = L.chart(chartEl, { table: "hoster-table" });
   const top = rows.slice(0, 15).reverse();
+  chartEl.setAttribute("aria-label", "Bar chart: matches of the top " + top.length + " hosters" +
+    (country ? " in " + country : "") + ". " + rows.slice(0, 5).map((r) => r.hoster + " " +
+    L.int(r.matches)).join(", ") + ". Every value is in the table Top hosters below.");
   chart.setOption({
+    title: { text: "Matches per hoster" + (country ? " in " + country : ""), left: 0, top: 0,
+      textStyle: { fontSize: 14 } },
     tooltip: { trigger: "axis", axisPointer: { type: "shadow" },
       formatter: (ps) => L.esc(ps[0].name) + ": " + L.int(ps[0].value) + " matches" },
-    grid: { left: 200, right: 30, top: 10, bottom: 30 },
-    xAxis: { type: "value", minInterval: 1 },
+    grid: { left: 10, right: 30, top: 34, bottom: 40, containLabel: true },
+    xAxis: { type: "value", minInterval: 1, name: "matches", nameLocation: "middle", nameGap: 24,
+      axisLabel: { formatter: (v) => L.int(v) } },
     yAxis: { type: "category", data: top.map((r) => r.hoster + " · AS" + r.asn),
-      axisLabel: { width: 190, overflow: "truncate" } },
-    series: [{ id: "hosters", type: "bar", data: top.map((r) => r.matches), itemStyle: { color: "#c2410c" } }],
+      axisLabel: { width: Math.min(190, Math.max(80, chartEl.clientWidth * 0.4)), overflow: "truncate" } },
+    series: [{ id: "hosters", type: "bar", barMaxWidth: 28, data: top.map((r) => r.matches),
+      itemStyle: { color: "#c2410c" }, label: { show: true, position: "right", formatter: (p) => L.int(p.value) } }],
   });
   document.getElementById("suppression").textContent = L.suppressionText(picture, [["by_hoster", "hosters"]]);
 
   const hosterColumns = ["hoster", "asn", "country", "matches", "distinct", "nodes", "notices_sent",
     "share_removed_24h", "share_removed_72h", "median_seconds", "p90_seconds"];
   L.exportButtons("hosters", async () => L.csv(hosterColumns, rows),
-    async () => ({ filters: picture.filters, tier: picture.tier, suppression: picture.suppression,
+    async () => ({ filters: picture.filters, generated_at: picture.generated_at, tier: picture.tier, suppression: picture.suppression,
       removals_period: removals ? removals.period : null, hosters: rows }));
   L.exportButtons("asns", async () => L.csv(["asn", "hosters", "countries", "matches"], asnRows),
     async () => ({ filters: picture.filters, tier: picture.tier, asns: asnRows }),

@@ -1,67 +1,155 @@
-/* World choropleth of hosting countries (from GET /v1/picture) and its table. */
+/* World choropleth of hosting countries (from GET /v1/picture), small territories as points,
+ * unattributable matches (ZZ) beside it, and the country table. */
 "use strict";
 LIBRA.run(async function () {
   const L = LIBRA;
-  const params = L.apiFilters();
+  const UNKNOWN = "ZZ";
+  const METRICS = {
+    matches: { title: "Matches per hosting country", unit: "matches",
+      sub: "sightings of listed images, once per URL and crawl cycle (exact count)" },
+    distinct: { title: "Distinct image URLs per hosting country", unit: "distinct image URLs",
+      sub: "different matching image URLs (HyperLogLog estimate, ±1.6 %)" },
+    hosters: { title: "Hosters per hosting country", unit: "hosters",
+      sub: "hosters shown (withheld ones not counted)" },
+  };
+  const resolved = await L.resolve();
+  if (resolved === null) { L.ready(); return; }
+  const params = resolved.params;
   const [picture, world] = await Promise.all([
     L.json("/v1/picture", params),
     L.json("/dashboard/static/vendor/world.geo.json"),
   ]);
+  L.describe(picture, resolved);
+  Object.assign(L.csvContext, { params: params, generated_at: picture.generated_at, tier: picture.tier });
   echarts.registerMap("world", world);
-  const names = {};
-  for (const f of world.features) names[f.properties.iso] = f.properties.name;
+  const points = window.LIBRA_TERRITORIES || {};
+  const shapes = new Set(world.features.map((f) => f.properties.iso));
+  // Country names in the reader's language; the atlas's English names where the browser has none.
+  const atlasNames = {};
+  for (const f of world.features) atlasNames[f.properties.iso] = f.properties.name;
+  let display = null;
+  try { display = new Intl.DisplayNames(undefined, { type: "region" }); } catch (_e) { /* old browser */ }
+  const nameOf = function (iso) {
+    if (iso === UNKNOWN) return "Not attributable";
+    try {
+      const n = display ? display.of(iso) : null;
+      if (n && n !== iso) return n;
+    } catch (_e) { /* not a region code */ }
+    return atlasNames[iso] || iso;
+  };
 
   // Hosters per country: the visible (not withheld) hoster rows of that country.
   const hosters = {};
   for (const h of picture.by_hoster) hosters[h.country] = (hosters[h.country] || 0) + 1;
   const rows = picture.by_country.map((r) => ({
     country: r.country,
-    name: names[r.country] || r.country,
+    name: nameOf(r.country),
     matches: r.matches,
     distinct: r.distinct,
     hosters: hosters[r.country] || 0,
     nodes: r.nodes,
+    drawn: shapes.has(r.country) ? "shape" : points[r.country] ? "point" : "none",
   }));
 
   const metric = document.getElementById("metric");
-  if (["matches", "distinct", "hosters"].includes(L.query.get("metric"))) {
-    metric.value = L.query.get("metric");
-  }
-  const chart = L.chart(document.getElementById("map"));
+  if (Object.hasOwn(METRICS, L.query.get("metric"))) metric.value = L.query.get("metric");
+  const mapEl = document.getElementById("map");
+  const chart = L.chart(mapEl, { table: "country-table" });
+  const palette = ["#fde0c5", "#f59e60", "#c2410c", "#7c1d06"];
   chart.setOption({
+    title: { left: 10, top: 6, textStyle: { fontSize: 14, lineHeight: 18 },
+      subtextStyle: { fontSize: 11, lineHeight: 14 } },
     tooltip: {
       trigger: "item",
-      formatter: (p) => L.esc(names[p.name] || p.name) + ": " +
-        (typeof p.value === "number" && !isNaN(p.value)
-          ? L.int(p.value) + " " + L.esc(metric.value) : "no data, or withheld"),
+      formatter: (p) => {
+        const iso = p.data && p.data.name ? p.data.name : p.name;
+        const v = Array.isArray(p.value) ? p.value[2] : p.value;
+        return L.esc(nameOf(iso)) + " (" + L.esc(iso) + "): " +
+          (typeof v === "number" && !isNaN(v) ? L.int(v) + " " + L.esc(METRICS[metric.value].unit)
+            : "no data, or withheld");
+      },
     },
-    visualMap: {
-      min: 0, max: 1, left: "left", bottom: 10, calculable: true,
-      inRange: { color: ["#fde0c5", "#f59e60", "#c2410c", "#7c1d06"] },
-    },
-    series: [{
-      id: "countries", type: "map", map: "world", nameProperty: "iso", roam: true,
-      data: [], itemStyle: { areaColor: "#e6eaee", borderColor: "#9aa7b3" },
+    geo: {
+      map: "world", nameProperty: "iso", roam: true, top: 60, bottom: 20,
+      itemStyle: { areaColor: "#e6eaee", borderColor: "#9aa7b3" },
       emphasis: { label: { show: false }, itemStyle: { areaColor: "#0b5cad" } },
-    }],
+      select: { disabled: true },
+    },
+    // One legend (the first): metric and unit on top, each end labelled once. The second
+    // shades the territory points the same way and is not shown.
+    visualMap: [
+      { id: "shade", seriesIndex: 0, min: 0, max: 1, left: 10, bottom: 10, calculable: false,
+        inRange: { color: palette }, textStyle: { fontSize: 11 } },
+      { id: "points", seriesIndex: 1, dimension: 2, show: false, min: 0, max: 1,
+        inRange: { color: palette } },
+    ],
+    series: [
+      // Regions without data keep the blank colour (not the palette's first colour).
+      { id: "countries", type: "map", geoIndex: 0, data: [],
+        itemStyle: { color: "#e6eaee", areaColor: "#e6eaee" } },
+      { id: "territories", type: "scatter", coordinateSystem: "geo", symbolSize: 9, data: [],
+        itemStyle: { borderColor: "#14212e", borderWidth: 1 }, z: 5 },
+    ],
   });
   // A metric change merges new data into the same series (re-creating the map series on
   // every change is needless work for ECharts' geo layout).
   const draw = function () {
     const key = metric.value;
-    const data = rows.map((r) => ({ name: r.country, value: r[key] }));
-    const max = Math.max(1, ...data.map((d) => d.value));
+    const m = METRICS[key];
+    const data = rows.filter((r) => r.drawn === "shape").map((r) => ({ name: r.country, value: r[key] }));
+    const dots = rows.filter((r) => r.drawn === "point")
+      .map((r) => ({ name: r.country, value: [...points[r.country], r[key]] }));
+    const max = Math.max(1, ...rows.filter((r) => r.drawn !== "none").map((r) => r[key]));
+    // Narrow screens: the legend lies under the map instead of over it; titles wrap.
+    const width = mapEl.clientWidth;
+    const small = width < 560;
     chart.setOption({
-      visualMap: { max: max, text: [L.int(max), "0"] },
-      series: [{ id: "countries", name: key, data: data }],
+      title: { text: m.title, subtext: m.sub + "; circles: small territories; grey: none or withheld",
+        textStyle: { width: width - 20, overflow: "break" },
+        subtextStyle: { width: width - 20, overflow: "break" } },
+      geo: { top: small ? 84 : 60, bottom: small ? 60 : 20, left: small ? 5 : 90,
+        right: small ? 5 : 10 },
+      visualMap: [{ id: "shade", max: max, text: [L.int(max) + " " + m.unit, "0"],
+        orient: small ? "horizontal" : "vertical", left: 10, bottom: 10,
+        itemWidth: small ? 12 : 20, itemHeight: small ? 110 : 140 },
+        { id: "points", max: max }],
+      series: [{ id: "countries", name: m.unit, data: data },
+        { id: "territories", name: m.unit, data: dots }],
     });
+    const top = rows.filter((r) => r.country !== UNKNOWN).sort((a, b) => b[key] - a[key]).slice(0, 5);
+    mapEl.setAttribute("aria-label", "World map: " + m.title + " (" + m.sub + "). " +
+      (top.length ? "Highest: " + top.map((r) => r.name + " " + L.int(r[key])).join(", ") + ". "
+        : "No countries to show. ") + "Every value is in the table Hosting countries below.");
   };
   metric.addEventListener("change", draw);
   draw();
+  let lastWidth = mapEl.clientWidth;
+  window.addEventListener("resize", () => {
+    if (Math.abs(mapEl.clientWidth - lastWidth) > 40) { lastWidth = mapEl.clientWidth; draw(); }
+  });
+  // Drill-down: a country (shape or point) to its hosters.
+  chart.on("click", (p) => {
+    const iso = p.data && p.data.name ? p.data.name : p.name;
+    if (iso && /^[A-Z]{2}$/.test(iso)) window.location.assign(L.link("/dashboard/hosters", { country: iso }));
+  });
+
+  const zz = rows.find((r) => r.country === UNKNOWN);
+  const total = picture.totals.matches;
+  document.getElementById("zz-value").textContent = zz
+    ? L.int(zz.matches) + " matches" + (total ? " (" + L.share(zz.matches / total) + " of all)" : "")
+    : "none" + (picture.tier === "viewer" && picture.suppression && picture.suppression.by_country
+      ? " shown" : "");
+  const off = rows.filter((r) => r.drawn === "none" && r.country !== UNKNOWN);
+  document.getElementById("off-map").hidden = !off.length;
+  document.getElementById("off-map-list").replaceChildren(...off.map((r) => {
+    const li = document.createElement("li");
+    li.textContent = r.name + " (" + r.country + "): " + L.int(r.matches) + " matches";
+    return li;
+  }));
 
   const totals = document.getElementById("totals");
   const items = [
-    ["Matches", picture.totals.matches], ["Distinct items", picture.totals.distinct],
+    ["Matches", picture.totals.matches], ["Distinct image URLs (estimate)", picture.totals.distinct],
     ["Pages fetched", picture.totals.pages_fetched], ["Images hashed", picture.totals.images_hashed],
     ["Hosts seen", picture.totals.hosts_seen], ["Reports", picture.reports], ["Nodes", picture.nodes],
   ];
@@ -71,12 +159,13 @@ LIBRA.run(async function () {
     const dd = document.createElement("dd");
     dt.textContent = label;
     dd.textContent = L.int(value);
-    dd.dataset.total = label;
+    dd.dataset.total = label.replace(" (estimate)", "");
     div.append(dt, dd);
     totals.appendChild(div);
   }
   L.fill(document.getElementById("country-table"), rows, [
-    { key: "name" }, { key: "country" }, { key: "matches", num: true, fmt: L.int },
+    { key: "name", link: (r) => L.link("/dashboard/hosters", { country: r.country }) },
+    { key: "country" }, { key: "matches", num: true, fmt: L.int },
     { key: "distinct", num: true, fmt: L.int }, { key: "hosters", num: true, fmt: L.int },
     { key: "nodes", num: true, fmt: L.int },
   ]);
@@ -87,8 +176,8 @@ LIBRA.run(async function () {
   L.exportButtons(
     "countries",
     () => L.text("/v1/picture.csv", new URLSearchParams([...params, ["section", "by_country"]])),
-    () => ({ filters: picture.filters, tier: picture.tier, suppression: picture.suppression,
-      totals: picture.totals, by_country: rows }),
+    () => ({ filters: picture.filters, generated_at: picture.generated_at, tier: picture.tier,
+      suppression: picture.suppression, totals: picture.totals, by_country: rows }),
   );
   L.ready();
 });

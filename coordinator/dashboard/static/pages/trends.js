@@ -4,17 +4,32 @@ LIBRA.run(async function () {
   const L = LIBRA;
   const MAX_PERIODS = 60;
   const TOP = 8;
-  const params = L.apiFilters();
+  const resolved = await L.resolve();
+  if (resolved === null) { L.ready(); return; }
+  const params = resolved.params;
   const family = params.get("hash_family");
   const overall = await L.json("/v1/picture", params);
+  L.describe(overall, resolved);
+  Object.assign(L.csvContext, { params: params, generated_at: overall.generated_at, tier: overall.tier });
+  const hosterName = params.get("hoster");
+  if (hosterName || params.get("country") || params.get("asn")) {
+    const what = [hosterName, params.get("asn") ? "AS" + params.get("asn") : null,
+      params.get("country")].filter(Boolean).join(", ");
+    document.getElementById("trend-scope").textContent = "Trend of " + what + ".";
+    const up = document.getElementById("drill-up");
+    up.href = L.link("/dashboard/hosters", { hoster: null, asn: null });
+    up.hidden = false;
+  }
   const periods = overall.by_period.slice(-MAX_PERIODS);
   if (overall.by_period.length > MAX_PERIODS) {
     L.status("showing the last " + MAX_PERIODS + " of " + overall.by_period.length +
       " periods; narrow the dates to see earlier ones");
   }
+  const base = L.baseFilters();  // family, country, hoster, ASN: each period under the same filter
   const pictures = await Promise.all(periods.map((p) => {
-    const q = new URLSearchParams({ period_start: p.period_start, period_end: p.period_end });
-    if (family) q.set("hash_family", family);
+    const q = new URLSearchParams(base);
+    q.set("period_start", p.period_start);
+    q.set("period_end", p.period_end);
     return L.json("/v1/picture", q);
   }));
 
@@ -22,7 +37,10 @@ LIBRA.run(async function () {
   const top = (rows, keyOf) => rows.slice(0, TOP).map(keyOf);  // API rows: most matches first
   const countries = top(overall.by_country, (r) => r.country);
   const hosters = top(overall.by_hoster, hosterKey);
-  const x = periods.map((p) => L.time(p.period_start));
+  // Axis labels: dates alone when every period starts at midnight (UTC, named on the axis).
+  const midnight = periods.every((p) => L.time(p.period_start).includes(" 00:00 "));
+  const x = periods.map((p) => (midnight ? L.time(p.period_start).slice(0, 10)
+    : L.time(p.period_start).slice(0, 16)));
 
   const rows = [];  // every (period, country|hoster) value, for export
   pictures.forEach((pic, i) => {
@@ -38,8 +56,8 @@ LIBRA.run(async function () {
     }
   });
 
-  const chartCountry = L.chart(document.getElementById("chart-country"));
-  const chartHoster = L.chart(document.getElementById("chart-hoster"));
+  const chartCountry = L.chart(document.getElementById("chart-country"), { table: "trend-table" });
+  const chartHoster = L.chart(document.getElementById("chart-hoster"), { table: "trend-table" });
   const series = function (names, pick, metric) {
     return names.map((name) => ({
       name: name, type: "line", connectNulls: false, showSymbol: true,
@@ -50,19 +68,30 @@ LIBRA.run(async function () {
     }));
   };
   const metric = document.getElementById("metric");
+  const unit = { matches: "matches", distinct: "distinct image URLs (estimate)" };
+  const describe = function (el, title, names) {
+    el.setAttribute("aria-label", "Line chart: " + title + " per report period (UTC), " +
+      x.length + " periods, " + names.length + " lines" + (names.length ? ": " + names.join(", ") : "") +
+      ". Every value is in the table Values per period below.");
+  };
   const draw = function () {
     const m = metric.value;
-    const base = {
+    const opts = (title) => ({
+      aria: { enabled: true, label: { enabled: true } },
+      title: { text: title, left: 0, top: 0, textStyle: { fontSize: 14 } },
       tooltip: { trigger: "axis", valueFormatter: (v) => (v === null || v === undefined ? "—" : L.int(v)) },
-      legend: { type: "scroll", top: 0 },
-      grid: { left: 60, right: 20, top: 40, bottom: 40 },
-      xAxis: { type: "category", data: x },
-      yAxis: { type: "value", minInterval: 1 },
-    };
-    chartCountry.setOption({ ...base, series: series(countries,
+      legend: { type: "scroll", top: 24 },
+      grid: { left: 10, right: 20, top: 84, bottom: 30, containLabel: true },
+      xAxis: { type: "category", data: x, name: "period start (UTC)", nameLocation: "middle", nameGap: 30 },
+      yAxis: { type: "value", minInterval: 1, name: unit[m], axisLabel: { formatter: (v) => L.int(v) } },
+    });
+    const cap = unit[m][0].toUpperCase() + unit[m].slice(1);
+    chartCountry.setOption({ ...opts(cap + " per country"), series: series(countries,
       (pic, c) => pic.by_country.find((r) => r.country === c), m) }, true);
-    chartHoster.setOption({ ...base, series: series(hosters,
+    chartHoster.setOption({ ...opts(cap + " per hoster"), series: series(hosters,
       (pic, k) => pic.by_hoster.find((r) => hosterKey(r) === k), m) }, true);
+    describe(document.getElementById("chart-country"), unit[m] + " per country", countries);
+    describe(document.getElementById("chart-hoster"), unit[m] + " per hoster", hosters);
   };
   metric.addEventListener("change", draw);
   draw();
@@ -80,11 +109,22 @@ LIBRA.run(async function () {
     { key: "hosters_withheld", num: true, fmt: L.int },
   ]);
 
+  // The charts' text alternative: every drawn value, one row per period and line.
+  const drawn = new Set([...countries.map((c) => "country\u0000" + c), ...hosters]);
+  const valueRows = rows.filter((r) => (r.kind === "country" ? drawn.has("country\u0000" + r.country)
+    : drawn.has(hosterKey(r))));
+  L.fill(document.getElementById("trend-table"), valueRows, [
+    { key: "period_start", fmt: L.time }, { key: "kind" },
+    { key: "name", fmt: (_v, r) => (r.kind === "country" ? r.country : hosterKey(r)) },
+    { key: "matches", num: true, fmt: L.int }, { key: "distinct", num: true, fmt: L.int },
+  ]);
+
   L.exportButtons(
     "trends",
     async () => L.csv(["period_start", "period_end", "kind", "country", "hoster", "asn",
       "matches", "distinct"], rows),
-    async () => ({ tier: overall.tier, hash_family: family, periods: periodRows, rows: rows }),
+    async () => ({ tier: overall.tier, filters: overall.filters, generated_at: overall.generated_at,
+      hash_family: family, periods: periodRows, rows: rows }),
   );
   L.ready();
 });
