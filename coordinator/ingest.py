@@ -35,7 +35,7 @@ from protocol.errors import (
 )
 from protocol.freshness import check_fresh
 from protocol.keys import decode_public_key
-from protocol.models import Report, ReportAck
+from protocol.models import Report, ReportAck, ReportCell
 from protocol.strictjson import loads as strict_loads
 
 from .errors import ExpiredKey, NodeNotActive, UnknownNode
@@ -275,6 +275,17 @@ def _bulk_store(session: Session, items: Sequence[_Verified], now: datetime) -> 
     _insert_children(connection, [item.report for item in items])
 
 
+def _method_columns(cell: ReportCell) -> dict[str, int | None]:
+    """The cell's optional match methods as columns; NULL when the node did not say."""
+    m = cell.methods
+    return {
+        "m_direct": None if m is None else m.direct,
+        "m_dihedral": None if m is None else m.dihedral,
+        "m_trimmed": None if m is None else m.trimmed,
+        "m_region": None if m is None else m.region,
+    }
+
+
 def _insert_children(connection: Any, reports: Sequence[Report]) -> None:
     """Cells, removal statistics, attribution sources and the rollup queue entries: one
     executemany per table, in the report's transaction."""
@@ -289,6 +300,7 @@ def _insert_children(connection: Any, reports: Sequence[Report]) -> None:
             "matches": cell.matches,
             "distinct": cell.distinct,
             "sketch": cell.sketch,
+            **_method_columns(cell),
         }
         for report in reports
         for cell in report.cells

@@ -115,6 +115,11 @@ class CellRow(CoordinatorModel, table=True):
     matches: int = Field(sa_type=BigInteger)
     distinct: int = Field(sa_type=BigInteger)
     sketch: str | None = Field(default=None, sa_type=Text)
+    # The cell's optional `methods` (docs/protocol.md §3): all four NULL = the node did not say.
+    m_direct: int | None = Field(default=None, sa_type=BigInteger)
+    m_dihedral: int | None = Field(default=None, sa_type=BigInteger)
+    m_trimmed: int | None = Field(default=None, sa_type=BigInteger)
+    m_region: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class DenominatorRow(CoordinatorModel, table=True):
@@ -338,3 +343,11 @@ class PictureRollupRow(CoordinatorModel, table=True):
     pages_fetched: int = Field(sa_type=BigCount)
     images_hashed: int = Field(sa_type=BigCount)
     hosts_seen: int = Field(sa_type=BigCount)
+    # `matches` by how they were found; m_unspecified: cells that did not say.
+    m_direct: int = Field(default=0, sa_type=BigCount, sa_column_kwargs={"server_default": "0"})
+    m_dihedral: int = Field(default=0, sa_type=BigCount, sa_column_kwargs={"server_default": "0"})
+    m_trimmed: int = Field(default=0, sa_type=BigCount, sa_column_kwargs={"server_default": "0"})
+    m_region: int = Field(default=0, sa_type=BigCount, sa_column_kwargs={"server_default": "0"})
+    m_unspecified: int = Field(
+        default=0, sa_type=BigCount, sa_column_kwargs={"server_default": "0"}
+    )

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement, case, func
 from sqlmodel import Session, col, select
 
 from protocol.hashes import HashFamily
@@ -59,12 +59,30 @@ class Filters(_Out):
     asn: int | None = None
 
 
+# How matches were found (docs/protocol.md §3 `methods`), and "unspecified" for the matches of
+# cells whose node did not say: the five always sum to the row's matches.
+METHODS = ("direct", "dihedral", "trimmed", "region", "unspecified")
+
+
+class MethodCounts(_Out):
+    direct: int = 0
+    dihedral: int = 0
+    trimmed: int = 0
+    region: int = 0
+    unspecified: int = 0
+
+    @classmethod
+    def of(cls, counts: Sequence[int]) -> MethodCounts:
+        return cls(**dict(zip(METHODS, counts, strict=True)))
+
+
 class Totals(_Out):
     matches: int
     distinct: int
     pages_fetched: int
     images_hashed: int
     hosts_seen: int
+    by_method: MethodCounts = MethodCounts()  # added field: matches by how they were found
 
 
 class CountryRow(_Out):
@@ -72,6 +90,7 @@ class CountryRow(_Out):
     matches: int
     distinct: int
     nodes: int
+    by_method: MethodCounts = MethodCounts()  # withheld with its row (small-cell suppression)
 
 
 class HosterRow(_Out):
@@ -81,6 +100,7 @@ class HosterRow(_Out):
     matches: int
     distinct: int
     nodes: int
+    by_method: MethodCounts = MethodCounts()
 
 
 class FamilyRow(_Out):
@@ -242,6 +262,10 @@ class Aggregates:
     by_hoster: dict[tuple[str, int, str], tuple[int, int, int]] = field(default_factory=dict)
     by_family: dict[str, tuple[int, int]] = field(default_factory=dict)
     by_period: dict[tuple[datetime, datetime], tuple[int, int]] = field(default_factory=dict)
+    # Matches per method, in METHODS order: overall, per country, per (hoster, asn, country).
+    methods: list[int] = field(default_factory=lambda: [0] * len(METHODS))
+    methods_by_country: dict[str, list[int]] = field(default_factory=dict)
+    methods_by_hoster: dict[tuple[str, int, str], list[int]] = field(default_factory=dict)
 
 
 def build_picture(
@@ -295,6 +319,16 @@ def aggregate_raw(session: Session, filters: PictureFilter) -> Aggregates:
         .where(*report_where)
     ).one()
     total_matches = session.exec(cells_joined(matches)).one()  # one column: a scalar
+    # A cell's methods are all NULL or all set: its matches are "unspecified" when NULL.
+    said = col(CellRow.m_direct).is_not(None)
+    method_sums = (
+        total(col(CellRow.m_direct)),
+        total(col(CellRow.m_dihedral)),
+        total(col(CellRow.m_trimmed)),
+        total(col(CellRow.m_region)),
+        total(case((said, 0), else_=col(CellRow.matches))),
+    )
+    total_methods = session.exec(cells_joined(*method_sums)).one()
 
     country_key = (col(CellRow.country),)
     hoster_key = (col(CellRow.hoster), col(CellRow.asn), col(CellRow.country))
@@ -304,6 +338,8 @@ def aggregate_raw(session: Session, filters: PictureFilter) -> Aggregates:
     by_country = _grouped(session, cells_joined, country_key, (matches, nodes))
     by_hoster = _grouped(session, cells_joined, hoster_key, (matches, nodes))
     by_family = _grouped(session, cells_joined, family_key, (matches,))
+    methods_by_country = _grouped(session, cells_joined, country_key, method_sums)
+    methods_by_hoster = _grouped(session, cells_joined, hoster_key, method_sums)
     by_period = _grouped(session, cells_joined, period_key, (matches,))
 
     distinct = DistinctCounter()
@@ -360,6 +396,14 @@ def aggregate_raw(session: Session, filters: PictureFilter) -> Aggregates:
             (p_start, p_end): (_int(m), distinct.estimate(("period", p_start, p_end)))
             for (p_start, p_end), (m,) in by_period.items()
         },
+        methods=[_int(v) for v in total_methods],
+        methods_by_country={
+            country: [_int(v) for v in sums] for (country,), sums in methods_by_country.items()
+        },
+        methods_by_hoster={
+            (hoster, int(asn), country): [_int(v) for v in sums]
+            for (hoster, asn, country), sums in methods_by_hoster.items()
+        },
     )
 
 
@@ -382,17 +426,34 @@ def assemble(agg: Aggregates, filters: PictureFilter, now: datetime) -> Picture:
             pages_fetched=agg.pages_fetched,
             images_hashed=agg.images_hashed,
             hosts_seen=agg.hosts_seen,
+            by_method=MethodCounts.of(agg.methods),
         ),
         by_country=sorted(
             (
-                CountryRow(country=country, matches=m, distinct=d, nodes=n)
+                CountryRow(
+                    country=country,
+                    matches=m,
+                    distinct=d,
+                    nodes=n,
+                    by_method=MethodCounts.of(agg.methods_by_country.get(country, _NONE)),
+                )
                 for country, (m, n, d) in agg.by_country.items()
             ),
             key=lambda r: (-r.matches, r.country),
         ),
         by_hoster=sorted(
             (
-                HosterRow(hoster=hoster, asn=asn, country=country, matches=m, distinct=d, nodes=n)
+                HosterRow(
+                    hoster=hoster,
+                    asn=asn,
+                    country=country,
+                    matches=m,
+                    distinct=d,
+                    nodes=n,
+                    by_method=MethodCounts.of(
+                        agg.methods_by_hoster.get((hoster, asn, country), _NONE)
+                    ),
+                )
                 for (hoster, asn, country), (m, n, d) in agg.by_hoster.items()
             ),
             key=lambda r: (-r.matches, r.hoster, r.asn, r.country),
@@ -412,6 +473,9 @@ def assemble(agg: Aggregates, filters: PictureFilter, now: datetime) -> Picture:
             key=lambda r: (r.period_start, r.period_end),
         ),
     )
+
+
+_NONE = (0,) * len(METHODS)
 
 
 def _report_conditions(filters: PictureFilter) -> list[ColumnElement[bool]]:

@@ -89,7 +89,9 @@ _reports = ReportRow.__table__  # type: ignore[attr-defined]
 _denoms = DenominatorRow.__table__  # type: ignore[attr-defined]
 _cells = CellRow.__table__  # type: ignore[attr-defined]
 
-_COUNTS = ("cells", "matches", "plain_distinct", "reports")
+# Matches by how they were found (picture.METHODS order), one column each.
+_METHOD_COLUMNS = ("m_direct", "m_dihedral", "m_trimmed", "m_region", "m_unspecified")
+_COUNTS = ("cells", "matches", "plain_distinct", "reports", *_METHOD_COLUMNS)
 _DENOMS = ("pages_fetched", "images_hashed", "hosts_seen")
 
 
@@ -120,6 +122,11 @@ class Acc:
         "cells",
         "hosts_seen",
         "images_hashed",
+        "m_dihedral",
+        "m_direct",
+        "m_region",
+        "m_trimmed",
+        "m_unspecified",
         "matches",
         "nodes",
         "pages_fetched",
@@ -131,6 +138,8 @@ class Acc:
     def __init__(self) -> None:
         self.cells = self.matches = self.plain_distinct = self.reports = 0
         self.pages_fetched = self.images_hashed = self.hosts_seen = 0
+        self.m_direct = self.m_dihedral = self.m_trimmed = self.m_region = 0
+        self.m_unspecified = 0
         self.nodes = 0
         self.union: hll_union | None = None
 
@@ -151,13 +160,25 @@ class Acc:
         self.pages_fetched += other.pages_fetched
         self.images_hashed += other.images_hashed
         self.hosts_seen += other.hosts_seen
+        self.add_methods(other.method_counts())
         self.nodes |= other.nodes
         if other_sketch is not None:
             self.add_sketch(other_sketch)
 
+    def method_counts(self) -> tuple[int, int, int, int, int]:
+        return (self.m_direct, self.m_dihedral, self.m_trimmed, self.m_region, self.m_unspecified)
+
+    def add_methods(self, counts: Sequence[int]) -> None:
+        self.m_direct += counts[0]
+        self.m_dihedral += counts[1]
+        self.m_trimmed += counts[2]
+        self.m_region += counts[3]
+        self.m_unspecified += counts[4]
+
     def values(self) -> dict[str, Any]:
         result = self.result()
         return {
+            **dict(zip(_METHOD_COLUMNS, self.method_counts(), strict=True)),
             "cells": self.cells,
             "matches": self.matches,
             "plain_distinct": self.plain_distinct,
@@ -222,7 +243,12 @@ class Deltas:
         matches: int,
         distinct: int,
         sketch: hll_sketch | None,
+        methods: Sequence[int | None] = (None, None, None, None),
     ) -> None:
+        # The cell's methods, or all its matches "unspecified" when the node did not say.
+        counts = (
+            (0, 0, 0, 0, matches) if methods[0] is None else (*(int(m or 0) for m in methods), 0)
+        )
         for key in (
             (ALL, TOTAL, "", NO_ASN, ""),
             (family, TOTAL, "", NO_ASN, ""),
@@ -234,6 +260,7 @@ class Deltas:
             acc = self._acc(period, key)
             acc.cells += 1
             acc.matches += matches
+            acc.add_methods(counts)
             acc.nodes |= node_bit
             if sketch is None:
                 acc.plain_distinct += distinct
@@ -432,7 +459,17 @@ def _refresh_chunk(session: Session, chunk: int) -> int:
         for rid, (period, node_id) in reports.items():
             deltas.add_report(period, bits[node_id], denominators[rid])
         for part in _chunks(ids):
-            for rid, country, asn, hoster, family, matches, distinct, sketch in conn.execute(
+            for (
+                rid,
+                country,
+                asn,
+                hoster,
+                family,
+                matches,
+                distinct,
+                sketch,
+                *methods,
+            ) in conn.execute(
                 sa_select(
                     _cells.c.report_id,
                     _cells.c.country,
@@ -442,6 +479,7 @@ def _refresh_chunk(session: Session, chunk: int) -> int:
                     _cells.c.matches,
                     _cells.c.distinct,
                     _cells.c.sketch,
+                    *(_cells.c[name] for name in _METHOD_COLUMNS[:4]),
                 ).where(_cells.c.report_id.in_(part))
             ):
                 period, node_id = reports[rid]
@@ -457,6 +495,7 @@ def _refresh_chunk(session: Session, chunk: int) -> int:
                     sketch=None
                     if sketch is None
                     else hll_sketch.deserialize(base64.b64decode(sketch)),
+                    methods=methods,
                 )
         apply_deltas(conn, deltas)
         for part in _chunks(ids):
@@ -624,14 +663,23 @@ def _aggregate(session: Session, filters: PictureFilter) -> Aggregates:
     columns = (
         _rollups.c.dim, _rollups.c.hash_family, _rollups.c.country, _rollups.c.asn,
         _rollups.c.hoster, _text("matches"), _text("plain_distinct"), _rollups.c.sketch,
-        _rollups.c.nodes,
+        _rollups.c.nodes, *(_text(name) for name in _METHOD_COLUMNS),
     )  # fmt: skip
+    methods_country: dict[str, list[int]] = {}
+    methods_hoster: dict[tuple[str, int, str], list[int]] = {}
+
+    def add_methods(into: list[int], texts: Sequence[str]) -> None:
+        for i, text in enumerate(texts):
+            if text != "0":
+                into[i] += int(text)
+
     for part in _chunks(use):
         rows = conn.execute(sa_select(*columns).where(_rollups.c.bucket_id.in_(part), rows_wanted))
-        for dim, fam, country, asn, hoster, matches, plain_text, sketch, nodes in rows:
+        for dim, fam, country, asn, hoster, matches, plain_text, sketch, nodes, *m in rows:
             if dim == base:
                 if fam == wanted:
                     agg.matches += int(matches)
+                    add_methods(agg.methods, m)
                     add_distinct(("total",), sketch, plain_text)
                 if fam != ALL:
                     families[fam] = families.get(fam, 0) + int(matches)
@@ -646,6 +694,7 @@ def _aggregate(session: Session, filters: PictureFilter) -> Aggregates:
                 entry[0] += int(matches)
                 entry[1] |= int.from_bytes(nodes, "little")
                 add_distinct(("hoster", *key), sketch, plain_text)
+                add_methods(methods_hoster.setdefault(key, [0] * len(m)), m)
             if dim == COUNTRY or (dim == HOSTER and base == HOSTER):
                 entry = countries.get(country)
                 if entry is None:
@@ -653,6 +702,7 @@ def _aggregate(session: Session, filters: PictureFilter) -> Aggregates:
                 entry[0] += int(matches)
                 entry[1] |= int.from_bytes(nodes, "little")
                 add_distinct(("country", country), sketch, plain_text)
+                add_methods(methods_country.setdefault(country, [0] * len(m)), m)
 
     agg.nodes = all_nodes.bit_count()
     agg.distinct = estimate(("total",))
@@ -664,6 +714,8 @@ def _aggregate(session: Session, filters: PictureFilter) -> Aggregates:
         key: (m, bits.bit_count(), estimate(("hoster", *key))) for key, (m, bits) in hosters.items()
     }
     agg.by_family = {f: (m, estimate(("family", f))) for f, m in families.items()}
+    agg.methods_by_country = methods_country
+    agg.methods_by_hoster = methods_hoster
 
     periods: dict[tuple[datetime, datetime], int] = {}
     for part in _chunks(period_ids):

@@ -7,8 +7,9 @@ report it receives (several reports of one node for one period are summed, not r
 Cells group those cycles' sightings by (country, ASN, hoster, hash family): ``matches`` =
 number of sightings, ``distinct`` = distinct final image URLs, ``sketch`` = a DataSketches HLL
 (lg_k 12, HLL_8, compact) over hex(HMAC-SHA256(federation key, final URL)), so the coordinator
-can count distinct URLs across nodes without learning them. Denominators come from the same
-cycles.
+can count distinct URLs across nodes without learning them; ``methods`` = those same sightings
+counted by how they were found (direct, dihedral, trimmed, region), so it sums to ``matches``.
+Denominators come from the same cycles.
 
 The sequence number is taken from node state, the cycles are marked reported and the signed
 envelope is written to the outbox in one transaction: a crash can never leave a used sequence
@@ -36,9 +37,18 @@ from protocol.canonical import canonical_json
 from protocol.dsse import sign
 from protocol.hashes import HashFamily
 from protocol.keys import NodeKey
-from protocol.models import Denominators, Period, Report, ReportCell, new_report_id, utcnow
+from protocol.models import (
+    Denominators,
+    MatchMethods,
+    Period,
+    Report,
+    ReportCell,
+    new_report_id,
+    utcnow,
+)
 
 from .attribution_snapshot import sources_for_cycles
+from .matcher import Method
 from .models import RUNNING, CrawlCycle, HostPages, NodeState, OutboxItem, Sighting
 from .notices.stats import mark_reported, removals_for_period  # issue 7
 
@@ -71,6 +81,7 @@ def period_containing(moment: datetime, length: Literal["day", "hour"]) -> Perio
 class _CellAcc:
     matches: int = 0
     urls: set[str] = field(default_factory=set)
+    methods: dict[str, int] = field(default_factory=lambda: {m.value: 0 for m in Method})
 
 
 def unreported_cycles(session: Session, period: Period) -> list[int]:
@@ -95,12 +106,15 @@ def build_cells(session: Session, cycle_ids: list[int], federation_key: bytes) -
                 col(Sighting.hoster),
                 col(Sighting.family),
                 col(Sighting.final_url),
+                col(Sighting.method),
             ).where(col(Sighting.cycle_id).in_(cycle_ids))
         )
-        for country, asn, hoster, family, final_url in rows:
+        for country, asn, hoster, family, final_url, method in rows:
             acc = groups.setdefault((country, asn, hoster, family), _CellAcc())
             acc.matches += 1
             acc.urls.add(final_url)
+            # Method() refuses a value the protocol has no key for, rather than miscount.
+            acc.methods[Method(method).value] += 1
     return [
         ReportCell(
             country=country,
@@ -110,6 +124,7 @@ def build_cells(session: Session, cycle_ids: list[int], federation_key: bytes) -
             matches=acc.matches,
             distinct=len(acc.urls),
             sketch=make_sketch(federation_key, sorted(acc.urls)),
+            methods=MatchMethods(**acc.methods),
         )
         for (country, asn, hoster, family), acc in sorted(groups.items())
     ]

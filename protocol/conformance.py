@@ -34,6 +34,7 @@ from .testvector import (
     BATCH_PATH,
     KEY_ROTATION_PATH,
     NEGATIVE_DIR,
+    VECTOR_METHODS_PATH,
     VECTOR_NODE_ID,
     VECTOR_NOW,
     VECTOR_PATH,
@@ -306,6 +307,12 @@ class CoordinatorRun:
             )
             self.positive(
                 "report-v1-sketch", accepted, _load(vectors / VECTOR_SKETCH_PATH.name), "accepted"
+            )
+            self.positive(
+                "report-v1-methods",
+                accepted,
+                _load(vectors / VECTOR_METHODS_PATH.name),
+                "accepted",
             )
             phase(reports, "after_reports", accepted)
             phase(rotations, "active", rotating)

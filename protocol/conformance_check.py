@@ -4,7 +4,7 @@ Written from docs/protocol.md, independently of the coordinator's ingest code, s
 disagree with it: strict JSON (no duplicate keys, depth <= 32, no NaN), canonical base64,
 RFC 8785 envelope and payload bytes, the signature, and the payload schema with the rules a
 receiver enforces (exact timestamps, strict integers, period bounds, distinct <= matches,
-sketch shape and consistency).
+methods summing to matches, sketch shape and consistency).
 """
 
 from __future__ import annotations
@@ -238,6 +238,19 @@ def _decode(probes: list[dict[str, Any]]) -> None:
             raise CheckFailed(verdict[0], f"{probe['where']}: {verdict[1]}")
 
 
+METHODS = {"direct", "dihedral", "trimmed", "region"}
+
+
+def _check_methods(methods: Any, matches: int, where: str) -> None:
+    """The optional cell member (§3): absent or null, or all four counts summing to matches."""
+    if methods is None:
+        return
+    _members(methods, where, METHODS)
+    total = sum(_int(methods[name], f"{where}.{name}") for name in sorted(METHODS))
+    if total != matches:
+        raise CheckFailed("malformed_payload", f"{where} must sum to matches")
+
+
 def check_report(data: dict[str, Any], keyid: str) -> None:
     bad = "malformed_payload"
     if data.get("protocol_version") != 1 or isinstance(data.get("protocol_version"), bool):
@@ -287,7 +300,7 @@ def check_report(data: dict[str, Any], keyid: str) -> None:
             cell,
             where,
             {"country", "asn", "hoster", "hash_family", "matches", "distinct"},
-            {"sketch"},
+            {"sketch", "methods"},
         )
         _text(cell["country"], f"{where}.country", r"^[A-Z]{2}$", 2)
         _int(cell["asn"], f"{where}.asn", 0, 2**32 - 1)
@@ -298,6 +311,7 @@ def check_report(data: dict[str, Any], keyid: str) -> None:
         distinct = _int(cell["distinct"], f"{where}.distinct")
         if distinct > matches:
             raise CheckFailed(bad, f"{where}: distinct exceeds matches")
+        _check_methods(cell.get("methods"), matches, f"{where}.methods")
         identity = (cell["country"], cell["asn"], cell["hoster"], cell["hash_family"])
         if identity in seen:
             raise CheckFailed(bad, f"{where} repeats a (country, asn, hoster, hash_family)")

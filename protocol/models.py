@@ -169,6 +169,19 @@ def check_period(period: Period, created_at: datetime) -> None:
         raise BadPeriod("period starts more than 400 days before the report's created_at")
 
 
+class MatchMethods(_Strict):
+    """A cell's matches counted by how they were found (issue 18, docs/robust-matching.md):
+    all four required, summing to the cell's ``matches``."""
+
+    direct: StrictInt = Field(ge=0, le=MAX_COUNT)
+    dihedral: StrictInt = Field(ge=0, le=MAX_COUNT)
+    trimmed: StrictInt = Field(ge=0, le=MAX_COUNT)
+    region: StrictInt = Field(ge=0, le=MAX_COUNT)
+
+    def total(self) -> int:
+        return self.direct + self.dihedral + self.trimmed + self.region
+
+
 class ReportCell(_Strict):
     """Counts for one (country, ASN, hoster, hash family) in one period."""
 
@@ -182,12 +195,18 @@ class ReportCell(_Strict):
     # Base64 Apache DataSketches HLL over HMAC(federation key, item): mergeable across nodes
     # without revealing items to the coordinator.
     sketch: str | None = Field(default=None, max_length=65536)
+    # Optional (added within version 1): absent or null = the node did not say; left out of
+    # the signed payload when absent, so older cells keep their bytes.
+    methods: MatchMethods | None = None
 
     @model_validator(mode="after")
     def _distinct_within_matches(self) -> ReportCell:
         # Each distinct URL was sighted at least once.
         if self.distinct > self.matches:
             raise ValueError("distinct must not exceed matches")
+        # Every sighting was found one way: the breakdown is of exactly these matches.
+        if self.methods is not None and self.methods.total() != self.matches:
+            raise ValueError("methods must sum to matches")
         return self
 
 
@@ -281,6 +300,9 @@ class Report(_Strict):
         for name in _OPTIONAL_WHEN_EMPTY:
             if not data[name]:
                 del data[name]
+        for cell in data["cells"]:
+            if cell["methods"] is None:  # optional cell member: absent, not null
+                del cell["methods"]
         return canonical_json(data)
 
     @classmethod

@@ -31,6 +31,7 @@ from .models import (
     Denominators,
     HosterRemovals,
     KeyRotation,
+    MatchMethods,
     Period,
     Report,
     ReportCell,
@@ -44,6 +45,8 @@ VECTOR_PATH = VECTORS_DIR / "report-v1.json"
 VECTOR_REMOVALS_PATH = VECTORS_DIR / "report-v1-removals.json"
 # A report whose cells carry HLL sketches, with the items that went into them.
 VECTOR_SKETCH_PATH = VECTORS_DIR / "report-v1-sketch.json"
+# A report whose cells count their matches by how they were found (the optional `methods`).
+VECTOR_METHODS_PATH = VECTORS_DIR / "report-v1-methods.json"
 KEY_ROTATION_PATH = VECTORS_DIR / "key-rotation-v1.json"
 BATCH_PATH = VECTORS_DIR / "batch-v1.json"
 ENROLL_PATH = VECTORS_DIR / "enroll-v1.json"
@@ -150,6 +153,26 @@ def vector_report_with_removals(removal_sketch: str) -> Report:
                     p90_seconds=200000,
                     removal_sketch=removal_sketch,
                 )
+            ],
+        }
+    )
+
+
+def vector_report_with_methods() -> Report:
+    """The vector report with each cell's matches broken down by method (issue 18)."""
+    report = vector_report()
+    pdq, md5 = report.cells
+    return report.model_copy(
+        update={
+            "report_id": "0f1e2d3c4b5a69780f1e2d3c4b5a6978",
+            "sequence": 4,
+            "cells": [
+                pdq.model_copy(
+                    update={"methods": MatchMethods(direct=1, dihedral=1, trimmed=1, region=0)}
+                ),
+                md5.model_copy(
+                    update={"methods": MatchMethods(direct=1, dihedral=0, trimmed=0, region=0)}
+                ),
             ],
         }
     )
@@ -466,6 +489,7 @@ def positive_vectors() -> dict[Path, dict[str, Any]]:
         VECTOR_PATH: build_vector(),
         VECTOR_REMOVALS_PATH: build_removals_vector(),
         VECTOR_SKETCH_PATH: build_sketch_vector(),
+        VECTOR_METHODS_PATH: build_vector(vector_report_with_methods()),
         KEY_ROTATION_PATH: build_rotation_vector(),
         BATCH_PATH: build_batch_vector(),
         ENROLL_PATH: build_enroll_vector(),

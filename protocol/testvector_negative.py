@@ -921,12 +921,46 @@ def _enroll_cases() -> list[dict[str, Any]]:
     ]
 
 
+def _methods_cases(b: _Builder) -> None:
+    """The optional cell member ``methods`` (§3): four keys, strict ints, sum == matches."""
+    bad = _expected(422, "malformed_payload")
+    for name, description, methods in (
+        (
+            "payload-methods-sum-not-matches",
+            "methods sum to 2, matches is 3",
+            {"direct": 1, "dihedral": 1, "trimmed": 0, "region": 0},
+        ),
+        (
+            "payload-methods-missing-key",
+            "methods lacks region",
+            {"direct": 3, "dihedral": 0, "trimmed": 0},
+        ),
+        (
+            "payload-methods-bool",
+            "methods.direct is true (the others sum to 2)",
+            {"direct": True, "dihedral": 2, "trimmed": 0, "region": 0},
+        ),
+        (
+            "payload-methods-unknown-key",
+            'methods holds "crop"',
+            {"direct": 3, "dihedral": 0, "trimmed": 0, "region": 0, "crop": 0},
+        ),
+        (
+            "payload-methods-negative",
+            "methods.dihedral is -1 (sum still 3)",
+            {"direct": 4, "dihedral": -1, "trimmed": 0, "region": 0},
+        ),
+    ):
+        b.add(name, description, bad, _jcs(b.report(name, _set_cell("methods", methods))))
+
+
 def negative_vectors() -> dict[Path, dict[str, Any]]:
     b = _Builder()
     _envelope_cases(b)
     _payload_cases(b)
     _stateful_cases(b)
     b.cases.extend(_batch_cases(b))
+    _methods_cases(b)  # added last: the cases before keep their sequences and bytes
     return {
         NEGATIVE_DIR / "reports-v1.json": _suite(
             "Requests to POST /v1/reports and /v1/reports/batch that must be refused, each with "

@@ -26,6 +26,7 @@ from protocol.models import (
     AttributionSource,
     Denominators,
     HosterRemovals,
+    MatchMethods,
     Period,
     Report,
     ReportCell,
@@ -56,6 +57,7 @@ def cell(
     matches: int = 3,
     distinct: int = 2,
     sketch: str | None = None,
+    methods: MatchMethods | None = None,
 ) -> ReportCell:
     return ReportCell(
         country=country,
@@ -65,6 +67,7 @@ def cell(
         matches=matches,
         distinct=distinct,
         sketch=sketch,
+        methods=methods,
     )
 
 

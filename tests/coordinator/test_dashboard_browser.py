@@ -36,6 +36,7 @@ from coordinator.config import CoordinatorSettings
 from coordinator.db import create_schema, make_engine, new_session
 from coordinator.membership import create_invitation, enroll
 from protocol.keys import NodeKey
+from protocol.models import MatchMethods
 
 from .conftest import NOW
 from .helpers import (
@@ -71,7 +72,15 @@ EVIL_HOSTER = '<img src=x onerror="document.body.dataset.pwned=1">'
 REPORTS: list[tuple[int, str, Any, list[Any]]] = [
     (1, "node-a", DAY_START, [
         cell(country="DE", hoster="Hoster A", asn=64501, matches=10, distinct=6),
-        cell(country="NL", hoster="Hoster N", asn=64600, matches=6, distinct=4),
+        cell(
+            country="NL",
+            hoster="Hoster N",
+            asn=64600,
+            matches=6,
+            distinct=4,
+            # Issue 18: 3 of 6 found disguised; node-b's 9 matches there do not say.
+            methods=MatchMethods(direct=3, dihedral=2, trimmed=0, region=1),
+        ),
         cell(country="US", hoster="Tiny", asn=64999, matches=1, distinct=1),
     ]),
     (2, "node-b", DAY_START, [
@@ -505,6 +514,9 @@ def test_hosters_filters_and_export(page: tuple[Any, Watch], live: Live) -> None
     assert hoster_n["p90_seconds"] == f"{noticed['p90_seconds'] / 86400:.1f} d"
     others = [r for r in shown if r["hoster"] != "Hoster N"]
     assert {r["median_seconds"] for r in others} == {r["notices_sent"] for r in others} == {"—"}
+    # Found disguised: dihedral + region of the matches whose node said (3 of 6); — elsewhere.
+    assert hoster_n["disguised"] == "50.0%"
+    assert {r["disguised"] for r in others} == {"—"}
     asns = {number(r["asn"]): number(r["matches"]) for r in table(tab, "#asn-table")}
     assert asns == {h["asn"]: h["matches"] for h in api["by_hoster"]}
 
@@ -513,6 +525,13 @@ def test_hosters_filters_and_export(page: tuple[Any, Watch], live: Live) -> None
     comments, body = csv_body(text)
     rows = list(csv.DictReader(io.StringIO(body)))
     assert float(next(r for r in rows if r["hoster"] == "Hoster N")["share_removed_24h"]) == 0.5
+    found_n = next(r for r in rows if r["hoster"] == "Hoster N")
+    assert [found_n[f"found_{m}"] for m in ("direct", "dihedral", "region", "unspecified")] == [
+        "3",
+        "2",
+        "1",
+        "9",
+    ]
     assert [(r["hoster"], int(r["matches"])) for r in rows] == [
         ("'" + h["hoster"] if h["hoster"].startswith("=") else h["hoster"], h["matches"])
         for h in api["by_hoster"]

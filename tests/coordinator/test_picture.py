@@ -50,8 +50,12 @@ def test_empty_picture(engine: Engine) -> None:
         "pages_fetched": 0,
         "images_hashed": 0,
         "hosts_seen": 0,
+        "by_method": {"direct": 0, "dihedral": 0, "trimmed": 0, "region": 0, "unspecified": 0},
     }
-    assert pic.by_country == pic.by_hoster == pic.by_family == pic.by_period == []
+    assert not (pic.by_country or pic.by_hoster or pic.by_family or pic.by_period)
+
+
+UNSPECIFIED_160 = {"direct": 0, "dihedral": 0, "trimmed": 0, "region": 0, "unspecified": 160}
 
 
 def test_overlapping_sketches_give_true_union(
@@ -100,7 +104,20 @@ def test_overlapping_sketches_give_true_union(
     assert pic.totals.matches == 160
     assert pic.totals.distinct == 100  # not 120: the overlap counts once
     assert [r.model_dump() for r in pic.by_country] == [
-        {"country": "NL", "matches": 160, "distinct": 100, "nodes": 2}
+        {
+            "country": "NL",
+            "matches": 160,
+            "distinct": 100,
+            "nodes": 2,
+            # Reports without `methods`: all their matches are "unspecified".
+            "by_method": {
+                "direct": 0,
+                "dihedral": 0,
+                "trimmed": 0,
+                "region": 0,
+                "unspecified": 160,
+            },
+        }
     ]
     assert [r.model_dump() for r in pic.by_hoster] == [
         {
@@ -110,6 +127,13 @@ def test_overlapping_sketches_give_true_union(
             "matches": 160,
             "distinct": 100,
             "nodes": 2,
+            "by_method": {
+                "direct": 0,
+                "dihedral": 0,
+                "trimmed": 0,
+                "region": 0,
+                "unspecified": 160,
+            },
         }
     ]
     assert [(r.hash_family, r.matches, r.distinct) for r in pic.by_family] == [
@@ -174,6 +198,7 @@ def test_group_sums_nodes_and_ordering(nodes: Engine, key_a: NodeKey, key_b: Nod
         "pages_fetched": 150,
         "images_hashed": 1200,
         "hosts_seen": 15,
+        "by_method": {"direct": 0, "dihedral": 0, "trimmed": 0, "region": 0, "unspecified": 33},
     }
     # Ties on matches (DE 12, US 12) fall back to the country code.
     assert [(r.country, r.matches, r.distinct, r.nodes) for r in pic.by_country] == [

@@ -78,6 +78,7 @@ class FakeCell:
     matches: int
     distinct: int
     items: tuple[int, ...] | None  # None: no sketch
+    methods: tuple[int, int, int, int] | None = None  # None: the node did not say
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ cells_st = st.builds(
             lambda seed: tuple((seed * 7919 + i * 104_729) % 3000 for i in range(n))
         )
     ),
+    methods=st.none() | st.tuples(*(st.integers(0, 20) for _ in range(4))),
 )
 
 
@@ -188,7 +190,9 @@ def _store(engine: Engine, reports: Sequence[FakeReport]) -> None:
                     insert(CellRow),
                     [{"report_id": rid, "country": c.country, "asn": c.asn, "hoster": c.hoster,
                       "hash_family": c.family, "matches": c.matches, "distinct": c.distinct,
-                      "sketch": None if c.items is None else _sketch(c.items)}
+                      "sketch": None if c.items is None else _sketch(c.items),
+                      **dict(zip(("m_direct", "m_dihedral", "m_trimmed", "m_region"),
+                                 c.methods or (None,) * 4, strict=True))}
                      for c in report.cells],
                 )  # fmt: skip
             conn.execute(insert(RollupQueueRow), [{"report_id": rid}])

@@ -55,6 +55,8 @@ def add_cycle(
     pages: dict[str, int] | None = None,
     images: int = 10,
     status: str = "done",
+    methods: list[str] | None = None,  # per sighting; default "direct"
+    seen_after: timedelta = timedelta(minutes=1),
 ) -> int:
     with Session(engine) as session, session.begin():
         existing = session.exec(select(ListEntry.id)).first()
@@ -85,7 +87,8 @@ def add_cycle(
                     family=family,
                     entry_id=entry_id,
                     distance=0,
-                    seen_at=started + timedelta(minutes=1),
+                    method=methods[n] if methods else "direct",
+                    seen_at=started + seen_after,
                 )
             )
         return cycle.id
@@ -142,6 +145,55 @@ def test_cells_and_denominators(engine: Engine) -> None:
     # hosts: a.test and b.test (c.test had no fetched page); the running cycle is not counted.
     assert (d.pages_fetched, d.images_hashed, d.hosts_seen) == (9, 27, 2)
     assert report.node_id == "node-a" and report.key_id == key.key_id and report.period == DAY
+
+
+def test_cells_count_matches_by_method_from_the_reported_cycles(engine: Engine) -> None:
+    key = NodeKey.generate()
+    a, b = ("DE", 64500, "Hoster A", "pdq"), ("NL", 64501, "Hoster B", "pdq")
+    add_cycle(
+        engine,
+        T0,
+        [("http://a.test/1.png", *a), ("http://a.test/2.png", *a), ("http://b.test/1.png", *b)],
+        methods=["dihedral", "trimmed", "region"],
+    )
+    # Started in the period, sighted after it ended: still this report's (cycles, not seen_at).
+    add_cycle(
+        engine,
+        DAY.end - timedelta(minutes=2),
+        [("http://a.test/3.png", *a), ("http://a.test/4.png", *a)],
+        methods=["direct", "dihedral"],
+        seen_after=timedelta(minutes=5),
+    )
+    # Sighted in the period, but its cycle started the day before: not this report's.
+    add_cycle(
+        engine,
+        DAY.start - timedelta(minutes=2),
+        [("http://a.test/5.png", *a)],
+        methods=["region"],
+        seen_after=timedelta(minutes=5),
+    )
+    report = queue_report(
+        engine, node_id="node-a", key=key, federation_key=FED_KEY, period=DAY
+    ).report
+    got = {c.hoster: c for c in report.cells}
+    assert got["Hoster A"].methods is not None and got["Hoster B"].methods is not None
+    assert got["Hoster A"].methods.model_dump() == {
+        "direct": 1,
+        "dihedral": 2,
+        "trimmed": 1,
+        "region": 0,
+    }
+    assert got["Hoster B"].methods.model_dump() == {
+        "direct": 0,
+        "dihedral": 0,
+        "trimmed": 0,
+        "region": 1,
+    }
+    for cell in report.cells:
+        assert cell.methods is not None and cell.methods.total() == cell.matches
+    # The breakdown travels in the signed payload.
+    cells = json.loads(report.to_payload())["cells"]
+    assert [c["methods"]["dihedral"] for c in cells] == [2, 0]
 
 
 def test_signed_envelope_verifies_and_matches_outbox(engine: Engine) -> None:

@@ -4,7 +4,6 @@ was found, and the node counts sightings by method per report cell."""
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -19,9 +18,9 @@ from node.crawler import ImageFound, PageFailed, PageFetched
 from node.dispatch import AnalyzeFailure
 from node.index import persist
 from node.lists import ImportedRecord, import_records
-from node.match_methods import methods_by_cell
 from node.matcher import Match, MatchIndex, Method
-from node.models import Sighting
+from node.models import CrawlCycle, Sighting
+from node.reporter import build_cells
 from protocol.hashes import HashFamily
 from protocol.models import HashResult
 from tests.node.conftest import flip_bits, hash_result, image_hashes, rand_hex, write_geoip
@@ -132,7 +131,6 @@ async def test_cycle_records_the_method_and_counts_by_cell(engine: Engine, tmp_p
         *(ImageFound(url, "http://a.test/", "a.test") for url in answers),
     ]
     country_db, asn_db = write_geoip(tmp_path)
-    before = datetime.now(UTC) - timedelta(seconds=1)
     with Attributor(country_db, asn_db) as attributor:
         summary = await cycle.run(
             engine=engine,
@@ -152,13 +150,17 @@ async def test_cycle_records_the_method_and_counts_by_cell(engine: Engine, tmp_p
         "http://a.test/f.png": "trimmed",
         "http://a.test/p.png": "direct",
     }
-    counts = methods_by_cell(engine, before, datetime.now(UTC) + timedelta(seconds=1))
+    with Session(engine) as session:
+        cycle_ids = [c for c in session.exec(select(CrawlCycle.id)).all() if c is not None]
+        cells = build_cells(session, cycle_ids, bytes(32))
+    counts = {
+        (c.country, c.asn, c.hoster, c.hash_family.value): c.methods and c.methods.model_dump()
+        for c in cells
+    }
     assert counts == {
         ("DE", 64500, "Hoster A", "pdq"): {"direct": 0, "dihedral": 1, "trimmed": 1, "region": 0},
         ("NL", 64501, "Hoster B", "pdq"): {"direct": 1, "dihedral": 0, "trimmed": 0, "region": 0},
     }
-    # Outside the period: nothing.
-    assert methods_by_cell(engine, before - timedelta(days=2), before) == {}
 
 
 def test_dihedral_matching_is_on_by_default() -> None:

@@ -25,6 +25,7 @@ from protocol.testvector import (
     ENROLL_PATH,
     FEDERATION_KEY_PATH,
     KEY_ROTATION_PATH,
+    VECTOR_METHODS_PATH,
     VECTOR_PATH,
     VECTOR_REMOVALS_PATH,
     VECTOR_SKETCH_PATH,
@@ -57,7 +58,9 @@ def test_vector_generation_is_deterministic() -> None:
     }
 
 
-@pytest.mark.parametrize("path", [VECTOR_PATH, VECTOR_REMOVALS_PATH, VECTOR_SKETCH_PATH])
+@pytest.mark.parametrize(
+    "path", [VECTOR_PATH, VECTOR_REMOVALS_PATH, VECTOR_SKETCH_PATH, VECTOR_METHODS_PATH]
+)
 def test_report_vectors_verify_from_the_file_alone(path: Path) -> None:
     vector = _load(path)
     public = decode_public_key(vector["public_key_b64"])
@@ -94,6 +97,14 @@ def test_removals_vector_sketch_holds_the_listed_seconds() -> None:
 def test_optional_members_are_absent_from_the_payload_when_empty() -> None:
     payload = json.loads(_load(VECTOR_PATH)["payload_utf8"])
     assert "removals" not in payload and "attribution_sources" not in payload
+    assert all("methods" not in cell for cell in payload["cells"])
+
+
+def test_methods_vector_breaks_each_cell_down() -> None:
+    report = Report.from_payload(_load(VECTOR_METHODS_PATH)["payload_utf8"].encode())
+    for cell in report.cells:
+        assert cell.methods is not None and cell.methods.total() == cell.matches
+    assert report.cells[0].methods is not None and report.cells[0].methods.trimmed == 1
 
 
 def test_sketch_vector_rebuilds_from_the_listed_urls() -> None:

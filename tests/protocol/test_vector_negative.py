@@ -113,7 +113,12 @@ def test_offline_check_finds_the_named_defect(case: dict[str, Any]) -> None:
 
 def test_offline_check_passes_the_positive_vectors() -> None:
     public = VerifyKey(bytes(vector_keys()["current"].verify_key))
-    for name in ("report-v1.json", "report-v1-removals.json", "report-v1-sketch.json"):
+    for name in (
+        "report-v1.json",
+        "report-v1-removals.json",
+        "report-v1-sketch.json",
+        "report-v1-methods.json",
+    ):
         vector = json.loads((VECTOR_PATH.parent / name).read_text())
         found = check_body(vector["envelope_canonical"].encode(), public)
         assert found.ok and not found.skipped, (name, found.failed)

@@ -35,11 +35,22 @@ LIBRA.run(async function () {
         (removals.suppressed ? " " + removals.suppressed + " rows withheld by suppression." : "")
       : "No node reports removals for this selection (— in the table).";
   }
+  // Found by: the share of matches found disguised (mirrored/rotated, framed, cropped) among
+  // those whose node said how it found them; null (—) when no node said.
+  const disguisedShare = (m) => {
+    if (!m) return null;
+    const said = m.direct + m.dihedral + m.trimmed + m.region;
+    return said ? (m.dihedral + m.trimmed + m.region) / said : null;
+  };
   const rows = picture.by_hoster.map((h) => {
     const r = removalOf[h.hoster + "\u0000" + h.asn + "\u0000" + h.country] || {};
+    const m = h.by_method || null;
     return {
       hoster: h.hoster, asn: h.asn, country: h.country, matches: h.matches,
-      distinct: h.distinct, nodes: h.nodes,
+      distinct: h.distinct, nodes: h.nodes, disguised: disguisedShare(m),
+      found_direct: m ? m.direct : null, found_dihedral: m ? m.dihedral : null,
+      found_trimmed: m ? m.trimmed : null, found_region: m ? m.region : null,
+      found_unspecified: m ? m.unspecified : null,
       notices_sent: r.notices_sent ?? null, share_removed_24h: r.share_removed_24h ?? null,
       share_removed_72h: r.share_removed_72h ?? null, median_seconds: r.median_seconds ?? null,
       p90_seconds: r.p90_seconds ?? null,
@@ -51,7 +62,8 @@ LIBRA.run(async function () {
     { key: "hoster", link: trendOf }, { key: "asn", num: true },
     { key: "country", link: (r) => L.link("/dashboard/hosters", { country: r.country }) },
     { key: "matches", num: true, fmt: L.int }, { key: "distinct", num: true, fmt: L.int },
-    { key: "nodes", num: true, fmt: L.int }, { key: "notices_sent", num: true, fmt: L.int },
+    { key: "nodes", num: true, fmt: L.int }, { key: "disguised", num: true, fmt: L.share },
+    { key: "notices_sent", num: true, fmt: L.int },
     { key: "share_removed_24h", num: true, fmt: L.share },
     { key: "share_removed_72h", num: true, fmt: L.share },
     { key: "median_seconds", num: true, fmt: L.duration },
@@ -99,7 +111,9 @@ LIBRA.run(async function () {
   });
   document.getElementById("suppression").textContent = L.suppressionText(picture, [["by_hoster", "hosters"]]);
 
-  const hosterColumns = ["hoster", "asn", "country", "matches", "distinct", "nodes", "notices_sent",
+  const hosterColumns = ["hoster", "asn", "country", "matches", "distinct", "nodes", "disguised",
+    "found_direct", "found_dihedral", "found_trimmed", "found_region", "found_unspecified",
+    "notices_sent",
     "share_removed_24h", "share_removed_72h", "median_seconds", "p90_seconds"];
   L.exportButtons("hosters", async () => L.csv(hosterColumns, rows),
     async () => ({ filters: picture.filters, generated_at: picture.generated_at, tier: picture.tier, suppression: picture.suppression,
