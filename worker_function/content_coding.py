@@ -106,12 +106,14 @@ class _Brotli:
 
     def pull(self, limit: int) -> bytes:
         try:
-            if not self._decoder.can_accept_more_data():
-                # Output is still buffered inside: drain it before feeding more input.
-                return bytes(self._decoder.process(b"", output_buffer_limit=limit))
-            if not self._pending or self._decoder.is_finished():
+            if self._decoder.is_finished():
                 return b""
-            data, self._pending = self._pending, b""
+            data = b""
+            if self._pending and self._decoder.can_accept_more_data():
+                data, self._pending = self._pending, b""
+            # Without new input too: a call that hit its output limit can leave decoded output
+            # behind although can_accept_more_data() says True (brotli 1.2), so always ask;
+            # an empty answer means the decoder needs more input.
             return bytes(self._decoder.process(data, output_buffer_limit=limit))
         except _brotli.error:
             raise ContentDecodingFailed(_INVALID) from None
