@@ -81,7 +81,8 @@ def write_private_key(path: Path, text: str) -> None:
     replaced, FileExistsError); a failed write leaves no partial key behind."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
+        # The operator's request key (a command run by hand, never the serving function).
+        with os.fdopen(fd, "w", encoding="ascii") as handle:  # disk-guard: key, no image
             handle.write(text + "\n")
             handle.flush()
             os.fsync(handle.fileno())

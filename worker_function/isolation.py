@@ -56,6 +56,12 @@ class WorkerLimits:
     wall_seconds: float = 15.0  # the worker is killed after this long on one image
 
 
+# Audit events that change the file system: refused in decode workers.
+_WRITE_EVENTS = frozenset(
+    {"os.remove", "os.rename", "os.mkdir", "tempfile.mkstemp", "tempfile.mkdtemp"}  # disk-guard
+)
+
+
 def _refuse_writes(event: str, args: tuple[object, ...]) -> None:
     # Second line of defence after RLIMIT_FSIZE: no decoder may even open a file for writing.
     if event == "open":
@@ -64,7 +70,7 @@ def _refuse_writes(event: str, args: tuple[object, ...]) -> None:
             isinstance(flags, int) and flags & _WRITE_FLAGS
         ):
             raise PermissionError("decode workers never write files")
-    elif event in {"os.remove", "os.rename", "os.mkdir", "tempfile.mkstemp", "tempfile.mkdtemp"}:
+    elif event in _WRITE_EVENTS:
         raise PermissionError("decode workers never write files")
 
 
