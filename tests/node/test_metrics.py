@@ -175,7 +175,7 @@ def test_settings_validate_metrics_listen() -> None:
     assert settings.telemetry.metrics_listen == "127.0.0.1:9464"
     assert NodeSettings(**base).telemetry.metrics_listen is None  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        NodeSettings(**base, telemetry={"metrics_listen": "http://x:1/"})  # type: ignore[arg-type]
+        NodeSettings(**base, telemetry={"metrics_listen": "http://x.test:1/"})  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         NodeSettings(**base, telemetry={"tracing": "jaeger"})  # type: ignore[arg-type]
 
