@@ -34,11 +34,13 @@ from protocol.models import AttributionSource, ReportAck, UtcDatetime, utcnow
 from protocol.strictjson import StrictJsonError, loads
 
 from . import metrics, openapi, telemetry
+from .api_flows import flows_router
 from .api_invitations import invitations_router
 from .api_members import members_router
 from .api_removals import removals_router
 from .auth import Principal, Scope
 from .config import CoordinatorSettings
+from .coverage import coverage_router
 from .dashboard import install_dashboard
 from .db import create_schema, make_engine, new_session
 from .deps import FilterDep, NodesQ, PrincipalDep, SessionDep, as_utc
@@ -509,6 +511,8 @@ def create_app(
 
     app.include_router(members_router(settings, clock))
     app.include_router(removals_router(settings, clock))
+    app.include_router(coverage_router(settings, clock, write_lock))
+    app.include_router(flows_router(settings, clock))
     app.include_router(invitations_router(clock))
     install_dashboard(app)
 

@@ -13,39 +13,16 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from sqlmodel import Session, col, select
 
 from . import audit
 from .errors import Forbidden, TokenError, Unauthenticated
 from .models import ApiTokenRow
+from .roles import ROLE_SCOPES, Role, Scope
 
+__all__ = ["ROLE_SCOPES", "Role", "Scope"]  # re-exported: callers import them from here too
 
-class Role(StrEnum):
-    ADMIN = "admin"
-    NODE = "node"
-    VIEWER = "viewer"
-    AUDITOR = "auditor"
-
-
-class Scope(StrEnum):
-    PICTURE_READ = "picture:read"  # aggregates (suppressed small cells for viewers)
-    PICTURE_DETAIL = "picture:detail"  # unsuppressed picture and per-node breakdown
-    NODES_READ = "nodes:read"
-    AUDIT_READ = "audit:read"
-    MEMBERS_WRITE = "members:write"  # invitations, approval, rotation, revocation
-    TOKENS_WRITE = "tokens:write"
-    REPORTS_WRITE = "reports:write"
-    FEDERATION_RELAY = "federation:relay"  # post / fetch sealed federation keys
-
-
-ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
-    Role.ADMIN: frozenset(Scope),
-    Role.NODE: frozenset({Scope.REPORTS_WRITE, Scope.FEDERATION_RELAY, Scope.NODES_READ}),
-    Role.VIEWER: frozenset({Scope.PICTURE_READ, Scope.NODES_READ}),
-    Role.AUDITOR: frozenset({Scope.AUDIT_READ, Scope.NODES_READ}),
-}
 
 LAST_USED_GRANULARITY = timedelta(minutes=5)
 TOKEN_RE = re.compile(r"^lbr_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")

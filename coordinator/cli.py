@@ -6,32 +6,21 @@ import json
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import tomli_w
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
 
-from protocol.errors import ProtocolError
-from protocol.models import utcnow
+from .defaults import CONFIG_ENV_VAR, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR
+from .roles import Role
 
-from .auth import Role, create_token, list_tokens, revoke_token
-from .config import (
-    CONFIG_ENV_VAR,
-    DEFAULT_CONFIG_FILE,
-    DEFAULT_DATA_DIR,
-    ConfigError,
-    CoordinatorSettings,
-    load_settings,
-)
-from .db import create_schema, make_engine, new_session
-from .errors import RegistryError, TokenError
-from .migrate import current_revision
-from .registry import add_node, list_nodes, revoke_key, revoke_node
-from .snapshot import SigningKeyError
+# Everything else is imported by the command that needs it: `libra coordinator --help` must
+# not wait for SQLAlchemy, pydantic and DataSketches (benchmarks/bench_cli_startup.py).
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from .config import CoordinatorSettings
 
 OPERATOR = "cli"
 
@@ -79,6 +68,8 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _settings(config: Path | None) -> CoordinatorSettings:
+    from .config import ConfigError, load_settings
+
     # Every caller opens the database or the data directory: no configuration, no defaults.
     try:
         return load_settings(config, require_config=True)
@@ -87,6 +78,8 @@ def _settings(config: Path | None) -> CoordinatorSettings:
 
 
 def _sqlite_file(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
@@ -100,6 +93,11 @@ def _existing_engine(settings: CoordinatorSettings) -> Engine:
     working directory or a mistyped path must not make a new, empty one (its tokens, nodes and
     invitations would be valid nowhere).
     """
+    from sqlalchemy.exc import OperationalError
+
+    from .db import make_engine
+    from .migrate import current_revision
+
     url = settings.effective_database_url
     how = "create it with `libra coordinator init` or `libra coordinator db upgrade`"
     sqlite_file = _sqlite_file(url)
@@ -120,6 +118,8 @@ def _existing_engine(settings: CoordinatorSettings) -> Engine:
 
 def _engine(settings: CoordinatorSettings) -> Engine:
     """The existing database, upgraded to the newest schema (as every command does)."""
+    from .db import create_schema
+
     engine = _existing_engine(settings)
     create_schema(engine)
     return engine
@@ -154,6 +154,12 @@ def init(
 ) -> None:
     """Write a coordinator configuration and create its database (schema at the newest
     revision). The other commands then find it with --config or in the current folder."""
+    import tomli_w
+
+    from .config import CoordinatorSettings
+    from .db import create_schema, make_engine
+    from .migrate import current_revision
+
     if config.exists():
         raise _fail(f"{config} already exists; refusing to overwrite a configuration", 1)
     values: dict[str, str] = {
@@ -233,6 +239,12 @@ def node_add(
     config: ConfigOption = None,
 ) -> None:
     """Register a node with its public key. For an existing node this adds a key (rotation)."""
+    from protocol.models import utcnow
+
+    from .db import new_session
+    from .errors import RegistryError
+    from .registry import add_node
+
     key_text = _read_key(public_key)
     settings = _settings(config)
     overlap = timedelta(hours=overlap_hours) if overlap_hours is not None else settings.key_overlap
@@ -260,6 +272,9 @@ def node_add(
 @node_app.command("list")
 def node_list(config: ConfigOption = None) -> None:
     """Show every registered node, its keys and its latest report."""
+    from .db import new_session
+    from .registry import list_nodes
+
     engine = _engine(_settings(config))
     try:
         with new_session(engine) as session:
@@ -301,6 +316,12 @@ def node_revoke(
     config: ConfigOption = None,
 ) -> None:
     """Revoke a node or a single key; reports signed with it are refused from now on."""
+    from protocol.models import utcnow
+
+    from .db import new_session
+    from .errors import RegistryError
+    from .registry import revoke_key, revoke_node
+
     if (node_id is None) == (key_id is None):
         raise _fail("give exactly one of --node-id or --key-id", 2)
     engine = _engine(_settings(config))
@@ -327,6 +348,10 @@ def node_approve(
     config: ConfigOption = None,
 ) -> None:
     """Approve an enrolled node: its reports are accepted from now on."""
+    from protocol.errors import ProtocolError
+    from protocol.models import utcnow
+
+    from .db import new_session
     from .membership import approve
 
     engine = _engine(_settings(config))
@@ -350,6 +375,10 @@ def invite_create(
     config: ConfigOption = None,
 ) -> None:
     """Create a single-use invitation; the code is printed once and never stored."""
+    from protocol.errors import ProtocolError
+    from protocol.models import utcnow
+
+    from .db import new_session
     from .membership import create_invitation
 
     settings = _settings(config)
@@ -374,6 +403,7 @@ def invite_create(
 @invite_app.command("list")
 def invite_list(config: ConfigOption = None) -> None:
     """Show invitations and whether they were used."""
+    from .db import new_session
     from .membership import pending_invitations
 
     engine = _engine(_settings(config))
@@ -413,6 +443,12 @@ def token_create(
     config: ConfigOption = None,
 ) -> None:
     """Create an API token. Only its hash is stored: the token is printed once, on stdout."""
+    from protocol.models import utcnow
+
+    from .auth import create_token
+    from .db import new_session
+    from .errors import TokenError
+
     settings = _settings(config)
     ttl = timedelta(days=ttl_days) if ttl_days else settings.token_ttl
     engine = _engine(settings)
@@ -436,6 +472,11 @@ def token_create(
 @token_app.command("list")
 def token_list(config: ConfigOption = None) -> None:
     """Show tokens (never their secrets)."""
+    from protocol.models import utcnow
+
+    from .auth import list_tokens
+    from .db import new_session
+
     engine = _engine(_settings(config))
     try:
         with new_session(engine) as session:
@@ -462,6 +503,12 @@ def token_revoke(
     config: ConfigOption = None,
 ) -> None:
     """Revoke a token at once."""
+    from protocol.models import utcnow
+
+    from .auth import revoke_token
+    from .db import new_session
+    from .errors import TokenError
+
     engine = _engine(_settings(config))
     try:
         with new_session(engine) as session:
@@ -477,6 +524,7 @@ def token_revoke(
 def audit_verify(config: ConfigOption = None) -> None:
     """Recompute the audit log's hash chain; exit 1 at the first entry that does not fit."""
     from . import audit
+    from .db import new_session
 
     engine = _engine(_settings(config))
     try:
@@ -496,6 +544,7 @@ def audit_show(
 ) -> None:
     """Print the audit log as JSON lines."""
     from . import audit
+    from .db import new_session
 
     engine = _engine(_settings(config))
     try:
@@ -510,7 +559,7 @@ def audit_show(
 @snapshot_app.command("key")
 def snapshot_key(config: ConfigOption = None) -> None:
     """Print the coordinator's snapshot-signing public key (creates the key if missing)."""
-    from .snapshot import load_or_create_key
+    from .snapshot import SigningKeyError, load_or_create_key
 
     try:
         key = load_or_create_key(_settings(config).effective_signing_key_file)
@@ -528,6 +577,7 @@ def snapshot_verify(
     ],
 ) -> None:
     """Verify a signed snapshot offline; prints the picture's headline figures."""
+    from protocol.errors import ProtocolError
     from protocol.keys import decode_public_key
 
     from .snapshot import verify_snapshot
@@ -553,7 +603,8 @@ def db_upgrade(
     config: ConfigOption = None,
 ) -> None:
     """Apply migrations up to REVISION (default: head). Safe to repeat."""
-    from .migrate import upgrade
+    from .db import make_engine
+    from .migrate import current_revision, upgrade
 
     settings = _settings(config)  # creates the database it names, like `init`
     engine = make_engine(settings.effective_database_url)
@@ -570,7 +621,7 @@ def db_upgrade(
 @db_app.command("current")
 def db_current(config: ConfigOption = None) -> None:
     """Show the database's revision and the newest one available."""
-    from .migrate import head_revision
+    from .migrate import current_revision, head_revision
 
     engine = _existing_engine(_settings(config))
     try:
@@ -590,5 +641,7 @@ def _read_key(value: str) -> str:
 
 
 def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
     # Never print a database password.
     return make_url(url).render_as_string(hide_password=True)

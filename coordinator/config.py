@@ -19,10 +19,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from .defaults import CONFIG_ENV_VAR, DEFAULT_CONFIG_FILE, DEFAULT_DATA_DIR
+
+__all__ = ["CONFIG_ENV_VAR", "DEFAULT_CONFIG_FILE", "DEFAULT_DATA_DIR"]  # re-exported
+
 ENV_PREFIX = "LIBRA_COORDINATOR_"
-CONFIG_ENV_VAR = "LIBRA_COORDINATOR_CONFIG"
-DEFAULT_CONFIG_FILE = Path("coordinator.toml")
-DEFAULT_DATA_DIR = Path("var/coordinator")
 SQLITE_FILE_NAME = "coordinator.db"
 SIGNING_KEY_FILE_NAME = "coordinator-signing.key"
 

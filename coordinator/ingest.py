@@ -42,6 +42,7 @@ from .errors import ExpiredKey, NodeNotActive, UnknownNode
 from .models import (
     AttributionSourceRow,
     CellRow,
+    CoverageRow,
     DenominatorRow,
     NodeKeyRow,
     NodeRow,
@@ -50,7 +51,7 @@ from .models import (
     ReportRow,
     RollupQueueRow,
 )
-from .sketch_check import check_cell_sketch, check_removal_sketch
+from .sketch_check import check_cell_sketch, check_removal_sketch, check_theta_count
 
 log = logging.getLogger(__name__)
 
@@ -287,8 +288,8 @@ def _method_columns(cell: ReportCell) -> dict[str, int | None]:
 
 
 def _insert_children(connection: Any, reports: Sequence[Report]) -> None:
-    """Cells, removal statistics, attribution sources and the rollup queue entries: one
-    executemany per table, in the report's transaction."""
+    """Cells, removal statistics, coverage, attribution sources and the rollup queue entries:
+    one executemany per table, in the report's transaction."""
     connection.execute(insert(RollupQueueRow), [{"report_id": r.report_id} for r in reports])
     cells = [
         {
@@ -301,6 +302,9 @@ def _insert_children(connection: Any, reports: Sequence[Report]) -> None:
             "distinct": cell.distinct,
             "sketch": cell.sketch,
             **_method_columns(cell),
+            "url_theta": cell.url_theta,
+            "items": cell.items,
+            "item_theta": cell.item_theta,
         }
         for report in reports
         for cell in report.cells
@@ -314,6 +318,13 @@ def _insert_children(connection: Any, reports: Sequence[Report]) -> None:
     ]
     if removals:
         connection.execute(insert(RemovalRow), removals)
+    coverage = [
+        {"report_id": report.report_id, **row.model_dump()}
+        for report in reports
+        for row in report.coverage
+    ]
+    if coverage:
+        connection.execute(insert(CoverageRow), coverage)
     sources = [
         {"report_id": report.report_id, "name": source.name, "version": source.version}
         for report in reports
@@ -498,6 +509,10 @@ def _check_storable(report: Report) -> None:
             raise MalformedPayload("cell hoster holds control characters or invalid Unicode")
         if cell.sketch is not None:
             check_cell_sketch(cell.sketch, cell.distinct)
+        if cell.url_theta is not None:
+            check_theta_count(cell.url_theta, cell.distinct, "url_theta", "distinct")
+        if cell.item_theta is not None and cell.items is not None:
+            check_theta_count(cell.item_theta, cell.items, "item_theta", "items")
     for row in report.removals:
         if max(row.notices_sent, row.urls_noticed, row.removed) > MAX_SAFE_INTEGER:
             raise MalformedPayload("removal counts must not exceed 2^53 - 1")
@@ -505,6 +520,9 @@ def _check_storable(report: Report) -> None:
             raise MalformedPayload("removals hoster holds control characters or invalid Unicode")
         if row.removal_sketch is not None:
             check_removal_sketch(row.removal_sketch, row.removed)
+    for place in report.coverage:
+        if not _is_clean_text(place.hoster):
+            raise MalformedPayload("coverage hoster holds control characters or invalid Unicode")
     for source in report.attribution_sources:
         if not (_is_clean_text(source.name) and _is_clean_text(source.version)):
             raise MalformedPayload("an attribution source holds invalid Unicode")

@@ -120,6 +120,11 @@ class CellRow(CoordinatorModel, table=True):
     m_dihedral: int | None = Field(default=None, sa_type=BigInteger)
     m_trimmed: int | None = Field(default=None, sa_type=BigInteger)
     m_region: int | None = Field(default=None, sa_type=BigInteger)
+    # Issue 16 (protocol.theta), NULL = the node did not say: base64 Theta sketches exactly as
+    # received (keyed final URLs; keyed matched list items) and the distinct item count.
+    url_theta: str | None = Field(default=None, sa_type=Text)
+    items: int | None = Field(default=None, sa_type=BigInteger)
+    item_theta: str | None = Field(default=None, sa_type=Text)
 
 
 class DenominatorRow(CoordinatorModel, table=True):
@@ -135,6 +140,28 @@ class DenominatorRow(CoordinatorModel, table=True):
     pages_fetched: int = Field(sa_type=BigInteger)
     images_hashed: int = Field(sa_type=BigInteger)
     hosts_seen: int = Field(sa_type=BigInteger)
+
+
+class CoverageRow(CoordinatorModel, table=True):
+    """One report's crawl effort at one hoster (protocol HosterCoverage): the denominators of
+    that hoster's cells, so prevalence can be given per hoster and country."""
+
+    __tablename__ = "coverage"
+    __table_args__ = (
+        UniqueConstraint("report_id", "country", "asn", "hoster", name="uq_coverage_report_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    report_id: str = Field(
+        sa_column=Column(
+            String(32), ForeignKey("reports.report_id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    country: str = Field(max_length=2)
+    asn: int = Field(sa_type=BigInteger)
+    hoster: str = Field(max_length=200)
+    pages_fetched: int = Field(sa_type=BigInteger)
+    images_hashed: int = Field(sa_type=BigInteger)
 
 
 class ApiTokenRow(CoordinatorModel, table=True):
@@ -351,3 +378,15 @@ class PictureRollupRow(CoordinatorModel, table=True):
     m_unspecified: int = Field(
         default=0, sa_type=BigCount, sa_column_kwargs={"server_default": "0"}
     )
+    # Issue 16. theta_cells: the group's cells that carried url_theta; url_theta: their Theta
+    # union (compact, lg_k 15). The distinct count comes from it when theta_cells == cells.
+    theta_cells: int = Field(default=0, sa_type=BigCount, sa_column_kwargs={"server_default": "0"})
+    url_theta: bytes | None = Field(default=None, sa_type=LargeBinary)
+    # Coverage (only on hash_family "" rows, except cov_matches): covered = reports that
+    # carried coverage (dim "T") or coverage rows (dims "C", "H"); cov_pages / cov_images their
+    # effort; cov_matches the matches of cells in those reports; cov_nodes their nodes' bitmap.
+    covered: int = Field(default=0, sa_type=BigCount, sa_column_kwargs={"server_default": "0"})
+    cov_pages: int = Field(default=0, sa_type=BigCount, sa_column_kwargs={"server_default": "0"})
+    cov_images: int = Field(default=0, sa_type=BigCount, sa_column_kwargs={"server_default": "0"})
+    cov_matches: int = Field(default=0, sa_type=BigCount, sa_column_kwargs={"server_default": "0"})
+    cov_nodes: bytes | None = Field(default=None, sa_type=LargeBinary)

@@ -2,10 +2,12 @@
 
 Served from materialised rollups (coordinator.rollups); ``build_picture_raw`` computes the same
 picture straight from the cells and is the reference the rollups are tested against. Distinct
-counts merge the cells' HLL sketches (a union per group), so an item seen by several nodes or in
-several cells counts once; cells without a sketch add their own ``distinct`` instead. Every
-stored report counts, including several reports of one node for the same period: each is a
-different crawl cycle's report.
+counts merge the cells' sketches (a union per group, coordinator.distinct): Theta when every
+cell of the group has ``url_theta`` (exact below 2^15, else within 2 %), else HLL, so an item
+seen by several nodes or in several cells counts once; cells without any sketch add their own
+``distinct`` instead. Every stored report counts, including several reports of one node for the
+same period: each is a different crawl cycle's report. Country and hoster rows also carry the
+crawl effort behind them and the prevalence, over the reports that carried ``coverage``.
 """
 
 from __future__ import annotations
@@ -13,37 +15,41 @@ from __future__ import annotations
 import base64
 from collections.abc import Hashable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from datasketches import hll_sketch, hll_union, tgt_hll_type
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 from sqlalchemy import ColumnElement, case, func
 from sqlmodel import Session, col, select
 
 from protocol.hashes import HashFamily
 from protocol.models import UtcDatetime
 
-from .models import CellRow, DenominatorRow, ReportRow
+from .aggregates import METHODS, Aggregates, CoverageSums, PictureFilter
+from .distinct import (
+    EMPTY,
+    HLL_LG_K,
+    DistinctCount,
+    DistinctCounter,
+    canonical_estimate,
+    canonical_estimate_bytes,
+)
+from .models import CellRow, CoverageRow, DenominatorRow, ReportRow
+from .prevalence import Prevalence, prevalence
+from .rollups import aggregate_rollups, refresh_rollups
 
-HLL_LG_K = 12
+__all__ = [
+    "HLL_LG_K",
+    "METHODS",
+    "Aggregates",
+    "CoverageSums",
+    "DistinctCount",
+    "DistinctCounter",
+    "PictureFilter",
+    "canonical_estimate",
+    "canonical_estimate_bytes",
+]
 _STREAM_BATCH = 1000
-
-
-@dataclass(frozen=True)
-class PictureFilter:
-    """period_start: reports whose period starts at or after it; period_end: reports whose
-    period ends at or before it; hash_family, country, hoster (exact name), asn: only cells
-    of that family / country / hoster / ASN. Report, node and denominator counts cover every
-    report in the period (they belong to reports, not cells)."""
-
-    period_start: datetime | None = None
-    period_end: datetime | None = None
-    hash_family: HashFamily | None = None
-    country: str | None = None
-    hoster: str | None = None
-    asn: int | None = None
 
 
 class _Out(BaseModel):
@@ -61,7 +67,6 @@ class Filters(_Out):
 
 # How matches were found (docs/protocol.md §3 `methods`), and "unspecified" for the matches of
 # cells whose node did not say: the five always sum to the row's matches.
-METHODS = ("direct", "dihedral", "trimmed", "region", "unspecified")
 
 
 class MethodCounts(_Out):
@@ -76,16 +81,44 @@ class MethodCounts(_Out):
         return cls(**dict(zip(METHODS, counts, strict=True)))
 
 
-class Totals(_Out):
+class _DistinctBounds(_Out):
+    """Issue 16: ``distinct`` is exact (``distinct_exact``) while the merged Theta sketch holds
+    at most 2^15 members, else an estimate between ``distinct_lower`` and ``distinct_upper``
+    (3 sigma; within 2 % from Theta, about 5 % from HLL, which groups with a cell from a node
+    that sent no url_theta fall back to)."""
+
+    distinct_exact: bool = False
+    distinct_lower: int = 0
+    distinct_upper: int = 0
+
+
+class _Covered(_DistinctBounds):
+    """Issue 16: crawl effort behind a country or hoster row, over the reports that carried
+    coverage (null when none did); ``prevalence`` = the row's matches in those reports per
+    10,000 images hashed there."""
+
+    pages_fetched: int | None = None
+    images_hashed: int | None = None
+    prevalence: Prevalence | None = None
+    # For viewer-tier suppression only (never serialised): prevalence's numerator and the
+    # nodes whose coverage it rests on.
+    _coverage_matches: int = PrivateAttr(default=0)
+    _coverage_nodes: int = PrivateAttr(default=0)
+
+
+class Totals(_DistinctBounds):
     matches: int
     distinct: int
     pages_fetched: int
     images_hashed: int
     hosts_seen: int
     by_method: MethodCounts = MethodCounts()  # added field: matches by how they were found
+    # Issue 16: matches per 10k images over the reports that carried coverage (their effort:
+    # GET /v1/coverage); pages_fetched/images_hashed above stay every report's denominators.
+    prevalence: Prevalence | None = None
 
 
-class CountryRow(_Out):
+class CountryRow(_Covered):
     country: str
     matches: int
     distinct: int
@@ -93,7 +126,7 @@ class CountryRow(_Out):
     by_method: MethodCounts = MethodCounts()  # withheld with its row (small-cell suppression)
 
 
-class HosterRow(_Out):
+class HosterRow(_Covered):
     hoster: str
     asn: int
     country: str
@@ -103,13 +136,13 @@ class HosterRow(_Out):
     by_method: MethodCounts = MethodCounts()
 
 
-class FamilyRow(_Out):
+class FamilyRow(_DistinctBounds):
     hash_family: HashFamily
     matches: int
     distinct: int
 
 
-class PeriodRow(_Out):
+class PeriodRow(_DistinctBounds):
     period_start: UtcDatetime
     period_end: UtcDatetime
     matches: int
@@ -187,87 +220,6 @@ def node_breakdown(session: Session, filters: PictureFilter) -> list[NodeBreakdo
     ]
 
 
-def canonical_estimate(union: hll_union) -> int:
-    """The union's distinct estimate, independent of the order sketches were merged in.
-
-    In HLL mode a union's own estimate depends on how it was built (the HIP accumulator of a
-    gadget promoted from coupons, or the composite estimator once merged out of order), so the
-    same items merged cell by cell or via rollups could differ. Marking the result "out of
-    order" makes every path use the composite estimator over the same registers; list and set
-    modes estimate from their coupon count, which merging never reorders. A union below
-    ``_SURELY_COUPONS`` is in one of those (HLL mode starts at 385 coupons for lg_k 12, with
-    an estimate within a few percent of that), so its own estimate is taken as is.
-    """
-    estimate: float = union.get_estimate()
-    if estimate < _SURELY_COUPONS:
-        return round(estimate)
-    return canonical_estimate_bytes(union.get_result(tgt_hll_type.HLL_8).serialize_compact())
-
-
-def canonical_estimate_bytes(sketch: bytes) -> int:
-    """``canonical_estimate`` of one serialised sketch (a union of it alone)."""
-    raw = bytearray(sketch)
-    if raw[_HLL_MODE_BYTE] & 0x03 == _HLL_MODE:
-        raw[_HLL_FLAGS_BYTE] |= _HLL_OUT_OF_ORDER
-    estimate: float = hll_sketch.deserialize(bytes(raw)).get_estimate()
-    return round(estimate)
-
-
-_SURELY_COUPONS = 256
-# DataSketches HLL preamble: byte 5 flags, byte 7 low bits = current mode (0 list, 1 set, 2 HLL).
-_HLL_FLAGS_BYTE = 5
-_HLL_MODE_BYTE = 7
-_HLL_MODE = 2
-_HLL_OUT_OF_ORDER = 16
-
-
-class DistinctCounter:
-    """Per-group distinct estimate: an HLL union of sketches plus sketchless cells' counts."""
-
-    def __init__(self) -> None:
-        self._unions: dict[Hashable, hll_union] = {}
-        self._plain: dict[Hashable, int] = {}
-
-    def add_sketch(self, key: Hashable, sketch: hll_sketch) -> None:
-        union = self._unions.get(key)
-        if union is None:
-            union = self._unions[key] = hll_union(HLL_LG_K)
-        union.update(sketch)
-
-    def add_plain(self, key: Hashable, distinct: int) -> None:
-        self._plain[key] = self._plain.get(key, 0) + distinct
-
-    def estimate(self, key: Hashable) -> int:
-        union = self._unions.get(key)
-        merged = canonical_estimate(union) if union is not None else 0
-        return merged + self._plain.get(key, 0)
-
-
-@dataclass
-class Aggregates:
-    """Everything a picture shows, before it is shaped: from raw cells or from rollups.
-
-    Group values: country -> (matches, nodes, distinct); (hoster, asn, country) -> (matches,
-    nodes, distinct); family -> (matches, distinct); (start, end) -> (matches, distinct).
-    """
-
-    reports: int = 0
-    nodes: int = 0
-    matches: int = 0
-    distinct: int = 0
-    pages_fetched: int = 0
-    images_hashed: int = 0
-    hosts_seen: int = 0
-    by_country: dict[str, tuple[int, int, int]] = field(default_factory=dict)
-    by_hoster: dict[tuple[str, int, str], tuple[int, int, int]] = field(default_factory=dict)
-    by_family: dict[str, tuple[int, int]] = field(default_factory=dict)
-    by_period: dict[tuple[datetime, datetime], tuple[int, int]] = field(default_factory=dict)
-    # Matches per method, in METHODS order: overall, per country, per (hoster, asn, country).
-    methods: list[int] = field(default_factory=lambda: [0] * len(METHODS))
-    methods_by_country: dict[str, list[int]] = field(default_factory=dict)
-    methods_by_hoster: dict[tuple[str, int, str], list[int]] = field(default_factory=dict)
-
-
 def build_picture(
     session: Session,
     filters: PictureFilter,
@@ -277,8 +229,6 @@ def build_picture(
 ) -> Picture:
     """The picture from the materialised rollups, first brought up to date with every report
     committed so far (see coordinator.rollups): exactly what ``build_picture_raw`` gives."""
-    from .rollups import aggregate_rollups, refresh_rollups
-
     refresh_rollups(session, write_lock=write_lock)
     return assemble(aggregate_rollups(session, filters), filters, now)
 
@@ -350,50 +300,62 @@ def aggregate_raw(session: Session, filters: PictureFilter) -> Aggregates:
         *period_key,
         col(CellRow.sketch),
         col(CellRow.distinct),
+        col(CellRow.url_theta),
     ).execution_options(yield_per=_STREAM_BATCH)
-    for country, hoster, asn, family, p_start, p_end, sketch_b64, plain in session.exec(stream):
+    keys_seen: dict[Hashable, None] = {("total",): None}
+    for country, hoster, asn, family, p_start, p_end, sketch_b64, plain, theta_b64 in session.exec(
+        stream
+    ):
         keys: tuple[Hashable, ...] = (
             ("total",),
             ("country", country),
-            ("hoster", hoster, asn, country),
+            ("hoster", hoster, int(asn), country),
             ("family", family),
             ("period", p_start, p_end),
         )
-        if sketch_b64 is None:
-            for key in keys:
-                distinct.add_plain(key, int(plain))
-            continue
         # Ingest already checked every sketch decodes.
-        sketch = hll_sketch.deserialize(base64.b64decode(sketch_b64))
+        hll = None if sketch_b64 is None else base64.b64decode(sketch_b64)
+        theta = None if theta_b64 is None else base64.b64decode(theta_b64)
         for key in keys:
-            distinct.add_sketch(key, sketch)
+            keys_seen[key] = None
+            distinct.add(
+                key,
+                cells=1,
+                hll=hll,
+                plain=int(plain) if hll is None else 0,
+                theta_cells=0 if theta is None else 1,
+                theta=theta,
+            )
+    counts = {key: distinct.result(key) for key in keys_seen}
+
+    def estimate(key: Hashable) -> int:
+        return counts.get(key, EMPTY).estimate
 
     return Aggregates(
         reports=int(reports_count),
         nodes=int(nodes_count),
         matches=_int(total_matches),
-        distinct=distinct.estimate(("total",)),
+        distinct=estimate(("total",)),
         pages_fetched=_int(denominators[0]),
         images_hashed=_int(denominators[1]),
         hosts_seen=_int(denominators[2]),
         by_country={
-            country: (_int(m), int(n), distinct.estimate(("country", country)))
+            country: (_int(m), int(n), estimate(("country", country)))
             for (country,), (m, n) in by_country.items()
         },
         by_hoster={
             (hoster, int(asn), country): (
                 _int(m),
                 int(n),
-                distinct.estimate(("hoster", hoster, asn, country)),
+                estimate(("hoster", hoster, int(asn), country)),
             )
             for (hoster, asn, country), (m, n) in by_hoster.items()
         },
         by_family={
-            family: (_int(m), distinct.estimate(("family", family)))
-            for (family,), (m,) in by_family.items()
+            family: (_int(m), estimate(("family", family))) for (family,), (m,) in by_family.items()
         },
         by_period={
-            (p_start, p_end): (_int(m), distinct.estimate(("period", p_start, p_end)))
+            (p_start, p_end): (_int(m), estimate(("period", p_start, p_end)))
             for (p_start, p_end), (m,) in by_period.items()
         },
         methods=[_int(v) for v in total_methods],
@@ -404,10 +366,117 @@ def aggregate_raw(session: Session, filters: PictureFilter) -> Aggregates:
             (hoster, int(asn), country): [_int(v) for v in sums]
             for (hoster, asn, country), sums in methods_by_hoster.items()
         },
+        distinct_counts=counts,
+        coverage=_coverage_raw(session, filters, cells_joined, total),
     )
 
 
+def _coverage_raw(
+    session: Session, filters: PictureFilter, cells_joined: Any, total: Any
+) -> dict[tuple[Any, ...], CoverageSums]:
+    """Coverage of the total (the filtered place), each country and each hoster, straight
+    from the coverage rows; matches from the cells of reports that carried coverage."""
+    where = [*_report_conditions(filters), *coverage_conditions(filters)]
+
+    def coverage_joined(*columns: Any) -> Any:
+        return (
+            select(*columns)
+            .select_from(CoverageRow)
+            .join(ReportRow, col(ReportRow.report_id) == col(CoverageRow.report_id))
+            .where(*where)
+        )
+
+    pages, images = total(col(CoverageRow.pages_fetched)), total(col(CoverageRow.images_hashed))
+    nodes = func.count(col(ReportRow.node_id).distinct())
+    reports = func.count(col(CoverageRow.report_id).distinct())
+    # A filter on hoster or ASN totals hoster groups, each counting its reports (as the
+    # rollups' hoster rows do); otherwise the place's reports count once.
+    by_hoster = filters.hoster is not None or filters.asn is not None
+    total_reports = func.count(col(CoverageRow.id)) if by_hoster else reports
+    country_key = (col(CoverageRow.country),)
+    hoster_key = (col(CoverageRow.hoster), col(CoverageRow.asn), col(CoverageRow.country))
+    covered = col(CellRow.report_id).in_(select(col(CoverageRow.report_id)))
+    cell_matches = total(col(CellRow.matches))
+
+    def covered_matches(key: Sequence[Any]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+        rows = session.exec(cells_joined(*key, cell_matches).where(covered).group_by(*key))
+        return {tuple(row[:-1]): (row[-1],) for row in rows}
+
+    out: dict[tuple[Any, ...], CoverageSums] = {}
+    t_pages, t_images, t_nodes, t_reports = session.exec(
+        coverage_joined(pages, images, nodes, total_reports)
+    ).one()
+    if int(t_reports):
+        t_matches = session.exec(cells_joined(cell_matches).where(covered)).one()
+        out[("total",)] = CoverageSums(
+            _int(t_pages), _int(t_images), _int(t_matches), int(t_nodes), int(t_reports)
+        )
+    cell_country = (col(CellRow.country),)
+    cell_hoster = (col(CellRow.hoster), col(CellRow.asn), col(CellRow.country))
+    for prefix, key, cell_key in (
+        ("country", country_key, cell_country),
+        ("hoster", hoster_key, cell_hoster),
+    ):
+        matches = covered_matches(cell_key)
+        group_reports = total_reports if prefix == "country" else reports
+        for group, (g_pages, g_images, g_nodes, g_reports) in _grouped(
+            session, coverage_joined, key, (pages, images, nodes, group_reports)
+        ).items():
+            group = tuple(
+                int(v) if prefix == "hoster" and i == 1 else v for i, v in enumerate(group)
+            )
+            out[(prefix, *group)] = CoverageSums(
+                _int(g_pages),
+                _int(g_images),
+                _int(matches.get(group, (0,))[0]),
+                int(g_nodes),
+                int(g_reports),
+            )
+    return out
+
+
 def assemble(agg: Aggregates, filters: PictureFilter, now: datetime) -> Picture:
+    counts, coverage = agg.distinct_counts, agg.coverage
+
+    def bounds(key: Hashable) -> dict[str, Any]:
+        count = counts.get(key)
+        if count is None:
+            return {}
+        return {
+            "distinct_exact": count.exact,
+            "distinct_lower": count.lower,
+            "distinct_upper": count.upper,
+        }
+
+    def country_row(country: str, m: int, n: int, d: int) -> CountryRow:
+        key = ("country", country)
+        row = CountryRow(
+            country=country,
+            matches=m,
+            distinct=d,
+            nodes=n,
+            by_method=MethodCounts.of(agg.methods_by_country.get(country, _NONE)),
+            **bounds(key),
+            **_covered_fields(coverage.get(key)),
+        )
+        return _mark(row, coverage.get(key))
+
+    def hoster_row(hoster: str, asn: int, country: str, m: int, n: int, d: int) -> HosterRow:
+        key = ("hoster", hoster, asn, country)
+        row = HosterRow(
+            hoster=hoster,
+            asn=asn,
+            country=country,
+            matches=m,
+            distinct=d,
+            nodes=n,
+            by_method=MethodCounts.of(agg.methods_by_hoster.get((hoster, asn, country), _NONE)),
+            **bounds(key),
+            **_covered_fields(coverage.get(key)),
+        )
+        return _mark(row, coverage.get(key))
+
+    total_coverage = coverage.get(("total",))
     return Picture(
         generated_at=now,
         filters=Filters(
@@ -427,52 +496,69 @@ def assemble(agg: Aggregates, filters: PictureFilter, now: datetime) -> Picture:
             images_hashed=agg.images_hashed,
             hosts_seen=agg.hosts_seen,
             by_method=MethodCounts.of(agg.methods),
+            prevalence=None
+            if total_coverage is None
+            else prevalence(total_coverage.matches, total_coverage.images_hashed),
+            **bounds(("total",)),
         ),
         by_country=sorted(
-            (
-                CountryRow(
-                    country=country,
-                    matches=m,
-                    distinct=d,
-                    nodes=n,
-                    by_method=MethodCounts.of(agg.methods_by_country.get(country, _NONE)),
-                )
-                for country, (m, n, d) in agg.by_country.items()
-            ),
+            (country_row(country, m, n, d) for country, (m, n, d) in agg.by_country.items()),
             key=lambda r: (-r.matches, r.country),
         ),
         by_hoster=sorted(
             (
-                HosterRow(
-                    hoster=hoster,
-                    asn=asn,
-                    country=country,
-                    matches=m,
-                    distinct=d,
-                    nodes=n,
-                    by_method=MethodCounts.of(
-                        agg.methods_by_hoster.get((hoster, asn, country), _NONE)
-                    ),
-                )
+                hoster_row(hoster, asn, country, m, n, d)
                 for (hoster, asn, country), (m, n, d) in agg.by_hoster.items()
             ),
             key=lambda r: (-r.matches, r.hoster, r.asn, r.country),
         ),
         by_family=sorted(
             (
-                FamilyRow(hash_family=HashFamily(family), matches=m, distinct=d)
+                FamilyRow(
+                    hash_family=HashFamily(family),
+                    matches=m,
+                    distinct=d,
+                    **bounds(("family", family)),
+                )
                 for family, (m, d) in agg.by_family.items()
             ),
             key=lambda r: (-r.matches, r.hash_family.value),
         ),
         by_period=sorted(
             (
-                PeriodRow(period_start=p_start, period_end=p_end, matches=m, distinct=d)
+                PeriodRow(
+                    period_start=p_start,
+                    period_end=p_end,
+                    matches=m,
+                    distinct=d,
+                    **bounds(("period", p_start, p_end)),
+                )
                 for (p_start, p_end), (m, d) in agg.by_period.items()
             ),
             key=lambda r: (r.period_start, r.period_end),
         ),
     )
+
+
+def _covered_fields(sums: CoverageSums | None) -> dict[str, Any]:
+    if sums is None:
+        return {}
+    return {
+        "pages_fetched": sums.pages_fetched,
+        "images_hashed": sums.images_hashed,
+        "prevalence": prevalence(sums.matches, sums.images_hashed),
+    }
+
+
+_Row = TypeVar("_Row", bound=_Covered)
+
+
+def _mark(row: _Row, sums: CoverageSums | None) -> _Row:
+    """Keep what viewer-tier suppression needs of the coverage, off the wire."""
+    if sums is not None:
+        row._coverage_matches = sums.matches
+        row._coverage_nodes = sums.nodes
+    return row
 
 
 _NONE = (0,) * len(METHODS)
@@ -497,6 +583,18 @@ def cell_conditions(filters: PictureFilter) -> list[ColumnElement[bool]]:
         where.append(col(CellRow.hoster) == filters.hoster)
     if filters.asn is not None:
         where.append(col(CellRow.asn) == filters.asn)
+    return where
+
+
+def coverage_conditions(filters: PictureFilter) -> list[ColumnElement[bool]]:
+    """The place filters on coverage rows (coverage has no hash family)."""
+    where: list[ColumnElement[bool]] = []
+    if filters.country is not None:
+        where.append(col(CoverageRow.country) == filters.country)
+    if filters.hoster is not None:
+        where.append(col(CoverageRow.hoster) == filters.hoster)
+    if filters.asn is not None:
+        where.append(col(CoverageRow.asn) == filters.asn)
     return where
 
 

@@ -5,8 +5,10 @@ Layout. A bucket is either one report period exactly (level 0) or a 2^k-day bloc
 1970-01-01 UTC (levels 1..MAX_LEVEL) holding every period that lies inside it, and one
 all-time bucket (level ALL_TIME) holding every period. Per bucket and group,
 ``picture_rollups`` keeps the summed counts, the merged HLL sketch (compact HLL_8,
-lg_k 12) and a bitmap of the contributing nodes: groups are the total ("T"), each country ("C")
-and each (country, ASN, hoster) ("H"), once per hash family and once over all families ("").
+lg_k 12), the Theta union of the cells' ``url_theta`` (lg_k 15; issue 16) and a bitmap of the
+contributing nodes: groups are the total ("T"), each country ("C") and each (country, ASN,
+hoster) ("H"), once per hash family and once over all families (""). The "" rows also sum the
+reports' per-hoster coverage, so a hoster crawled without findings has a row with no cells.
 
 Maintenance. Ingest adds each stored report to ``rollup_queue`` in its own transaction.
 ``refresh_rollups`` folds queued reports in (under a lock on ``rollup_state``, so refreshes
@@ -16,8 +18,8 @@ endpoint refreshes before every read, so the picture always covers every committ
 Query. A filter [start, end] is covered by the largest blocks inside it (disjoint by
 construction) plus the level-0 rows of the periods no chosen block holds: an unbounded query
 reads the all-time bucket, any window at most ~2 buckets per level, instead of every cell.
-Sums and node bitmaps add up exactly, HLL unions are order-independent and
-``canonical_estimate`` makes the estimate so too: the result equals ``picture.aggregate_raw``
+Sums and node bitmaps add up exactly, Theta and HLL unions are order-independent and
+``canonical_estimate`` makes the HLL estimate so too: the result equals ``picture.aggregate_raw``
 exactly (tests/coordinator/test_rollups.py). Rollups only grow: deleting reports needs
 ``rebuild_rollups``.
 """
@@ -31,7 +33,7 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from datasketches import hll_sketch, hll_union, tgt_hll_type
+from datasketches import compact_theta_sketch, hll_sketch, hll_union, tgt_hll_type, theta_union
 from sqlalchemy import (
     Connection,
     String,
@@ -48,8 +50,13 @@ from sqlalchemy import func as sa_func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session
 
+from protocol.theta import THETA_SEED
+
+from .aggregates import Aggregates, CoverageSums, PictureFilter
+from .distinct import HLL_LG_K, DistinctCounter, new_theta_union
 from .models import (
     CellRow,
+    CoverageRow,
     DenominatorRow,
     PictureRollupRow,
     ReportRow,
@@ -57,13 +64,6 @@ from .models import (
     RollupNodeRow,
     RollupQueueRow,
     RollupStateRow,
-)
-from .picture import (
-    HLL_LG_K,
-    Aggregates,
-    PictureFilter,
-    canonical_estimate,
-    canonical_estimate_bytes,
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -88,10 +88,13 @@ _rollups = PictureRollupRow.__table__  # type: ignore[attr-defined]
 _reports = ReportRow.__table__  # type: ignore[attr-defined]
 _denoms = DenominatorRow.__table__  # type: ignore[attr-defined]
 _cells = CellRow.__table__  # type: ignore[attr-defined]
+_coverage = CoverageRow.__table__  # type: ignore[attr-defined]
 
 # Matches by how they were found (picture.METHODS order), one column each.
 _METHOD_COLUMNS = ("m_direct", "m_dihedral", "m_trimmed", "m_region", "m_unspecified")
-_COUNTS = ("cells", "matches", "plain_distinct", "reports", *_METHOD_COLUMNS)
+# Issue 16: cells with url_theta, and coverage (see PictureRollupRow).
+_THETA_COVERAGE = ("theta_cells", "covered", "cov_pages", "cov_images", "cov_matches")
+_COUNTS = ("cells", "matches", "plain_distinct", "reports", *_METHOD_COLUMNS, *_THETA_COVERAGE)
 _DENOMS = ("pages_fetched", "images_hashed", "hosts_seen")
 
 
@@ -116,10 +119,15 @@ def blocks_holding(start: datetime, end: datetime) -> list[Span]:
 
 
 class Acc:
-    """One group's running rollup: sums, HLL union, node bitmap."""
+    """One group's running rollup: sums, HLL and Theta unions, node bitmaps."""
 
     __slots__ = (
         "cells",
+        "cov_images",
+        "cov_matches",
+        "cov_nodes",
+        "cov_pages",
+        "covered",
         "hosts_seen",
         "images_hashed",
         "m_dihedral",
@@ -132,6 +140,8 @@ class Acc:
         "pages_fetched",
         "plain_distinct",
         "reports",
+        "theta",
+        "theta_cells",
         "union",
     )  # fmt: skip
 
@@ -142,6 +152,17 @@ class Acc:
         self.m_unspecified = 0
         self.nodes = 0
         self.union: hll_union | None = None
+        self.theta_cells = self.covered = self.cov_pages = self.cov_images = self.cov_matches = 0
+        self.cov_nodes = 0
+        self.theta: theta_union | None = None
+
+    def add_theta(self, sketch: compact_theta_sketch) -> None:
+        if self.theta is None:
+            self.theta = new_theta_union()
+        self.theta.update(sketch)
+
+    def theta_result(self) -> compact_theta_sketch | None:
+        return None if self.theta is None else self.theta.get_result()
 
     def add_sketch(self, sketch: hll_sketch) -> None:
         if self.union is None:
@@ -153,6 +174,15 @@ class Acc:
 
     def merge(self, other: Acc, other_sketch: hll_sketch | None) -> None:
         """Add ``other`` (whose union's result the caller computed once: ``other_sketch``)."""
+        self.theta_cells += other.theta_cells
+        self.covered += other.covered
+        self.cov_pages += other.cov_pages
+        self.cov_images += other.cov_images
+        self.cov_matches += other.cov_matches
+        self.cov_nodes |= other.cov_nodes
+        other_theta = other.theta_result()
+        if other_theta is not None:
+            self.add_theta(other_theta)
         self.cells += other.cells
         self.matches += other.matches
         self.plain_distinct += other.plain_distinct
@@ -177,7 +207,15 @@ class Acc:
 
     def values(self) -> dict[str, Any]:
         result = self.result()
+        theta = self.theta_result()
         return {
+            "theta_cells": self.theta_cells,
+            "url_theta": None if theta is None else theta.serialize(True),
+            "covered": self.covered,
+            "cov_pages": self.cov_pages,
+            "cov_images": self.cov_images,
+            "cov_matches": self.cov_matches,
+            "cov_nodes": _bitmap_bytes(self.cov_nodes) if self.cov_nodes else None,
             **dict(zip(_METHOD_COLUMNS, self.method_counts(), strict=True)),
             "cells": self.cells,
             "matches": self.matches,
@@ -202,6 +240,10 @@ def _acc_from_row(row: Any) -> Acc:
     acc.nodes = int.from_bytes(row.nodes, "little")
     if row.sketch is not None:
         acc.add_sketch(hll_sketch.deserialize(bytes(row.sketch)))
+    if row.cov_nodes is not None:
+        acc.cov_nodes = int.from_bytes(row.cov_nodes, "little")
+    if row.url_theta is not None:
+        acc.add_theta(compact_theta_sketch.deserialize(bytes(row.url_theta), THETA_SEED))
     return acc
 
 
@@ -222,14 +264,36 @@ class Deltas:
         return acc
 
     def add_report(
-        self, period: tuple[datetime, datetime], node_bit: int, denominators: Sequence[int]
+        self,
+        period: tuple[datetime, datetime],
+        node_bit: int,
+        denominators: Sequence[int],
+        coverage: Sequence[tuple[str, int, str, int, int]] = (),
     ) -> None:
+        """A report's own figures; ``coverage`` its rows (country, asn, hoster, pages,
+        images), which go to the "" family rows of the total, their countries and hosters,
+        each counting the report once."""
         acc = self._acc(period, (ALL, TOTAL, "", NO_ASN, ""))
         acc.reports += 1
         acc.nodes |= node_bit
         acc.pages_fetched += denominators[0]
         acc.images_hashed += denominators[1]
         acc.hosts_seen += denominators[2]
+        if not coverage:
+            return
+        reached: set[Key] = {(ALL, TOTAL, "", NO_ASN, "")}
+        for country, asn, hoster, pages, images in coverage:
+            for key in ((ALL, COUNTRY, country, NO_ASN, ""), (ALL, HOSTER, country, asn, hoster)):
+                reached.add(key)
+                group = self._acc(period, key)
+                group.cov_pages += pages
+                group.cov_images += images
+            acc.cov_pages += pages
+            acc.cov_images += images
+        for key in reached:
+            group = self._acc(period, key)
+            group.covered += 1
+            group.cov_nodes |= node_bit
 
     def add_cell(
         self,
@@ -244,7 +308,10 @@ class Deltas:
         distinct: int,
         sketch: hll_sketch | None,
         methods: Sequence[int | None] = (None, None, None, None),
+        theta: compact_theta_sketch | None = None,
+        covered: bool = False,
     ) -> None:
+        """A cell: ``theta`` its url_theta, ``covered`` whether its report carried coverage."""
         # The cell's methods, or all its matches "unspecified" when the node did not say.
         counts = (
             (0, 0, 0, 0, matches) if methods[0] is None else (*(int(m or 0) for m in methods), 0)
@@ -266,6 +333,11 @@ class Deltas:
                 acc.plain_distinct += distinct
             else:
                 acc.add_sketch(sketch)
+            if theta is not None:
+                acc.theta_cells += 1
+                acc.add_theta(theta)
+            if covered:
+                acc.cov_matches += matches
 
     def by_bucket(self) -> dict[Span, dict[Key, Acc]]:
         """Level-0 rows plus every block holding them. Each period goes to the smallest block
@@ -384,7 +456,7 @@ def apply_deltas(conn: Connection, deltas: Deltas) -> int:
 
 
 _PK = ("bucket_id", "hash_family", "dim", "country", "asn", "hoster")
-_VALUES = (*_COUNTS, *_DENOMS, "nodes", "sketch")
+_VALUES = (*_COUNTS, *_DENOMS, "nodes", "sketch", "url_theta", "cov_nodes")
 _UPDATE = (
     update(_rollups)
     .where(*(_rollups.c[name] == bindparam(f"k_{name}") for name in _PK))
@@ -455,9 +527,20 @@ def _refresh_chunk(session: Session, chunk: int) -> int:
             ):
                 reports[rid] = ((start, end), node_id)
                 denominators[rid] = (int(pages or 0), int(images or 0), int(hosts or 0))
+        coverage: dict[str, list[tuple[str, int, str, int, int]]] = {}
+        for part in _chunks(ids):
+            for rid, country, asn, hoster, pages, images in conn.execute(
+                sa_select(
+                    _coverage.c.report_id, _coverage.c.country, _coverage.c.asn,
+                    _coverage.c.hoster, _coverage.c.pages_fetched, _coverage.c.images_hashed,
+                ).where(_coverage.c.report_id.in_(part))
+            ):  # fmt: skip
+                coverage.setdefault(rid, []).append(
+                    (country, int(asn), hoster, int(pages), int(images))
+                )
         bits = node_bits(conn, (node for _, node in reports.values()))
         for rid, (period, node_id) in reports.items():
-            deltas.add_report(period, bits[node_id], denominators[rid])
+            deltas.add_report(period, bits[node_id], denominators[rid], coverage.get(rid, ()))
         for part in _chunks(ids):
             for (
                 rid,
@@ -468,6 +551,7 @@ def _refresh_chunk(session: Session, chunk: int) -> int:
                 matches,
                 distinct,
                 sketch,
+                url_theta,
                 *methods,
             ) in conn.execute(
                 sa_select(
@@ -479,6 +563,7 @@ def _refresh_chunk(session: Session, chunk: int) -> int:
                     _cells.c.matches,
                     _cells.c.distinct,
                     _cells.c.sketch,
+                    _cells.c.url_theta,
                     *(_cells.c[name] for name in _METHOD_COLUMNS[:4]),
                 ).where(_cells.c.report_id.in_(part))
             ):
@@ -496,6 +581,10 @@ def _refresh_chunk(session: Session, chunk: int) -> int:
                     if sketch is None
                     else hll_sketch.deserialize(base64.b64decode(sketch)),
                     methods=methods,
+                    theta=None
+                    if url_theta is None
+                    else compact_theta_sketch.deserialize(base64.b64decode(url_theta), THETA_SEED),
+                    covered=rid in coverage,
                 )
         apply_deltas(conn, deltas)
         for part in _chunks(ids):
@@ -561,25 +650,29 @@ def _text(name: str) -> Any:
     return type_coerce(_rollups.c[name], String)
 
 
-def aggregate_rollups(session: Session, filters: PictureFilter) -> Aggregates:
-    """The picture's numbers from the rollups; see ``_aggregate``."""
+def aggregate_rollups(
+    session: Session, filters: PictureFilter, *, distinct: bool = True
+) -> Aggregates:
+    """The picture's numbers from the rollups; see ``_aggregate``. ``distinct=False`` skips
+    the sketch unions (distinct counts stay 0) for callers that only need sums."""
     # The loop allocates tens of thousands of short-lived objects: a full collection of a
     # large server heap in the middle would dominate the latency, so collect afterwards.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _aggregate(session, filters)
+        return _aggregate(session, filters, with_distinct=distinct)
     finally:
         if collecting:
             gc.enable()
 
 
-def _aggregate(session: Session, filters: PictureFilter) -> Aggregates:
+def _aggregate(session: Session, filters: PictureFilter, *, with_distinct: bool) -> Aggregates:
     """The picture's numbers from the rollups (see ``picture.aggregate_raw`` for the same from
     the cells). Hot loop: tens of thousands of rows for a year, so plain tuples throughout.
 
     The "base" rows give the totals, families and periods: the total rows, or with a country
-    filter that country's rows, or with a hoster/ASN filter the matching hoster rows.
+    filter that country's rows, or with a hoster/ASN filter the matching hoster rows. Rows
+    without cells (a hoster crawled where nothing was found) only carry coverage.
     """
     use, period_ids = cover(session, filters)
     family = None if filters.hash_family is None else filters.hash_family.value
@@ -588,35 +681,24 @@ def _aggregate(session: Session, filters: PictureFilter) -> Aggregates:
     base = HOSTER if by_hoster_filter else COUNTRY if filters.country is not None else TOTAL
     conn = session.connection()
     agg = Aggregates()
-    # A group's first sketch waits as bytes; a union is only built for a second one (most
-    # groups of a narrow query have one), and a lone sketch is estimated straight away.
-    first: dict[Any, bytes] = {}
-    unions: dict[Any, hll_union] = {}
-    plain: dict[Any, int] = {}
-    deserialize = hll_sketch.deserialize
+    distinct = DistinctCounter()
+    keys_seen: dict[Any, None] = {("total",): None}
 
-    def add_distinct(key: Any, sketch: bytes | None, plain_text: str) -> None:
-        if sketch is not None:
-            union = unions.get(key)
-            if union is not None:
-                union.update(deserialize(bytes(sketch)))
-            elif key in first:
-                union = unions[key] = hll_union(HLL_LG_K)
-                union.update(deserialize(first.pop(key)))
-                union.update(deserialize(bytes(sketch)))
-            else:
-                first[key] = bytes(sketch)
-        if plain_text != "0":
-            plain[key] = plain.get(key, 0) + int(plain_text)
-
-    def estimate(key: Any) -> int:
-        union = unions.get(key)
-        if union is not None:
-            merged = canonical_estimate(union)
-        else:
-            alone = first.get(key)
-            merged = 0 if alone is None else canonical_estimate_bytes(alone)
-        return merged + plain.get(key, 0)
+    def add_distinct(
+        key: Any, cells: str, sketch: bytes | None, plain_text: str, theta_cells: str,
+        theta: bytes | None,
+    ) -> None:  # fmt: skip
+        if not with_distinct:
+            return
+        keys_seen[key] = None
+        distinct.add(
+            key,
+            cells=int(cells),
+            hll=None if sketch is None else bytes(sketch),
+            plain=0 if plain_text == "0" else int(plain_text),
+            theta_cells=0 if theta_cells == "0" else int(theta_cells),
+            theta=None if theta is None else bytes(theta),
+        )
 
     group_match = []  # conditions on C / H rows
     if filters.country is not None:
@@ -662,28 +744,42 @@ def _aggregate(session: Session, filters: PictureFilter) -> Aggregates:
             all_nodes |= int.from_bytes(nodes, "little")
     columns = (
         _rollups.c.dim, _rollups.c.hash_family, _rollups.c.country, _rollups.c.asn,
-        _rollups.c.hoster, _text("matches"), _text("plain_distinct"), _rollups.c.sketch,
+        _rollups.c.hoster, _text("cells"), _text("matches"), _text("plain_distinct"),
+        _rollups.c.sketch, _text("theta_cells"), _rollups.c.url_theta, _text("cov_matches"),
         _rollups.c.nodes, *(_text(name) for name in _METHOD_COLUMNS),
     )  # fmt: skip
     methods_country: dict[str, list[int]] = {}
     methods_hoster: dict[tuple[str, int, str], list[int]] = {}
+    # Matches of cells in reports that carried coverage, per group key.
+    covered_matches: dict[Any, int] = {}
 
     def add_methods(into: list[int], texts: Sequence[str]) -> None:
         for i, text in enumerate(texts):
             if text != "0":
                 into[i] += int(text)
 
+    def add_covered(key: Any, text: str) -> None:
+        if text != "0":
+            covered_matches[key] = covered_matches.get(key, 0) + int(text)
+
     for part in _chunks(use):
         rows = conn.execute(sa_select(*columns).where(_rollups.c.bucket_id.in_(part), rows_wanted))
-        for dim, fam, country, asn, hoster, matches, plain_text, sketch, nodes, *m in rows:
+        for (
+            dim, fam, country, asn, hoster, cells, matches, plain_text, sketch, theta_cells,
+            theta, cov_matches, nodes, *m,
+        ) in rows:  # fmt: skip
+            if cells == "0":
+                continue  # coverage only: read below
+            sketches = (cells, sketch, plain_text, theta_cells, theta)
             if dim == base:
                 if fam == wanted:
                     agg.matches += int(matches)
                     add_methods(agg.methods, m)
-                    add_distinct(("total",), sketch, plain_text)
+                    add_distinct(("total",), *sketches)
+                    add_covered(("total",), cov_matches)
                 if fam != ALL:
                     families[fam] = families.get(fam, 0) + int(matches)
-                    add_distinct(("family", fam), sketch, plain_text)
+                    add_distinct(("family", fam), *sketches)
             if fam != wanted or dim == TOTAL:
                 continue
             if dim == HOSTER:
@@ -693,7 +789,8 @@ def _aggregate(session: Session, filters: PictureFilter) -> Aggregates:
                     entry = hosters[key] = [0, 0]
                 entry[0] += int(matches)
                 entry[1] |= int.from_bytes(nodes, "little")
-                add_distinct(("hoster", *key), sketch, plain_text)
+                add_distinct(("hoster", *key), *sketches)
+                add_covered(("hoster", *key), cov_matches)
                 add_methods(methods_hoster.setdefault(key, [0] * len(m)), m)
             if dim == COUNTRY or (dim == HOSTER and base == HOSTER):
                 entry = countries.get(country)
@@ -701,8 +798,36 @@ def _aggregate(session: Session, filters: PictureFilter) -> Aggregates:
                     entry = countries[country] = [0, 0]
                 entry[0] += int(matches)
                 entry[1] |= int.from_bytes(nodes, "little")
-                add_distinct(("country", country), sketch, plain_text)
+                add_distinct(("country", country), *sketches)
+                add_covered(("country", country), cov_matches)
                 add_methods(methods_country.setdefault(country, [0] * len(m)), m)
+
+    periods: dict[tuple[datetime, datetime], int] = {}
+    for part in _chunks(period_ids):
+        for start, end, cells, matches, plain_text, sketch, theta_cells, theta in conn.execute(
+            sa_select(
+                _buckets.c.span_start, _buckets.c.span_end, _text("cells"), _text("matches"),
+                _text("plain_distinct"), _rollups.c.sketch, _text("theta_cells"),
+                _rollups.c.url_theta,
+            )
+            .join(_rollups, _rollups.c.bucket_id == _buckets.c.id)
+            .where(
+                _buckets.c.id.in_(part),
+                _rollups.c.dim == base,
+                _rollups.c.hash_family == wanted,
+                *(group_match if base != TOTAL else ()),
+            )
+        ):  # fmt: skip
+            if cells == "0":
+                continue  # reports without cells: no period row (as from the cells)
+            periods[(start, end)] = periods.get((start, end), 0) + int(matches)
+            add_distinct(("period", start, end), cells, sketch, plain_text, theta_cells, theta)
+
+    counts = {key: distinct.result(key) for key in keys_seen}
+    agg.distinct_counts = counts
+
+    def estimate(key: Any) -> int:
+        return counts[key].estimate if key in counts else 0
 
     agg.nodes = all_nodes.bit_count()
     agg.distinct = estimate(("total",))
@@ -716,27 +841,62 @@ def _aggregate(session: Session, filters: PictureFilter) -> Aggregates:
     agg.by_family = {f: (m, estimate(("family", f))) for f, m in families.items()}
     agg.methods_by_country = methods_country
     agg.methods_by_hoster = methods_hoster
-
-    periods: dict[tuple[datetime, datetime], int] = {}
-    for part in _chunks(period_ids):
-        for start, end, cells, matches, plain_text, sketch in conn.execute(
-            sa_select(
-                _buckets.c.span_start, _buckets.c.span_end, _text("cells"), _text("matches"),
-                _text("plain_distinct"), _rollups.c.sketch,
-            )
-            .join(_rollups, _rollups.c.bucket_id == _buckets.c.id)
-            .where(
-                _buckets.c.id.in_(part),
-                _rollups.c.dim == base,
-                _rollups.c.hash_family == wanted,
-                *(group_match if base != TOTAL else ()),
-            )
-        ):  # fmt: skip
-            if cells == "0":
-                continue  # reports without cells: no period row (as from the cells)
-            periods[(start, end)] = periods.get((start, end), 0) + int(matches)
-            add_distinct(("period", start, end), sketch, plain_text)
     agg.by_period = {
         (start, end): (m, estimate(("period", start, end))) for (start, end), m in periods.items()
     }
+    agg.coverage = _coverage_sums(conn, use, base, group_match, covered_matches)
     return agg
+
+
+def _coverage_sums(
+    conn: Connection,
+    use: Sequence[int],
+    base: str,
+    group_match: Sequence[Any],
+    covered_matches: dict[Any, int],
+) -> dict[Any, CoverageSums]:
+    """Coverage of the total (the base rows), each country and each hoster, from the ""
+    family rows that some covered report reached (with a hoster or ASN filter, countries
+    add up their matching hoster rows, as their matches do)."""
+    if base == TOTAL:
+        wanted = _rollups.c.dim.in_((TOTAL, COUNTRY, HOSTER))
+    elif base == COUNTRY:
+        wanted = and_(_rollups.c.dim.in_((COUNTRY, HOSTER)), *group_match)
+    else:
+        wanted = and_(_rollups.c.dim == HOSTER, *group_match)
+    sums: dict[Any, list[int]] = {}  # key -> [pages, images, node bits, covered]
+    for part in _chunks(list(use)):
+        for dim, country, asn, hoster, covered, pages, images, nodes in conn.execute(
+            sa_select(
+                _rollups.c.dim, _rollups.c.country, _rollups.c.asn, _rollups.c.hoster,
+                _text("covered"), _text("cov_pages"), _text("cov_images"), _rollups.c.cov_nodes,
+            ).where(
+                _rollups.c.bucket_id.in_(part),
+                _rollups.c.hash_family == ALL,
+                _rollups.c.covered != "0",
+                wanted,
+            )
+        ):  # fmt: skip
+            keys: list[Any] = []
+            if dim == base:
+                keys.append(("total",))
+            if dim == COUNTRY or (dim == HOSTER and base == HOSTER):
+                keys.append(("country", country))
+            if dim == HOSTER:
+                keys.append(("hoster", hoster, int(asn), country))
+            for key in keys:
+                entry = sums.setdefault(key, [0, 0, 0, 0])
+                entry[0] += int(pages)
+                entry[1] += int(images)
+                entry[2] |= int.from_bytes(nodes or b"", "little")
+                entry[3] += int(covered)
+    return {
+        key: CoverageSums(
+            pages_fetched=pages,
+            images_hashed=images,
+            matches=covered_matches.get(key, 0),
+            nodes=bits.bit_count(),
+            rows=covered,
+        )
+        for key, (pages, images, bits, covered) in sums.items()
+    }

@@ -6,8 +6,12 @@ fault on a 20-byte KLL prefix, datasketches 5.2). So the header is checked here 
 shape, and the exact length the header implies) and only bytes of exactly that length reach
 the C++ code; what it still raises on them (IndexError, ValueError, RuntimeError) is caught.
 
-Both checks raise MalformedPayload; a well-formed HLL whose estimate cannot be the cell's
-``distinct`` raises SketchMismatch.
+Theta sketches (issue 16) get the same treatment: their header (family, serial version 3 or 4,
+flags, seed hash, preamble, bit width, entry count) must imply exactly their length before the
+bytes are decoded.
+
+Every check raises MalformedPayload; a well-formed sketch whose count cannot be the cell's
+``distinct`` (or ``items``) raises SketchMismatch.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import binascii
 import math
 import struct
 
-from datasketches import hll_sketch, kll_floats_sketch, tgt_hll_type
+from datasketches import compact_theta_sketch, hll_sketch, kll_floats_sketch, tgt_hll_type
 
 from protocol.errors import MalformedPayload, SketchMismatch
 from protocol.sketch_bounds import SIGMAS, distinct_bounds
+from protocol.theta import NOMINAL_ENTRIES, THETA_LG_K, THETA_SEED, theta_bounds
 
-from .picture import HLL_LG_K
+from .distinct import HLL_LG_K
 
 HLL_FAMILY = 7
 _HLL_8_MODE_BITS = 2 << 2  # the target type sits in bits 2-3 of the mode byte
@@ -154,3 +159,115 @@ def check_removal_sketch(sketch_b64: str, removed: int) -> None:
         )
     if not (math.isfinite(low) and math.isfinite(high) and low >= 0):
         raise MalformedPayload("a removal_sketch holds negative or non-finite times")
+
+
+# --- Theta (issue 16, protocol.theta) -------------------------------------------------------
+
+THETA_FAMILY = 3  # DataSketches' compact Theta sketch
+THETA_SEED_HASH = 0x93CC  # DataSketches' 16-bit hash of seed 9001 (protocol.theta.THETA_SEED)
+MAX_THETA = (1 << 63) - 1  # theta and every retained hash lie below 2^63
+_THETA_BIG_ENDIAN, _THETA_READ_ONLY, _THETA_EMPTY, _THETA_COMPACT, _THETA_ORDERED = (
+    1 << bit for bit in range(5)
+)
+
+
+def theta_layout(data: bytes) -> tuple[int, int] | None:
+    """(retained entries, theta) that a compact, ordered Theta sketch's header (seed 9001,
+    serial version 3 or 4) states, if the bytes have exactly the length it implies; else None.
+
+    Checked before ``compact_theta_sketch.deserialize``, which trusts the header: a bit width
+    above 64 or an entry-count field wider than 4 bytes would make it read out of bounds.
+    """
+    if len(data) < 8 or data[2] != THETA_FAMILY:
+        return None
+    preamble, version, flags = data[0], data[1], data[5]
+    seed_hash: int = struct.unpack_from("<H", data, 6)[0]
+    if flags & _THETA_BIG_ENDIAN or not flags & _THETA_COMPACT:
+        return None
+    if version == 3 and flags & _THETA_EMPTY:
+        return (0, MAX_THETA) if preamble == 1 and len(data) == 8 else None
+    if seed_hash != THETA_SEED_HASH or not flags & _THETA_ORDERED or flags & _THETA_EMPTY:
+        return None
+    theta = MAX_THETA
+    if version == 3:
+        if preamble == 1:  # a single entry, exact mode
+            return (1, theta) if len(data) == 16 else None
+        if preamble not in (2, 3) or len(data) < 8 * preamble:
+            return None
+        count: int = struct.unpack_from("<I", data, 8)[0]
+        if preamble == 3:
+            theta = struct.unpack_from("<Q", data, 16)[0]
+        expected = 8 * preamble + 8 * count
+    elif version == 4:
+        entry_bits, count_bytes = data[3], data[4]
+        if preamble not in (1, 2) or not 1 <= entry_bits <= 64 or not 1 <= count_bytes <= 4:
+            return None
+        if len(data) < 8 * preamble + count_bytes:
+            return None
+        if preamble == 2:
+            theta = struct.unpack_from("<Q", data, 8)[0]
+        count = int.from_bytes(data[8 * preamble : 8 * preamble + count_bytes], "little")
+        if count == 0:  # version 4 always holds entries
+            return None
+        expected = 8 * preamble + count_bytes + (entry_bits * count + 7) // 8
+    else:
+        return None
+    if not 0 < theta <= MAX_THETA or len(data) != expected:
+        return None
+    return count, theta
+
+
+def decode_theta_checked(sketch_b64: str, what: str) -> compact_theta_sketch:
+    """A base64 compact Theta sketch of this protocol, header checked before decoding and its
+    entries after (strictly increasing, below theta: each member counted once)."""
+    data = _decode_base64(sketch_b64, what)
+    layout = theta_layout(data)
+    if layout is None:
+        raise MalformedPayload(
+            f"{what} is not a compact, ordered DataSketches Theta sketch with seed {THETA_SEED}"
+        )
+    count, theta = layout
+    try:
+        sketch = compact_theta_sketch.deserialize(data, THETA_SEED)
+        previous = 0
+        for entry in sketch:
+            if not previous < entry < theta:
+                raise MalformedPayload(f"{what} holds repeated or out-of-range entries")
+            previous = entry
+        retained = sketch.num_retained
+    except _DECODE_ERRORS as exc:
+        raise MalformedPayload(f"{what} is not a DataSketches Theta sketch") from exc
+    if retained != count:
+        raise MalformedPayload(f"{what} does not hold the entries its header states")
+    return sketch
+
+
+def check_theta_count(sketch_b64: str, count: int, what: str, counted: str) -> None:
+    """``count`` (a cell's distinct or items) must be the sketch's exact count, or, once the
+    sketch is in estimation mode (which needs at least 2^15 retained entries, as lg_k 15
+    gives), lie within its 6-sigma bounds."""
+    sketch = decode_theta_checked(sketch_b64, what)
+    estimate, _, _ = theta_bounds(sketch)
+    if not sketch.is_estimation_mode():
+        if count != estimate:
+            raise SketchMismatch(f"a cell's {counted} {count} differs from its {what}'s {estimate}")
+        return
+    if sketch.num_retained < NOMINAL_ENTRIES:
+        raise MalformedPayload(
+            f"{what} is in estimation mode with fewer than {NOMINAL_ENTRIES} entries (lg_k "
+            f"{THETA_LG_K} keeps every member up to that)"
+        )
+    low, high = _theta_six_sigma(sketch)
+    if not low <= count <= high:
+        raise SketchMismatch(
+            f"a cell's {counted} {count} lies outside its {what}'s {SIGMAS}-sigma bounds "
+            f"[{low}, {high}]"
+        )
+
+
+def _theta_six_sigma(sketch: compact_theta_sketch) -> tuple[int, int]:
+    # DataSketches gives bounds for 1 to 3 standard deviations; 6 follows from 1 by scaling,
+    # as for the HLL check (protocol.sketch_bounds).
+    return distinct_bounds(
+        sketch.get_estimate(), sketch.get_lower_bound(1), sketch.get_upper_bound(1)
+    )

@@ -2,8 +2,10 @@
 
     .venv/bin/python deploy/make_secrets.py [--dir deploy/secrets]
 
-Every file is written 0600 and never overwritten: run it again and only missing files are made,
-so keys are never rotated by accident (rotation is a ceremony: docs/deployment.md). The
+Every secret is written 0600 and never overwritten: run it again and only missing files are
+made, so keys are never rotated by accident (rotation is a ceremony: docs/deployment.md). The
+nodes' public keys (``node_<x>.pub``, 0644, read by the coordinator-register job) are written
+again whenever they no longer match the node's signing key. The
 containers run as uid 10001 (postgres as 999): give the files to those users, e.g.
 ``sudo chown 10001 deploy/secrets/* && sudo chown 999 deploy/secrets/postgres_password``.
 
@@ -28,10 +30,10 @@ from protocol.keys import NodeKey  # noqa: E402  (after the path set-up above)
 NODES = ("a", "b")
 
 
-def write_new(path: Path, text: str) -> bool:
-    """Write ``text`` to a new 0600 file; False (untouched) if it exists."""
+def write_new(path: Path, text: str, mode: int = 0o600) -> bool:
+    """Write ``text`` to a new file (0600 unless told); False (untouched) if it exists."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
         return False
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -47,8 +49,8 @@ def make(directory: Path) -> list[str]:
     directory.mkdir(parents=True, exist_ok=True)
     made: list[str] = []
 
-    def new(name: str, text: str) -> None:
-        if write_new(directory / name, text):
+    def new(name: str, text: str, mode: int = 0o600) -> None:
+        if write_new(directory / name, text, mode):
             made.append(name)
 
     password_file = directory / "postgres_password"
@@ -60,6 +62,14 @@ def make(directory: Path) -> list[str]:
     federation = key32()
     for node in NODES:
         new(f"node_{node}_signing_key", NodeKey.generate().seed_b64() + "\n")
+        signing = (directory / f"node_{node}_signing_key").read_text(encoding="ascii").strip()
+        # Public, for the coordinator-register job (a compose config, not a secret): it
+        # registers the node without ever seeing the private key. Always from the current seed.
+        public_file = directory / f"node_{node}.pub"
+        public_text = NodeKey.from_seed_b64(signing).public_key_b64 + "\n"
+        if not public_file.exists() or public_file.read_text(encoding="ascii") != public_text:
+            public_file.unlink(missing_ok=True)
+            new(f"node_{node}.pub", public_text, 0o644)
         new(f"node_{node}_federation_key", federation)
         new(f"node_{node}_list_key", key32())
         new(f"node_{node}_function_key", NodeKey.generate().seed_b64() + "\n")
@@ -83,7 +93,7 @@ def main() -> None:
         seed = (args.dir / f"node_{node}_signing_key").read_text(encoding="ascii").strip()
         key = NodeKey.from_seed_b64(seed)
         print(f"node-{node}: key id {key.key_id}, public key {key.public_key_b64}")
-    print("Register each node at the coordinator (`libra coordinator node add`) with these.")
+    print("`docker compose up` registers them (the coordinator-register job).")
 
 
 if __name__ == "__main__":

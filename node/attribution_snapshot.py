@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -26,9 +27,12 @@ def _canonical(sources: list[AttributionSource]) -> str:
     return json.dumps(pairs, separators=(",", ":"))
 
 
-def snapshot_id(session: Session, sources: list[AttributionSource]) -> int:
+def snapshot_id(
+    session: Session, sources: list[AttributionSource], now: datetime | None = None
+) -> int:
     """The id of the snapshot for ``sources``, created on first use (safe against a racing
-    process: a unique-digest conflict re-reads the other process's row)."""
+    process: a unique-digest conflict re-reads the other process's row); ``now``: the caller's
+    clock (a lab clock under ``--at``)."""
     text = _canonical(sources)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     query = select(AttributionSnapshot.id).where(col(AttributionSnapshot.digest) == digest)
@@ -38,6 +42,8 @@ def snapshot_id(session: Session, sources: list[AttributionSource]) -> int:
     try:
         with session.begin_nested():
             row = AttributionSnapshot(digest=digest, sources=text)
+            if now is not None:
+                row.first_used_at = now
             session.add(row)
             session.flush()
     except IntegrityError:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,13 +25,24 @@ from protocol.models import Period
 
 from . import outbox
 from .attribution import GeoDatabaseError
-from .cli_common import ConfigOption, console, err, fail, settings_or_exit
+from .cli_common import (
+    AtOption,
+    ConfigOption,
+    clock_or_exit,
+    console,
+    err,
+    fail,
+    lab_moment_or_exit,
+    parse_time,
+    settings_or_exit,
+)
 from .cli_contacts import contacts_app, retention_app
 from .cli_db import db_app
 from .cli_federation import app as federation_app
 from .cli_keys import rotate_signing_key_cmd
 from .cli_lists import list_app
 from .cli_notices import notices_app
+from .clock import Clock
 from .config import (
     DEFAULT_CONFIG_FILE,
     FEDERATION_KEY_FILE_NAME,
@@ -232,24 +242,28 @@ def _print_cycle(summary: CycleSummary) -> None:
         console.print(f"  {label:<28} {escape(value)}", highlight=False)
 
 
-async def _crawl(settings: NodeSettings, engine: Engine, show: bool) -> CycleSummary:
+async def _crawl(settings: NodeSettings, engine: Engine, show: bool, clock: Clock) -> CycleSummary:
     if show:
         with RichCycleProgress(settings.crawl.max_pages, console=err) as progress:
-            return await crawl_once(settings, engine, progress=progress)
-    return await crawl_once(settings, engine)
+            return await crawl_once(settings, engine, progress=progress, clock=clock)
+    return await crawl_once(settings, engine, clock=clock)
 
 
 @app.command()
-def crawl(config: ConfigOption = None) -> None:
-    """Run one crawl cycle in the foreground over the configured seeds."""
+def crawl(config: ConfigOption = None, at: AtOption = None) -> None:
+    """Run one crawl cycle in the foreground over the configured seeds.
+
+    With --at (lab mode only) the cycle is recorded as if it ran at that moment.
+    """
     settings = settings_or_exit(config)
+    clock = clock_or_exit(settings, at)
     if not settings.seeds:
         fail("no seeds configured (set `seeds` in the node TOML file)", 2)
     engine = _engine(settings)
     if not entry_count(engine):
         err.print("[yellow]warning:[/] the node holds no list entries: nothing can match")
     try:
-        summary = asyncio.run(_crawl(settings, engine, show=True))
+        summary = asyncio.run(_crawl(settings, engine, show=True, clock=clock))
     except (CrawlBusy, CycleError, GeoDatabaseError) as exc:
         fail(str(exc))
     _print_cycle(summary)
@@ -282,14 +296,6 @@ def crawl_worker(
 
 
 # --------------------------------------------------------------------------- report
-
-
-def _parse_time(text: str, name: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        fail(f"{name}: {text!r} is not an ISO 8601 timestamp", 2)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _explain_flush(result: outbox.FlushResult, engine: Engine) -> int:
@@ -343,28 +349,32 @@ def report(
     period_end: Annotated[
         str | None, typer.Option("--period-end", help="ISO timestamp, exclusive.")
     ] = None,
+    at: AtOption = None,
 ) -> None:
     """Build, sign and queue the report, then send everything queued to the coordinator.
 
-    Without a period: the current UTC day (or hour, per `report.period`), plus any earlier
-    period that still holds unreported crawl cycles. Exit 0 when all was delivered, 75 when
-    reports stay queued (coordinator unreachable), 1 when the coordinator refused one.
+    Without a period: the current UTC period (`report.period`: 5m, 15m, hour or day), plus any
+    earlier period that still holds unreported crawl cycles. --at (lab mode only) decides which
+    period is current; the reports are still signed at the real time. Exit 0 when all was
+    delivered, 75 when reports stay queued (coordinator unreachable), 1 when the coordinator
+    refused one.
     """
     settings = settings_or_exit(config)
+    now = lab_moment_or_exit(settings, at)
     period: Period | None = None
     if (period_start is None) != (period_end is None):
         fail("give both --period-start and --period-end, or neither", 2)
     if period_start is not None and period_end is not None:
         try:
             period = Period(
-                start=_parse_time(period_start, "--period-start"),
-                end=_parse_time(period_end, "--period-end"),
+                start=parse_time(period_start, "--period-start"),
+                end=parse_time(period_end, "--period-end"),
             )
         except ValidationError as exc:
             fail(f"invalid period: {exc.errors()[0]['msg']}", 2)
     engine = _engine(settings)
     try:
-        run = asyncio.run(report_once(settings, engine, period))
+        run = asyncio.run(report_once(settings, engine, period, now=now))
     except KeyFileError as exc:
         fail(str(exc))
     _print_queued(run)
@@ -436,7 +446,7 @@ def _observability(settings: NodeSettings, engine: Engine) -> None:
 @app.command()
 def serve(config: ConfigOption = None) -> None:
     """Run crawl cycles and reports on the `schedule` intervals until stopped."""
-    from .scheduler import run_forever  # APScheduler is only needed here
+    from .scheduler import report_interval_minutes, run_forever  # APScheduler only here
 
     settings = settings_or_exit(config)
     if not settings.seeds:
@@ -445,7 +455,7 @@ def serve(config: ConfigOption = None) -> None:
     _observability(settings, engine)  # issue 8
     console.print(
         f"serving node {settings.node_id}: crawl every {settings.schedule.crawl_minutes:g} min, "
-        f"report every {settings.schedule.report_minutes:g} min (Ctrl-C stops)"
+        f"report every {report_interval_minutes(settings):g} min (Ctrl-C stops)"
     )
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:

@@ -166,6 +166,7 @@ def list_import(
         before_stamp,
         added=_new_entries(engine, summary.list_version_id),
         removed=summary.removed_ids,
+        regions_added=summary.regions_added,
     )
     console.print(
         f"list version {summary.list_version_id}: imported {summary.imported}, "

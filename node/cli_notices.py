@@ -23,7 +23,8 @@ from protocol.models import utcnow
 
 from . import audit
 from .attribution import GeoDatabaseError
-from .cli_common import ConfigOption, console, fail, settings_or_exit
+from .cli_common import AtOption, ConfigOption, clock_or_exit, console, fail, settings_or_exit
+from .clock import Clock
 from .config import NodeSettings
 from .crypto_store import ListKeyError
 from .notices.api import create_app, create_token, revoke_token
@@ -185,10 +186,12 @@ def reject(
     _decide(notice_id, False, reason, config)
 
 
-def _run(config: Path | None, *, build: bool, check: bool) -> None:
-    settings, engine = _open(config)
+def _run(config: Path | None, *, build: bool, check: bool, at: str | None = None) -> None:
+    settings = settings_or_exit(config)
+    clock: Clock | None = clock_or_exit(settings, at) if at is not None else None
+    engine = _engine(settings)
     try:
-        run = asyncio.run(notices_once(settings, engine, build=build, check=check))
+        run = asyncio.run(notices_once(settings, engine, build=build, check=check, clock=clock))
     except (NoticesBusy, GeoDatabaseError, OSError, ValueError) as exc:
         fail(str(exc))
     _print_run(run)
@@ -218,9 +221,12 @@ def recheck(config: ConfigOption = None) -> None:
 
 
 @notices_app.command("run")
-def run_all(config: ConfigOption = None) -> None:
-    """Everything `serve` does on its notices interval: re-check, build, send."""
-    _run(config, build=True, check=True)
+def run_all(config: ConfigOption = None, at: AtOption = None) -> None:
+    """Everything `serve` does on its notices interval: re-check, build, send.
+
+    With --at (lab mode only) the run is recorded as if it ran at that moment.
+    """
+    _run(config, build=True, check=True, at=at)
 
 
 @notices_app.command()

@@ -37,9 +37,9 @@ from .crawl_content import (
     sniff_image,
 )
 from .crawl_robots import ALLOW_ALL, RobotsRules, fetch_robots
-from .frontier import REDIRECTED, Frontier, FrontierItem, ImageRecord, MemoryFrontier
+from .frontier import REDIRECTED, Frontier, FrontierItem, ImageRecord, MemoryFrontier, Served
 from .links import canonical_key, extract_links, normalize_url, url_host
-from .net import BlockedDestination
+from .net import SERVER_IP, BlockedDestination
 from .politeness import HostPolicy, Politeness, robots_delay
 from .scope import Scope, ScopeMode, ScopeRules
 from .sitemaps import MAX_SITEMAP_BYTES, SitemapError, parse_sitemap
@@ -102,6 +102,10 @@ class PageFetched:
     host: str
     status: int
     depth: int
+    # Issue 16: the address that served the page (after redirects) and that URL's host, so the
+    # cycle attributes the page like a sighting; None when unknown (the unknown hoster).
+    server_ip: str | None = None
+    served_host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,7 @@ class _Body:
     status: int
     body: bytes
     content_type: str | None
+    server_ip: str | None = None  # set by node.net.PinnedTransport
 
 
 @dataclass(frozen=True)
@@ -276,8 +281,8 @@ class Run:
         start = self._frontier.start(run_key([i.url for i in items]), items)
         self._site_pages = self._frontier.counts()
         self._stats.pages_scheduled = sum(self._site_pages.values())
-        for item, outcome in self._frontier.resumed_outcomes():
-            replayed = _replayed_event(item, outcome)
+        for item, outcome, served in self._frontier.resumed_outcomes():
+            replayed = _replayed_event(item, outcome, served)
             if replayed is not None:
                 yield replayed
         for image in self._frontier.resumed_images():
@@ -396,7 +401,12 @@ class Run:
         ]
         # One transaction: the outcome, the images and the new links (crash consistency).
         aliases = self._aliases.pop(key, [])
-        added = self._frontier.complete(key, outcome, new, images, aliases)
+        # Who served the page, kept with its outcome so a resumed cycle attributes it again.
+        served = next(
+            (Served(e.server_ip, e.served_host) for e in events if isinstance(e, PageFetched)),
+            None,
+        )
+        added = self._frontier.complete(key, outcome, new, images, aliases, served)
         for event in events:
             self._queue.put_nowait(event)
         for child in added:
@@ -473,7 +483,14 @@ class Run:
         links = extract_links(decode_html(html.body, html.content_type), final_url)
         self._stats.data_uris += links.data_uris
         events: list[CrawlEvent] = [
-            PageFetched(url=item.url, host=url_host(item.url), status=html.status, depth=item.depth)
+            PageFetched(
+                url=item.url,
+                host=url_host(item.url),
+                status=html.status,
+                depth=item.depth,
+                server_ip=html.server_ip,
+                served_host=url_host(final_url),
+            )
         ]
         for image_url in (*links.images, *links.data_images):
             found = self._image(image_url, final_url)
@@ -628,10 +645,12 @@ class Run:
                 return verdict
         if len(body) > limit:
             return _Fail("html_too_large")
+        served_by = response.extensions.get(SERVER_IP)
         return _Body(
             status=response.status_code,
             body=bytes(body),
             content_type=response.headers.get("content-type"),
+            server_ip=served_by if isinstance(served_by, str) else None,
         )
 
     def _judge(
@@ -704,11 +723,14 @@ class Run:
                 new.append((key, FrontierItem(url, item.depth, item.site, 0, item.url, "sitemap")))
 
 
-def _replayed_event(item: FrontierItem, outcome: str) -> PageFetched | PageFailed | None:
+def _replayed_event(
+    item: FrontierItem, outcome: str, served: Served | None = None
+) -> PageFetched | PageFailed | None:
     """The event a page finished before a restart produced, for the resumed cycle's counts.
 
-    The frontier keeps outcomes, not HTTP statuses: a replayed fetched page reports 200. Image
-    URLs are re-emitted through ``resumed_images``; sitemaps only ever produce failures.
+    The frontier keeps outcomes, not HTTP statuses: a replayed fetched page reports 200, and
+    who served it (so it is attributed as before). Image URLs are re-emitted through
+    ``resumed_images``; sitemaps only ever produce failures.
     """
     host = url_host(item.url)
     if outcome in ("image", REDIRECTED):
@@ -716,5 +738,12 @@ def _replayed_event(item: FrontierItem, outcome: str) -> PageFetched | PageFaile
     if outcome == "ok":
         if item.kind != "page":
             return None
-        return PageFetched(url=item.url, host=host, status=200, depth=item.depth)
+        return PageFetched(
+            url=item.url,
+            host=host,
+            status=200,
+            depth=item.depth,
+            server_ip=served.ip if served else None,
+            served_host=served.host if served else None,
+        )
     return PageFailed(url=item.url, host=host, reason=outcome)

@@ -16,6 +16,12 @@ result was still waiting to be recorded) is sent twice.
 
 Matching is batched: one recorder task takes every function result waiting and matches them
 with one MatchIndex.match_many call, then records each image in its own transaction.
+
+Effort is attributed like sightings (issue 16): every hashed image is placed (country, ASN,
+hoster) at record time by the same attributor call a sighting of it gets, and stored with its
+AnalysedImage row (so a resumed cycle keeps its count); every fetched page is placed by the
+address that served it (the crawler's pinned connection; unknown when there is none) and the
+pages per hoster are written when the cycle ends. Timestamps come from ``clock`` (node.clock).
 """
 
 from __future__ import annotations
@@ -33,10 +39,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
-from protocol.models import HashResult, utcnow
+from protocol.models import HashResult
 
-from .attribution import Attributor, host_of
+from .attribution import Attribution, Attributor, host_of
 from .attribution_snapshot import record_sighting, snapshot_id
+from .clock import Clock, real_clock
 from .crawler import ImageFound, PageFailed, PageFetched
 from .dispatch import AnalyzeFailure
 from .links import storable_url  # data: URIs are stored as a digest, never as bytes
@@ -48,6 +55,7 @@ from .models import (
     CrawlCycle,
     CycleImage,
     CycleRun,
+    HosterPages,
     HostPages,
     Sighting,
 )
@@ -196,8 +204,12 @@ class _Cycle:
         dihedral: bool,
         progress: ProgressSink | None,
         analysed: set[str] | None = None,
+        clock: Clock = real_clock,
     ) -> None:
         self.engine = engine
+        self.clock = clock
+        # Pages fetched per (country, ASN, hoster) of the address that served them.
+        self.hoster_pages: Counter[tuple[str, int, str]] = Counter()
         # storable_url of every image already analysed in this cycle (before a kill).
         self.analysed = analysed if analysed is not None else set()
         self.cycle_id = cycle_id
@@ -228,6 +240,8 @@ class _Cycle:
             if isinstance(event, PageFetched):
                 self.stats.pages_fetched += 1
                 self._host(event.host).pages_fetched += 1
+                where = self.attributor.lookup(event.server_ip, event.served_host or event.host)
+                self.hoster_pages[(where.country, where.asn, where.hoster)] += 1
             elif isinstance(event, PageFailed) and event.reason == ROBOTS_DISALLOWED:
                 self.stats.pages_robots_skipped += 1
             elif isinstance(event, PageFailed):
@@ -291,6 +305,7 @@ class _Cycle:
                     code=failure.code,
                     message=failure.message[:500],
                     http_status=failure.http_status,
+                    failed_at=self.clock(),
                 )
             )
 
@@ -299,7 +314,9 @@ class _Cycle:
     ) -> None:
         self.stats.images_hashed += 1
         match = self.index.best(result.hashes) if matches is None else best(matches)
-        now = utcnow()
+        now = self.clock()
+        # One attribution for the image and its sighting: coverage and cells agree by design.
+        where: Attribution = self.attributor.lookup(result.server_ip, host_of(result.final_url))
         with Session(self.engine) as session, session.begin():
             session.add(
                 CycleImage(cycle_id=self.cycle_id, url=storable_url(image.url), outcome="hashed")
@@ -313,11 +330,13 @@ class _Cycle:
                     analysed_at=now,
                     entry_id=match.entry_id if match else None,
                     distance=match.distance if match else None,
+                    country=where.country,
+                    asn=where.asn,
+                    hoster=where.hoster,
                 )
             )
             if match is None:
                 return
-            where = self.attributor.lookup(result.server_ip, host_of(result.final_url))
             sighting = Sighting(
                 cycle_id=self.cycle_id,
                 url=storable_url(image.url),
@@ -337,12 +356,12 @@ class _Cycle:
             session.flush()
             assert sighting.id is not None
             if self._snapshot is None:
-                self._snapshot = snapshot_id(session, self.attributor.sources())
+                self._snapshot = snapshot_id(session, self.attributor.sources(), now)
             record_sighting(session, sighting.id, self._snapshot, where.operator_id)
         self.stats.matches += 1
 
     def finish(self, status: str, error: str | None) -> CycleSummary:
-        finished = utcnow()
+        finished = self.clock()
         stats = self.stats
         with Session(self.engine) as session, session.begin():
             row = session.get(CrawlCycle, self.cycle_id)
@@ -368,6 +387,16 @@ class _Cycle:
                         images_found=counts.images_found,
                     )
                 )
+            for (country, asn, hoster), pages in sorted(self.hoster_pages.items()):
+                session.add(
+                    HosterPages(
+                        cycle_id=self.cycle_id,
+                        country=country,
+                        asn=asn,
+                        hoster=hoster,
+                        pages_fetched=pages,
+                    )
+                )
             started = row.started_at
         return CycleSummary(
             cycle_id=self.cycle_id,
@@ -390,7 +419,23 @@ class _Cycle:
 INTERRUPTED = "interrupted"
 
 
-def mark_interrupted(engine: Engine) -> int:
+def _close_interrupted(session: Session, row: CrawlCycle, now: datetime) -> None:
+    """Mark a cycle a dead process left running as interrupted, with the counts its recorded
+    images hold (its in-memory page counts died with it), so that its sightings are reported
+    with the images hashed they were found among."""
+    assert row.id is not None
+    _urls, stats = _analysed_in(session, row.id)
+    row.status = INTERRUPTED
+    row.finished_at = now
+    row.error = "the crawling process died before the cycle finished"
+    row.images_found = stats.images_found
+    row.images_hashed = stats.images_hashed
+    row.analysis_failures = stats.analysis_failures
+    row.matches = stats.matches
+    session.add(row)
+
+
+def mark_interrupted(engine: Engine, clock: Clock = real_clock) -> int:
     """Close cycles left "running" by a process that died, so they can be reported.
 
     Only call this while holding the node's crawl lock (no other cycle can be running).
@@ -398,16 +443,13 @@ def mark_interrupted(engine: Engine) -> int:
     with Session(engine) as session, session.begin():
         stale = session.exec(select(CrawlCycle).where(col(CrawlCycle.status) == RUNNING)).all()
         for row in stale:
-            row.status = INTERRUPTED
-            row.finished_at = utcnow()
-            row.error = "the crawling process died before the cycle finished"
-            session.add(row)
+            _close_interrupted(session, row, clock())
         return len(stale)
 
 
-def _start_cycle(engine: Engine, run_key: str | None = None) -> int:
+def _start_cycle(engine: Engine, run_key: str | None = None, clock: Clock = real_clock) -> int:
     with Session(engine) as session, session.begin():
-        row = CrawlCycle(started_at=utcnow())
+        row = CrawlCycle(started_at=clock())
         session.add(row)
         session.flush()
         assert row.id is not None
@@ -416,7 +458,7 @@ def _start_cycle(engine: Engine, run_key: str | None = None) -> int:
         return row.id
 
 
-def resume_or_start(engine: Engine, run_key: str) -> tuple[int, bool]:
+def resume_or_start(engine: Engine, run_key: str, clock: Clock = real_clock) -> tuple[int, bool]:
     """The cycle to run over the seed list ``run_key``: the newest cycle a dead process left
     "running" over the same seeds (resumed: True), else a new one. Every other cycle left
     running is marked interrupted. Only call this while holding the node's crawl lock.
@@ -430,40 +472,40 @@ def resume_or_start(engine: Engine, run_key: str) -> tuple[int, bool]:
         ).all()
     resumed = next((cid for cid, key in stale if key == run_key and cid is not None), None)
     if resumed is None:
-        mark_interrupted(engine)
-        return _start_cycle(engine, run_key), False
+        mark_interrupted(engine, clock)
+        return _start_cycle(engine, run_key, clock), False
     with Session(engine) as session, session.begin():
         for cid, _key in stale:
             if cid == resumed:
                 continue
             row = session.get(CrawlCycle, cid)
             assert row is not None
-            row.status = INTERRUPTED
-            row.finished_at = utcnow()
-            row.error = "the crawling process died before the cycle finished"
-            session.add(row)
+            _close_interrupted(session, row, clock())
     return resumed, True
 
 
 def _analysed_so_far(engine: Engine, cycle_id: int) -> tuple[set[str], CycleStats]:
     """The image URLs a resumed cycle has analysed already and the counts they contributed."""
-    stats = CycleStats()
     with Session(engine) as session:
-        urls = set(
-            session.exec(select(CycleImage.url).where(col(CycleImage.cycle_id) == cycle_id)).all()
-        )
+        return _analysed_in(session, cycle_id)
 
-        hashed = select(func.count()).where(col(AnalysedImage.cycle_id) == cycle_id)
-        failed = (
-            select(AnalysisFailure.code, func.count())
-            .where(col(AnalysisFailure.cycle_id) == cycle_id)
-            .group_by(col(AnalysisFailure.code))
-        )
-        matched = select(func.count()).where(col(Sighting.cycle_id) == cycle_id)
-        stats.images_hashed = int(session.exec(hashed).one())
-        stats.image_failures.update({code: int(n) for code, n in session.exec(failed).all()})
-        stats.analysis_failures = stats.image_failures.total()
-        stats.matches = int(session.exec(matched).one())
+
+def _analysed_in(session: Session, cycle_id: int) -> tuple[set[str], CycleStats]:
+    stats = CycleStats()
+    urls = set(
+        session.exec(select(CycleImage.url).where(col(CycleImage.cycle_id) == cycle_id)).all()
+    )
+    hashed = select(func.count()).where(col(AnalysedImage.cycle_id) == cycle_id)
+    failed = (
+        select(AnalysisFailure.code, func.count())
+        .where(col(AnalysisFailure.cycle_id) == cycle_id)
+        .group_by(col(AnalysisFailure.code))
+    )
+    matched = select(func.count()).where(col(Sighting.cycle_id) == cycle_id)
+    stats.images_hashed = int(session.exec(hashed).one())
+    stats.image_failures.update({code: int(n) for code, n in session.exec(failed).all()})
+    stats.analysis_failures = stats.image_failures.total()
+    stats.matches = int(session.exec(matched).one())
     stats.images_found = len(urls)
     return urls, stats
 
@@ -480,21 +522,25 @@ async def run(
     dihedral: bool = False,
     progress: ProgressSink | None = None,
     run_key: str | None = None,
+    clock: Clock = real_clock,
 ) -> CycleSummary:
     """Run one cycle to the end and return its summary (also saved on the cycle row).
 
     With ``run_key`` (the crawler's key of the seed list; hold the node's crawl lock), a cycle a
     killed process left running over the same seeds is continued instead of starting a new one.
+    ``clock`` gives every timestamp the cycle records (node.clock: a lab clock under ``--at``).
     """
     if run_key is None:
-        cycle_id, resumed = _start_cycle(engine), False
+        cycle_id, resumed = _start_cycle(engine, clock=clock), False
     else:
-        cycle_id, resumed = resume_or_start(engine, run_key)
+        cycle_id, resumed = resume_or_start(engine, run_key, clock)
     analysed: set[str] = set()
     restored = CycleStats()
     if resumed:
         analysed, restored = _analysed_so_far(engine, cycle_id)
-    cycle = _Cycle(engine, cycle_id, function, index, attributor, dihedral, progress, analysed)
+    cycle = _Cycle(
+        engine, cycle_id, function, index, attributor, dihedral, progress, analysed, clock
+    )
     cycle.stats = restored
     workers = max(1, concurrency)
     queue: asyncio.Queue[ImageFound | None] = asyncio.Queue(maxsize=workers * 4)

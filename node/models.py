@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Text, UniqueConstraint
+from sqlalchemy import DateTime, Index, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -71,7 +71,11 @@ class ListEntry(SQLModel, table=True):
     """One known hash. (family, value) is unique across all imported lists."""
 
     __tablename__ = "list_entry"
-    __table_args__ = (UniqueConstraint("family", "value", name="uq_list_entry_family_value"),)
+    __table_args__ = (
+        UniqueConstraint("family", "value", name="uq_list_entry_family_value"),
+        # Issue 16: a matched entry's record siblings name the item (node/report_items.py).
+        Index("ix_list_entry_version_record", "list_version_id", "record"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     family: str = Field(index=True)
@@ -143,6 +147,29 @@ class AnalysedImage(SQLModel, table=True):
     analysed_at: datetime = Field(default_factory=_now, sa_type=UtcDateTime)
     entry_id: int | None = Field(default=None, foreign_key="list_entry.id")
     distance: int | None = None
+    # Issue 16: where the image was served from, placed at record time by the same attributor
+    # call as a sighting of it would be (the per-hoster images_hashed of a report's coverage).
+    # Null for images analysed before migration n0005: their cycles report no coverage.
+    country: str | None = None
+    asn: int | None = None
+    hoster: str | None = None
+
+
+class HosterPages(SQLModel, table=True):
+    """Issue 16: HTML pages a cycle fetched per hoster, attributed by the address that served
+    each page (the crawler's pinned connection), like sightings; the report's coverage."""
+
+    __tablename__ = "hoster_pages"
+    __table_args__ = (
+        UniqueConstraint("cycle_id", "country", "asn", "hoster", name="uq_hoster_pages_cycle"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="crawl_cycle.id", index=True)
+    country: str
+    asn: int
+    hoster: str
+    pages_fetched: int = 0
 
 
 class Sighting(SQLModel, table=True):

@@ -26,6 +26,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 Resolver = Callable[[str, int], Awaitable[str]]
+# Response extension naming the address that served the response (the pinned IP): the crawler
+# attributes each fetched page by it, as sightings are attributed by the image's server IP.
+SERVER_IP = "libra.server_ip"
 
 
 class BlockedDestination(httpx.RequestError):
@@ -142,7 +145,9 @@ class PinnedTransport(httpx.AsyncBaseTransport):
             stream=request.stream,
             extensions=extensions,
         )
-        return await inner.handle_async_request(pinned)
+        response = await inner.handle_async_request(pinned)
+        response.extensions[SERVER_IP] = ip
+        return response
 
     async def aclose(self) -> None:
         for inner in self._pools.values():

@@ -9,7 +9,13 @@ number of sightings, ``distinct`` = distinct final image URLs, ``sketch`` = a Da
 (lg_k 12, HLL_8, compact) over hex(HMAC-SHA256(federation key, final URL)), so the coordinator
 can count distinct URLs across nodes without learning them; ``methods`` = those same sightings
 counted by how they were found (direct, dihedral, trimmed, region), so it sums to ``matches``.
-Denominators come from the same cycles.
+Issue 16: ``url_theta`` = a Theta sketch (protocol.theta: lg_k 15, exact below 32,768 members)
+of the same keyed URLs, ``items`` / ``item_theta`` = the distinct matched list items and the
+Theta sketch of their keyed identities (node/report_items.py), so the coordinator can follow an
+item from hoster to hoster without learning it. Denominators come from the same cycles, and
+``coverage`` splits them per hoster (node/report_coverage.py).
+
+Periods are UTC-aligned: 5 or 15 minutes, an hour or a day (``report.period``).
 
 The sequence number is taken from node state, the cycles are marked reported and the signed
 envelope is written to the outbox in one transaction: a crash can never leave a used sequence
@@ -23,8 +29,8 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Literal, get_args
 
 from datasketches import hll_sketch, tgt_hll_type
 from sqlalchemy import func, update
@@ -39,6 +45,7 @@ from protocol.hashes import HashFamily
 from protocol.keys import NodeKey
 from protocol.models import (
     Denominators,
+    HosterCoverage,
     MatchMethods,
     Period,
     Report,
@@ -46,11 +53,14 @@ from protocol.models import (
     new_report_id,
     utcnow,
 )
+from protocol.theta import make_theta
 
 from .attribution_snapshot import sources_for_cycles
 from .matcher import Method
 from .models import RUNNING, CrawlCycle, HostPages, NodeState, OutboxItem, Sighting
 from .notices.stats import mark_reported, removals_for_period  # issue 7
+from .report_coverage import build_coverage  # issue 16
+from .report_items import item_identities  # issue 16
 
 HLL_LG_K = 12
 HLL_TYPE = tgt_hll_type.HLL_8
@@ -68,13 +78,25 @@ def make_sketch(federation_key: bytes, items: Iterable[str]) -> str:
     return base64.b64encode(sketch.serialize_compact()).decode("ascii")
 
 
-def period_containing(moment: datetime, length: Literal["day", "hour"]) -> Period:
-    """The UTC-aligned day or hour that contains ``moment``."""
-    if length == "day":
-        start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-        return Period(start=start, end=start + timedelta(days=1))
-    start = moment.replace(minute=0, second=0, microsecond=0)
-    return Period(start=start, end=start + timedelta(hours=1))
+# Report period lengths (``report.period``); short ones give a near-real-time picture.
+PeriodLength = Literal["5m", "15m", "hour", "day"]
+PERIOD_LENGTHS: dict[str, timedelta] = {
+    "5m": timedelta(minutes=5),
+    "15m": timedelta(minutes=15),
+    "hour": timedelta(hours=1),
+    "day": timedelta(days=1),
+}
+assert set(PERIOD_LENGTHS) == set(get_args(PeriodLength))
+
+
+def period_containing(moment: datetime, length: PeriodLength) -> Period:
+    """The UTC-aligned period of ``length`` that contains ``moment`` (periods tile each UTC
+    day from midnight, so every node cuts the same periods)."""
+    span = PERIOD_LENGTHS[length]
+    moment = moment.astimezone(UTC)
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = midnight + ((moment - midnight) // span) * span
+    return Period(start=start, end=start + span)
 
 
 @dataclass
@@ -82,6 +104,7 @@ class _CellAcc:
     matches: int = 0
     urls: set[str] = field(default_factory=set)
     methods: dict[str, int] = field(default_factory=lambda: {m.value: 0 for m in Method})
+    entries: set[int] = field(default_factory=set)  # matched list entries (-> items)
 
 
 def unreported_cycles(session: Session, period: Period) -> list[int]:
@@ -107,27 +130,37 @@ def build_cells(session: Session, cycle_ids: list[int], federation_key: bytes) -
                 col(Sighting.family),
                 col(Sighting.final_url),
                 col(Sighting.method),
+                col(Sighting.entry_id),
             ).where(col(Sighting.cycle_id).in_(cycle_ids))
         )
-        for country, asn, hoster, family, final_url, method in rows:
+        for country, asn, hoster, family, final_url, method, entry_id in rows:
             acc = groups.setdefault((country, asn, hoster, family), _CellAcc())
             acc.matches += 1
             acc.urls.add(final_url)
             # Method() refuses a value the protocol has no key for, rather than miscount.
             acc.methods[Method(method).value] += 1
-    return [
-        ReportCell(
-            country=country,
-            asn=asn,
-            hoster=hoster,
-            hash_family=HashFamily(family),
-            matches=acc.matches,
-            distinct=len(acc.urls),
-            sketch=make_sketch(federation_key, sorted(acc.urls)),
-            methods=MatchMethods(**acc.methods),
+            acc.entries.add(entry_id)
+    identity = item_identities(session, (e for acc in groups.values() for e in acc.entries))
+    cells = []
+    for (country, asn, hoster, family), acc in sorted(groups.items()):
+        urls = sorted(acc.urls)
+        items = sorted({identity[e] for e in acc.entries})
+        cells.append(
+            ReportCell(
+                country=country,
+                asn=asn,
+                hoster=hoster,
+                hash_family=HashFamily(family),
+                matches=acc.matches,
+                distinct=len(urls),
+                sketch=make_sketch(federation_key, urls),
+                methods=MatchMethods(**acc.methods),
+                url_theta=make_theta(federation_key, urls),
+                items=len(items),
+                item_theta=make_theta(federation_key, items),
+            )
         )
-        for (country, asn, hoster, family), acc in sorted(groups.items())
-    ]
+    return cells
 
 
 def build_denominators(session: Session, cycle_ids: list[int]) -> Denominators:
@@ -150,9 +183,10 @@ def build_denominators(session: Session, cycle_ids: list[int]) -> Denominators:
 
 
 def pending_periods(
-    engine: Engine, length: Literal["day", "hour"], until: datetime | None = None
+    engine: Engine, length: PeriodLength, until: datetime | None = None
 ) -> list[Period]:
-    """The periods (UTC days or hours) that hold finished, unreported cycles, oldest first."""
+    """The periods (UTC-aligned, of ``length``) that hold finished, unreported cycles (only
+    cycles started before ``until``, when given), oldest first."""
     with Session(engine) as session:
         query = select(CrawlCycle.started_at).where(
             col(CrawlCycle.status) != RUNNING, col(CrawlCycle.report_id).is_(None)
@@ -193,6 +227,9 @@ def queue_report(
         state = session.exec(select(NodeState).where(col(NodeState.id) == 1)).one()
         sequence = state.next_sequence - 1
         cycle_ids = unreported_cycles(session, period)
+        cells = build_cells(session, cycle_ids, federation_key)
+        denominators = build_denominators(session, cycle_ids)
+        coverage: list[HosterCoverage] = build_coverage(session, cycle_ids, cells, denominators)
         report = Report(
             protocol_version=PROTOCOL_VERSION,
             report_id=new_report_id(),
@@ -201,12 +238,13 @@ def queue_report(
             sequence=sequence,
             created_at=created_at,
             period=period,
-            cells=build_cells(session, cycle_ids, federation_key),
-            denominators=build_denominators(session, cycle_ids),
+            cells=cells,
+            denominators=denominators,
             # issue 7: the database versions this period's sightings rest on
             attribution_sources=sources_for_cycles(session, cycle_ids),
             # issue 7: notices and removals per hoster, each fact reported once
             removals=removals_for_period(session, period),
+            coverage=coverage,  # issue 16: the denominators per hoster
         )
         mark_reported(session, period, report.report_id)  # issue 7
         if cycle_ids:

@@ -2,7 +2,8 @@
 
 Both jobs start at once and then repeat; a job never overlaps itself (max_instances=1) and
 missed runs collapse into one (coalesce). A failing job is logged and retried on its next
-interval: the node keeps serving.
+interval: the node keeps serving. The report job runs at least once per report period, so a
+node on 5-minute periods reports near real time whatever ``schedule.report_minutes`` says.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .crawl_recrawl import first_run, recrawl_jobs
 from .cycle import CycleError
 from .keys import KeyFileError
 from .notices.schedule import notices_jobs  # issue 7
+from .reporter import PERIOD_LENGTHS
 from .retention import scheduled_job  # issue 7
 from .service import CrawlBusy, crawl_once, report_once
 
@@ -62,6 +64,12 @@ def _jobs(settings: NodeSettings, engine: Engine, console: Console) -> dict[str,
     return {CRAWL_JOB: crawl_job, REPORT_JOB: report_job}
 
 
+def report_interval_minutes(settings: NodeSettings) -> float:
+    """``schedule.report_minutes``, shortened to the report period when that is shorter."""
+    period = PERIOD_LENGTHS[settings.report.period].total_seconds() / 60
+    return min(settings.schedule.report_minutes, period)
+
+
 def build_scheduler(
     settings: NodeSettings, engine: Engine, console: Console | None = None
 ) -> AsyncIOScheduler:
@@ -71,7 +79,7 @@ def build_scheduler(
     now = datetime.now(UTC)
     minutes = {
         CRAWL_JOB: settings.schedule.crawl_minutes,
-        REPORT_JOB: settings.schedule.report_minutes,
+        REPORT_JOB: report_interval_minutes(settings),
     }
     for job_id, func in jobs.items():
         scheduler.add_job(

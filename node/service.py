@@ -22,6 +22,7 @@ from protocol.models import Period, utcnow
 
 from . import outbox
 from .attribution import Attributor, open_operator_table
+from .clock import Clock, real_clock
 from .config import NodeSettings
 from .crawl_setup import make_crawler, open_frontier  # crawler, limits, frontier backend
 from .crawler import seeds_run_key
@@ -89,16 +90,18 @@ async def crawl_once(
     engine: Engine,
     *,
     progress: ProgressSink | None = None,
+    clock: Clock = real_clock,
 ) -> CycleSummary:
-    """One crawl cycle over the configured seeds with the real crawler and function client."""
+    """One crawl cycle over the configured seeds with the real crawler and function client;
+    ``clock`` stamps what it records (node.clock: a lab clock under ``--at``)."""
     with crawl_lock(settings.data_dir):
         # run() continues a cycle a killed process left running over the same seeds and marks
         # any other cycle left running as interrupted.
-        return await _crawl(settings, engine, progress)
+        return await _crawl(settings, engine, progress, clock)
 
 
 async def _crawl(
-    settings: NodeSettings, engine: Engine, progress: ProgressSink | None
+    settings: NodeSettings, engine: Engine, progress: ProgressSink | None, clock: Clock
 ) -> CycleSummary:
     crawl = settings.crawl
     index = persisted_index(engine, settings.index_dir, list_key_of(settings), thresholds(settings))
@@ -131,6 +134,7 @@ async def _crawl(
                 dihedral=settings.match.dihedral,
                 progress=progress,
                 run_key=seeds_run_key(settings.seeds),
+                clock=clock,
             )
         finally:
             frontier.close()
@@ -149,16 +153,23 @@ def default_period(settings: NodeSettings, now: datetime | None = None) -> Perio
 
 
 def build_and_queue(
-    settings: NodeSettings, engine: Engine, period: Period | None = None
+    settings: NodeSettings,
+    engine: Engine,
+    period: Period | None = None,
+    *,
+    now: datetime | None = None,
 ) -> list[QueuedReport]:
     """Queue the report for ``period``; without one, a report for every earlier period that
-    still holds unreported cycles, then one for the current period (sent even when empty)."""
+    still holds unreported cycles, then one for the current period (sent even when empty).
+
+    ``now`` (a lab's ``--at``) only decides which period is current and which are past; each
+    report's created_at is the real time it is signed."""
     key = load_signing_key(settings.signing_key_path)
     federation_key = load_federation_key(settings.federation_key_path)
     if period is not None:
         periods = [period]
     else:
-        current = default_period(settings)
+        current = default_period(settings, now)
         periods = [*pending_periods(engine, settings.report.period, until=current.start), current]
     return [
         queue_report(
@@ -192,8 +203,9 @@ async def report_once(
     period: Period | None = None,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
+    now: datetime | None = None,
 ) -> ReportRun:
     """Build, sign and queue the report(s), then flush the whole outbox."""
-    queued = build_and_queue(settings, engine, period)
+    queued = build_and_queue(settings, engine, period, now=now)
     flushed = await flush_outbox(settings, engine, transport=transport)
     return ReportRun(queued=queued, flushed=flushed)

@@ -28,12 +28,15 @@ import httpx
 from nacl.public import PrivateKey
 from nacl.signing import VerifyKey
 
+from . import REPORT_PAYLOAD_TYPE
 from .conformance_check import check_body
+from .conformance_estimation import GeneratedCase, estimation_cases
 from .keys import NodeKey
 from .testvector import (
     BATCH_PATH,
     KEY_ROTATION_PATH,
     NEGATIVE_DIR,
+    VECTOR_COVERAGE_PATH,
     VECTOR_METHODS_PATH,
     VECTOR_NODE_ID,
     VECTOR_NOW,
@@ -238,6 +241,24 @@ class CoordinatorRun:
         got = answer.get("status") if code == 200 and isinstance(answer, dict) else _code(answer)
         self.record(name, f"200 {status}", _describe(code, got), code == 200 and got == status)
 
+    def generated(self, node: LiveNode, case: GeneratedCase) -> None:
+        """Submit a report the run built itself (protocol.conformance_estimation), re-bound."""
+        request = {
+            "endpoint": "/v1/reports",
+            "content_type": "application/json",
+            "payload_type": REPORT_PAYLOAD_TYPE,
+            "payload_b64": base64.b64encode(case.payload).decode(),
+            "body_template": envelope_template(REPORT_PAYLOAD_TYPE),
+        }
+        status, answer = self.post(request, self.body_of(request, node))
+        got = answer.get("status") if status == 200 and isinstance(answer, dict) else _code(answer)
+        self.record(
+            case.name,
+            _describe(case.http_status, case.code),
+            _describe(status, got),
+            status == case.http_status and got == case.code,
+        )
+
     def batch_positive(self, node: LiveNode, vector: dict[str, Any]) -> None:
         envelopes = json.loads(vector["request_canonical"])["envelopes"]
         bodies = []
@@ -295,6 +316,8 @@ class CoordinatorRun:
             self.approve(accepted)
             phase(reports, "active", refused)
             phase(enrolments, "active", refused)
+            within, outside = estimation_cases()
+            self.generated(refused, outside)
             self.batch_positive(accepted, _load(vectors / BATCH_PATH.name))
             self.positive(
                 "report-v1-resent", accepted, _load(vectors / VECTOR_PATH.name), "duplicate"
@@ -314,6 +337,13 @@ class CoordinatorRun:
                 _load(vectors / VECTOR_METHODS_PATH.name),
                 "accepted",
             )
+            self.positive(
+                "report-v1-coverage",
+                accepted,
+                _load(vectors / VECTOR_COVERAGE_PATH.name),
+                "accepted",
+            )
+            self.generated(accepted, within)  # sequence 6
             phase(reports, "after_reports", accepted)
             phase(rotations, "active", rotating)
             self.rotation_positive(rotating, _load(vectors / KEY_ROTATION_PATH.name))

@@ -4,7 +4,8 @@ Written from docs/protocol.md, independently of the coordinator's ingest code, s
 disagree with it: strict JSON (no duplicate keys, depth <= 32, no NaN), canonical base64,
 RFC 8785 envelope and payload bytes, the signature, and the payload schema with the rules a
 receiver enforces (exact timestamps, strict integers, period bounds, distinct <= matches,
-methods summing to matches, sketch shape and consistency).
+methods summing to matches, items with item_theta and <= matches, complete coverage, sketch
+shape and consistency: HLL, KLL and Theta).
 """
 
 from __future__ import annotations
@@ -219,13 +220,21 @@ PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 FAMILIES = {"sha256", "sha1", "md5", "pdq", "phash", "dhash"}
 
 
-def _probe(probes: list[dict[str, Any]], kind: str, value: Any, count: Any, where: str) -> None:
+def _probe(
+    probes: list[dict[str, Any]], kind: str, value: Any, count: Any, where: str, **extra: str
+) -> None:
     """Queue a sketch for decoding in a child process (protocol.conformance_sketch)."""
     if value is None:
         return
     raw = canonical_b64(value, "malformed_payload", where)
     probes.append(
-        {"kind": kind, "b64": base64.b64encode(raw).decode(), "count": count, "where": where}
+        {
+            "kind": kind,
+            "b64": base64.b64encode(raw).decode(),
+            "count": count,
+            "where": where,
+            **extra,
+        }
     )
 
 
@@ -239,6 +248,10 @@ def _decode(probes: list[dict[str, Any]]) -> None:
 
 
 METHODS = {"direct", "dihedral", "trimmed", "region"}
+MAX_THETA_CHARS = 400_000  # a trimmed lg_k 15 sketch: at most 349,560 (serial version 3)
+CELL_REQUIRED = {"country", "asn", "hoster", "hash_family", "matches", "distinct"}
+CELL_OPTIONAL = {"sketch", "methods", "url_theta", "items", "item_theta"}
+COVERAGE_MEMBERS = {"country", "asn", "hoster", "pages_fetched", "images_hashed"}
 
 
 def _check_methods(methods: Any, matches: int, where: str) -> None:
@@ -249,6 +262,69 @@ def _check_methods(methods: Any, matches: int, where: str) -> None:
     total = sum(_int(methods[name], f"{where}.{name}") for name in sorted(METHODS))
     if total != matches:
         raise CheckFailed("malformed_payload", f"{where} must sum to matches")
+
+
+def _theta_text(value: Any, where: str) -> None:
+    if value is not None and (not isinstance(value, str) or len(value) > MAX_THETA_CHARS):
+        raise CheckFailed(
+            "malformed_payload", f"{where} must be text of at most 400 000 characters"
+        )
+
+
+def _check_items(cell: dict[str, Any], matches: int, where: str) -> int | None:
+    """The optional ``items`` and ``item_theta`` (§3): given together or not at all (absent
+    and null alike); ``items`` a strict integer no larger than ``matches``."""
+    items, item_theta = cell.get("items"), cell.get("item_theta")
+    _theta_text(item_theta, f"{where}.item_theta")
+    if (items is None) != (item_theta is None):
+        raise CheckFailed("malformed_payload", f"{where}: items and item_theta go together")
+    if items is None:
+        return None
+    count = _int(items, f"{where}.items")
+    if count > matches:
+        raise CheckFailed("malformed_payload", f"{where}: items exceeds matches")
+    return count
+
+
+Place = tuple[Any, Any, Any]
+
+
+def _check_coverage(rows: Any, cells: list[dict[str, Any]], denominators: dict[str, Any]) -> None:
+    """The optional ``coverage`` (§3): when non-empty, one row per hoster, summing to the
+    denominators, a row for every cell's hoster, and no hoster with more matches (all
+    families) than images hashed."""
+    bad = "malformed_payload"
+    if not isinstance(rows, list) or len(rows) > 100_000:  # null too: absent is the way
+        raise CheckFailed(bad, "coverage must be a list of at most 100 000")
+    if not rows:
+        return
+    images: dict[Place, int] = {}
+    pages_total = images_total = 0
+    for i, row in enumerate(rows):
+        where = f"coverage[{i}]"
+        _members(row, where, COVERAGE_MEMBERS)
+        _text(row["country"], f"{where}.country", r"^[A-Z]{2}$", 2)
+        _int(row["asn"], f"{where}.asn", 0, 2**32 - 1)
+        _text(row["hoster"], f"{where}.hoster", PRINTABLE)
+        place = (row["country"], row["asn"], row["hoster"])
+        if place in images:
+            raise CheckFailed(bad, f"{where} repeats the hoster {place}")
+        pages_total += _int(row["pages_fetched"], f"{where}.pages_fetched")
+        images[place] = _int(row["images_hashed"], f"{where}.images_hashed")
+        images_total += images[place]
+    if pages_total != denominators["pages_fetched"]:
+        raise CheckFailed(bad, "coverage pages_fetched does not sum to denominators")
+    if images_total != denominators["images_hashed"]:
+        raise CheckFailed(bad, "coverage images_hashed does not sum to denominators")
+    matched: dict[Place, int] = {}
+    for cell in cells:
+        place = (cell["country"], cell["asn"], cell["hoster"])
+        matched[place] = matched.get(place, 0) + cell["matches"]
+    for place, count in matched.items():
+        if place not in images:
+            raise CheckFailed(bad, f"cells at {place} have no coverage row")
+        if count > images[place]:
+            raise CheckFailed(bad, f"matches at {place} exceed its images_hashed")
 
 
 def check_report(data: dict[str, Any], keyid: str) -> None:
@@ -269,7 +345,7 @@ def check_report(data: dict[str, Any], keyid: str) -> None:
             "cells",
             "denominators",
         },
-        {"attribution_sources", "removals"},
+        {"attribution_sources", "removals", "coverage"},
     )
     _text(data["report_id"], "report_id", r"^[0-9a-f]{32}$", 32)
     _text(data["node_id"], "node_id", r"^[a-z0-9][a-z0-9-]{1,62}$", 63)
@@ -296,12 +372,7 @@ def check_report(data: dict[str, Any], keyid: str) -> None:
     probes: list[dict[str, Any]] = []
     for i, cell in enumerate(cells):
         where = f"cells[{i}]"
-        _members(
-            cell,
-            where,
-            {"country", "asn", "hoster", "hash_family", "matches", "distinct"},
-            {"sketch", "methods"},
-        )
+        _members(cell, where, CELL_REQUIRED, CELL_OPTIONAL)
         _text(cell["country"], f"{where}.country", r"^[A-Z]{2}$", 2)
         _int(cell["asn"], f"{where}.asn", 0, 2**32 - 1)
         _text(cell["hoster"], f"{where}.hoster", PRINTABLE)
@@ -312,15 +383,34 @@ def check_report(data: dict[str, Any], keyid: str) -> None:
         if distinct > matches:
             raise CheckFailed(bad, f"{where}: distinct exceeds matches")
         _check_methods(cell.get("methods"), matches, f"{where}.methods")
+        _theta_text(cell.get("url_theta"), f"{where}.url_theta")
+        items = _check_items(cell, matches, where)
         identity = (cell["country"], cell["asn"], cell["hoster"], cell["hash_family"])
         if identity in seen:
             raise CheckFailed(bad, f"{where} repeats a (country, asn, hoster, hash_family)")
         seen.add(identity)
         _probe(probes, "hll", cell.get("sketch"), distinct, f"{where}.sketch")
+        _probe(
+            probes,
+            "theta",
+            cell.get("url_theta"),
+            distinct,
+            f"{where}.url_theta",
+            counted="distinct",
+        )
+        _probe(
+            probes,
+            "theta",
+            cell.get("item_theta"),
+            items,
+            f"{where}.item_theta",
+            counted="items",
+        )
     denominators = data["denominators"]
     _members(denominators, "denominators", {"pages_fetched", "images_hashed", "hosts_seen"})
     for name, value in denominators.items():
         _int(value, f"denominators.{name}")
+    _check_coverage(data.get("coverage", []), cells, denominators)
     for i, row in enumerate(data.get("removals") or []):
         if isinstance(row, dict) and row.get("removal_sketch") is not None:
             _probe(

@@ -4,8 +4,9 @@ DataSketches' C++ deserialisers trust the lengths in a sketch's header: some tru
 sketches crash the process outright (a segmentation fault, datasketches 5.2). The checker
 examines untrusted bodies, so it decodes them here, in a child; a crash becomes a finding.
 
-Protocol: a JSON list of ``{"kind": "hll"|"kll", "b64": ..., "count": int}`` on stdin, a JSON
-list of ``null`` (fine) or ``[code, message]`` on stdout.
+Protocol: a JSON list of ``{"kind": "hll"|"kll"|"theta", "b64": ..., "count": int}`` (a theta
+probe also names what it counts: ``"counted": "distinct"|"items"``) on stdin, a JSON list of
+``null`` (fine) or ``[code, message]`` on stdout.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ def _check(probe: Probe) -> Verdict:
 
     raw = base64.b64decode(probe["b64"])
     count = probe["count"]
+    if probe["kind"] == "theta":
+        from protocol.conformance_theta import check_theta
+
+        return check_theta(raw, count, str(probe.get("counted", "count")))
     if probe["kind"] == "kll":
         try:
             kll = kll_floats_sketch.deserialize(raw)

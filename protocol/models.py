@@ -125,12 +125,53 @@ class ErrorResponse(_Strict):
     error: ErrorBody
 
 
+# Batched analysis (issue 17, docs/protocol.md §5): many URLs in one signed request. The
+# protocol's ceiling; a function accepts at most its own `max_batch_items` (default 64).
+MAX_BATCH_ITEMS = 1024
+
+
+class AnalyzeBatchRequest(_Strict):
+    """``POST /v1/analyze:batch``: each item as a single ``AnalyzeRequest``; URLs distinct."""
+
+    items: list[AnalyzeRequest] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+class BatchItemError(_Strict):
+    """Why one item has no result: the code and HTTP status its single request would get."""
+
+    code: str
+    message: str
+    http_status: int = Field(ge=400, le=599)
+
+
+class AnalyzeBatchItem(_Strict):
+    """One item's answer: exactly one of ``result`` and ``error``."""
+
+    url: str
+    result: HashResult | None = None
+    error: BatchItemError | None = None
+
+    @model_validator(mode="after")
+    def _one_outcome(self) -> AnalyzeBatchItem:
+        if (self.result is None) == (self.error is None):
+            raise ValueError("a batch item has exactly one of result and error")
+        return self
+
+
+class AnalyzeBatchResponse(_Strict):
+    """Answers in the order of the request's items, one per item."""
+
+    results: list[AnalyzeBatchItem]
+
+
 # --------------------------------------------------------------------------- reports
 
 UNKNOWN_COUNTRY = "ZZ"  # ISO 3166 user-assigned code, used here for "not attributable"
 UNKNOWN_ASN = 0  # AS0 is reserved and never routed
 UNKNOWN_HOSTER = "unknown"
 MAX_COUNT = 2**53 - 1  # the largest integer JSON carries exactly
+# A trimmed lg_k 15 Theta sketch in base64: ~280,000 characters compressed, 349,560 not.
+MAX_THETA_CHARS = 400_000
 
 
 # Period bounds (docs/protocol.md §3); a report outside them is refused with bad_period.
@@ -198,12 +239,23 @@ class ReportCell(_Strict):
     # Optional (added within version 1): absent or null = the node did not say; left out of
     # the signed payload when absent, so older cells keep their bytes.
     methods: MatchMethods | None = None
+    # Optional (issue 16, protocol.theta): Theta sketches (lg_k 15) of keyed final URLs (the
+    # set ``distinct`` counts: exact below 32,768, else within 2 %) and of keyed matched list
+    # items, whose count ``items`` is; with them the coordinator measures displacement.
+    url_theta: str | None = Field(default=None, max_length=MAX_THETA_CHARS)
+    items: StrictInt | None = Field(default=None, ge=0, le=MAX_COUNT)
+    item_theta: str | None = Field(default=None, max_length=MAX_THETA_CHARS)
 
     @model_validator(mode="after")
     def _distinct_within_matches(self) -> ReportCell:
         # Each distinct URL was sighted at least once.
         if self.distinct > self.matches:
             raise ValueError("distinct must not exceed matches")
+        # Each distinct item was sighted at least once.
+        if self.items is not None and self.items > self.matches:
+            raise ValueError("items must not exceed matches")
+        if (self.items is None) != (self.item_theta is None):
+            raise ValueError("items and item_theta are given together or not at all")
         # Every sighting was found one way: the breakdown is of exactly these matches.
         if self.methods is not None and self.methods.total() != self.matches:
             raise ValueError("methods must sum to matches")
@@ -260,9 +312,26 @@ class HosterRemovals(_Strict):
         return self
 
 
+class HosterCoverage(_Strict):
+    """Crawl effort at one hoster in one period (issue 16): the denominators of its cells.
+
+    ``pages_fetched`` counts the HTML pages fetched from the hoster's addresses and
+    ``images_hashed`` the images the function hashed there, attributed exactly as sightings
+    are; so the hoster's matches over all families never exceed ``images_hashed``.
+    """
+
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    asn: StrictInt = Field(ge=0, le=4294967295)
+    hoster: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    pages_fetched: StrictInt = Field(ge=0, le=MAX_COUNT)
+    images_hashed: StrictInt = Field(ge=0, le=MAX_COUNT)
+
+
 # Members added after version 1 was first published: left out of the signed payload when
 # empty, so reports without them keep exactly the bytes they always had.
-_OPTIONAL_WHEN_EMPTY = ("attribution_sources", "removals")
+_OPTIONAL_WHEN_EMPTY = ("attribution_sources", "removals", "coverage")
+# Optional cell members: absent, not null, when the node does not give them.
+_OPTIONAL_CELL_MEMBERS = ("methods", "url_theta", "items", "item_theta")
 
 
 class Report(_Strict):
@@ -277,6 +346,8 @@ class Report(_Strict):
     denominators: Denominators
     attribution_sources: list[AttributionSource] = Field(default_factory=list, max_length=20)
     removals: list[HosterRemovals] = Field(default_factory=list, max_length=100_000)
+    # Optional (issue 16): per-hoster denominators; when given, complete (see _coverage).
+    coverage: list[HosterCoverage] = Field(default_factory=list, max_length=100_000)
 
     @model_validator(mode="after")
     def _unique_cells(self) -> Report:
@@ -292,7 +363,33 @@ class Report(_Strict):
             if where in hosters:
                 raise ValueError(f"removals for {where} appear twice")
             hosters.add(where)
+        self._coverage()
         return self
+
+    def _coverage(self) -> None:
+        """Coverage, when given, accounts for all the report's effort and every cell's hoster:
+        it sums to the denominators, and each hoster's matches fit in its images hashed."""
+        if not self.coverage:
+            return
+        effort: dict[tuple[str, int, str], int] = {}
+        for row in self.coverage:
+            where = (row.country, row.asn, row.hoster)
+            if where in effort:
+                raise ValueError(f"coverage for {where} appears twice")
+            effort[where] = row.images_hashed
+        if sum(r.pages_fetched for r in self.coverage) != self.denominators.pages_fetched:
+            raise ValueError("coverage pages_fetched must sum to denominators.pages_fetched")
+        if sum(r.images_hashed for r in self.coverage) != self.denominators.images_hashed:
+            raise ValueError("coverage images_hashed must sum to denominators.images_hashed")
+        matched: dict[tuple[str, int, str], int] = {}
+        for cell in self.cells:
+            where = (cell.country, cell.asn, cell.hoster)
+            matched[where] = matched.get(where, 0) + cell.matches
+        for where, count in matched.items():
+            if where not in effort:
+                raise ValueError(f"cells at {where} have no coverage row")
+            if count > effort[where]:
+                raise ValueError(f"matches at {where} exceed its images_hashed")
 
     def to_payload(self) -> bytes:
         """The canonical bytes that get signed."""
@@ -301,8 +398,9 @@ class Report(_Strict):
             if not data[name]:
                 del data[name]
         for cell in data["cells"]:
-            if cell["methods"] is None:  # optional cell member: absent, not null
-                del cell["methods"]
+            for name in _OPTIONAL_CELL_MEMBERS:
+                if cell[name] is None:  # optional cell member: absent, not null
+                    del cell[name]
         return canonical_json(data)
 
     @classmethod

@@ -2,8 +2,9 @@
 
 Ed25519 is deterministic, so anyone implementing the protocol can reproduce these bytes.
 Every seed is public test material, never used for a real node. Regenerate all files with
-``python -m protocol.testvector``; tests/protocol/test_vector*.py check that the files equal
-what this module builds, and verify each one from the file alone.
+``python -m protocol.testvector_files`` (which gathers this module's vectors and those of
+testvector_coverage and testvector_negative); tests/protocol/test_vector*.py check that the
+files equal what these modules build, and verify each one from the file alone.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ VECTOR_REMOVALS_PATH = VECTORS_DIR / "report-v1-removals.json"
 VECTOR_SKETCH_PATH = VECTORS_DIR / "report-v1-sketch.json"
 # A report whose cells count their matches by how they were found (the optional `methods`).
 VECTOR_METHODS_PATH = VECTORS_DIR / "report-v1-methods.json"
+# Cells with Theta sketches and the report's per-hoster coverage (issue 16).
+VECTOR_COVERAGE_PATH = VECTORS_DIR / "report-v1-coverage.json"
 KEY_ROTATION_PATH = VECTORS_DIR / "key-rotation-v1.json"
 BATCH_PATH = VECTORS_DIR / "batch-v1.json"
 ENROLL_PATH = VECTORS_DIR / "enroll-v1.json"
@@ -484,31 +487,5 @@ def build_federation_key_vector() -> dict[str, Any]:
     }
 
 
-def positive_vectors() -> dict[Path, dict[str, Any]]:
-    return {
-        VECTOR_PATH: build_vector(),
-        VECTOR_REMOVALS_PATH: build_removals_vector(),
-        VECTOR_SKETCH_PATH: build_sketch_vector(),
-        VECTOR_METHODS_PATH: build_vector(vector_report_with_methods()),
-        KEY_ROTATION_PATH: build_rotation_vector(),
-        BATCH_PATH: build_batch_vector(),
-        ENROLL_PATH: build_enroll_vector(),
-        FEDERATION_KEY_PATH: build_federation_key_vector(),
-    }
-
-
 def render(vector: dict[str, Any]) -> str:
     return json.dumps(vector, indent=2, ensure_ascii=False) + "\n"
-
-
-def all_vectors() -> dict[Path, dict[str, Any]]:
-    from .testvector_negative import negative_vectors
-
-    return {**positive_vectors(), **negative_vectors()}
-
-
-if __name__ == "__main__":  # regenerate: python -m protocol.testvector
-    NEGATIVE_DIR.mkdir(exist_ok=True)
-    for path, vector in all_vectors().items():
-        path.write_text(render(vector), encoding="utf-8")
-        print(path)

@@ -10,15 +10,12 @@ gap).
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import rfc8785
 
 from . import KEY_ROTATION_PAYLOAD_TYPE, REPORT_PAYLOAD_TYPE
 from .testvector import (
@@ -28,86 +25,21 @@ from .testvector import (
     rotation_payload,
     sketch_urls,
     vector_keys,
-    vector_report,
 )
-from .vector_template import Signed, envelope_template, expand
+from .testvector_cases import JSON_TYPE, Payload
+from .testvector_cases import Builder as _Builder
+from .testvector_cases import base_report as _base_report
+from .testvector_cases import case_report_id as _report_id
+from .testvector_cases import expected as _expected
+from .testvector_cases import jcs as _jcs
+from .testvector_cases import set_cell as _set_cell
+from .testvector_negative_coverage import coverage_cases
+from .vector_template import envelope_template
 
-REPORTS = "/v1/reports"
 BATCH = "/v1/reports/batch"
 ROTATE = "/v1/keys/rotate"
 ENROLL = "/v1/enroll"
-JSON_TYPE = "application/json"
 SEQUENCE_GAP_LIMIT = 1_000_000
-
-Payload = dict[str, Any]
-
-
-def _jcs(data: Any) -> bytes:
-    return bytes(rfc8785.dumps(data))
-
-
-def _base_report() -> Payload:
-    data: Payload = json.loads(vector_report().to_payload())
-    return data
-
-
-def _report_id(name: str) -> str:
-    # Each case its own report id, so that a lax receiver accepting one case does not turn the
-    # next case into a duplicate or a replay.
-    return hashlib.sha256(f"negative vector {name}".encode()).hexdigest()[:32]
-
-
-def _expected(status: int, code: str) -> dict[str, Any]:
-    return {"http_status": status, "code": code}
-
-
-class _Builder:
-    """Collects cases; every report case gets its own report id and a rising sequence."""
-
-    def __init__(self) -> None:
-        self.cases: list[dict[str, Any]] = []
-        self.keys = vector_keys()
-
-    def report(self, name: str, edit: Callable[[Payload], None] | None = None) -> Payload:
-        data = _base_report()
-        data["report_id"] = _report_id(name)
-        data["sequence"] = len(self.cases) + 1
-        if edit is not None:
-            edit(data)
-        return data
-
-    def add(
-        self,
-        name: str,
-        description: str,
-        expected: dict[str, Any],
-        payload: bytes,
-        *,
-        template: str | None = None,
-        payload_type: str = REPORT_PAYLOAD_TYPE,
-        endpoint: str = REPORTS,
-        content_type: str = JSON_TYPE,
-        phase: str = "active",
-    ) -> None:
-        template = template if template is not None else envelope_template(payload_type)
-        body = expand(template, Signed(payload, payload_type, self.keys))
-        case: dict[str, Any] = {
-            "name": name,
-            "description": description,
-            "method": "POST",
-            "endpoint": endpoint,
-            "content_type": content_type,
-            "phase": phase,
-            "payload_type": payload_type,
-            "payload_b64": base64.b64encode(payload).decode(),
-        }
-        if len(payload) <= 4096:
-            with contextlib.suppress(UnicodeDecodeError):
-                case["payload_text"] = payload.decode("utf-8")
-        case["body_template"] = template
-        case["body_b64"] = base64.b64encode(body).decode()
-        case["expected"] = expected
-        self.cases.append(case)
 
 
 def _envelope_with(payload_type: str, **parts: str) -> str:
@@ -295,13 +227,6 @@ def _envelope_cases(b: _Builder) -> None:
         _jcs(b.report("content-type-latin1")),
         content_type="application/json; charset=iso-8859-1",
     )
-
-
-def _set_cell(field: str, value: Any) -> Callable[[Payload], None]:
-    def edit(data: Payload) -> None:
-        data["cells"][0][field] = value
-
-    return edit
 
 
 def _shift_period(start: str, end: str) -> Callable[[Payload], None]:
@@ -961,6 +886,7 @@ def negative_vectors() -> dict[Path, dict[str, Any]]:
     _stateful_cases(b)
     b.cases.extend(_batch_cases(b))
     _methods_cases(b)  # added last: the cases before keep their sequences and bytes
+    coverage_cases(b)  # issue 16, after the methods cases for the same reason
     return {
         NEGATIVE_DIR / "reports-v1.json": _suite(
             "Requests to POST /v1/reports and /v1/reports/batch that must be refused, each with "

@@ -12,3 +12,11 @@ import sys as _sys
 # the spawned decode workers start with it too. docs/operations-function.md, "Never persisted".
 _sys.dont_write_bytecode = True
 _os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+
+from . import threadpools as _threadpools  # noqa: E402  (after the bytecode switch above)
+
+# One BLAS/OpenMP thread: set before numpy loads (and inherited by the decode workers), and
+# applied to an OpenBLAS already loaded by a program that imported numpy first (threadpools.py).
+_threadpools.pin_environment()
+if "numpy" in _sys.modules:
+    _threadpools.limit_loaded()

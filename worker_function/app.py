@@ -1,4 +1,5 @@
-"""The HTTP face of the function: ``POST /v1/analyze`` and ``GET /healthz``.
+"""The HTTP face of the function: ``POST /v1/analyze``, ``POST /v1/analyze:batch`` (many URLs
+per signed request, worker_function/batch.py) and ``GET /healthz``.
 
 Every failure is a JSON ``{"error": {"code", "message"}}`` with a stable code; nothing ends as a
 500 with a traceback. Logs carry a short hash of the URL, never the URL or any image bytes.
@@ -14,7 +15,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,7 +24,14 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from protocol.lab import LabNetwork, load_lab
-from protocol.models import AnalyzeRequest, ErrorBody, ErrorResponse, HashResult
+from protocol.models import (
+    AnalyzeBatchRequest,
+    AnalyzeBatchResponse,
+    AnalyzeRequest,
+    ErrorBody,
+    ErrorResponse,
+    HashResult,
+)
 
 from . import metrics, telemetry
 from .auth import (
@@ -34,8 +41,9 @@ from .auth import (
     parse_authorized_keys,
     require_signature_headers,
 )
+from .batch import BATCH_PATH, BatchRunner, Source, parse_batch
 from .datauri import obtain
-from .errors import AnalysisFailed, FunctionError, RequestTooLarge
+from .errors import AnalysisFailed, FunctionError, RequestTooLarge, describe_validation
 from .fetch import Fetcher
 from .isolation import DecodePool
 from .settings import FunctionSettings
@@ -72,9 +80,19 @@ class Analyzer:
         self.fetcher = fetcher
         self.decoder = decoder
 
+    @property
+    def max_bytes(self) -> int:
+        return self.fetcher.limits.max_bytes
+
     async def analyze(self, request: AnalyzeRequest) -> HashResult:
+        return await self.digest(request, await self.obtain(request, self.max_bytes))
+
+    async def obtain(self, request: AnalyzeRequest, max_bytes: int) -> Source:
+        """The image of ``request.url`` under a byte cap (a batch item's share may be lower)."""
         # data: URIs carry the image inline (worker_function/datauri.py); others are fetched.
-        fetched = await obtain(self.fetcher, request.url, max_bytes=self.fetcher.limits.max_bytes)
+        return await obtain(self.fetcher.capped(max_bytes), request.url, max_bytes=max_bytes)
+
+    async def digest(self, request: AnalyzeRequest, fetched: Source) -> HashResult:
         # Decoding runs in an isolated worker so a hostile image costs only this request.
         digest = await self.decoder.hash(fetched.data, dihedral=request.dihedral)
         return HashResult(
@@ -99,13 +117,14 @@ class Admission:
         self.retry_after = retry_after
         self.in_flight = 0
 
-    def enter(self) -> None:
-        if self.in_flight >= self.limit:
-            raise Overloaded(f"the function is busy ({self.limit} analyses in progress)")
-        self.in_flight += 1  # single event loop: no lock needed
+    def enter(self, cost: int = 1) -> None:
+        """Admit ``cost`` analyses at once (a batch: as many as it runs concurrently)."""
+        if self.in_flight + cost > self.limit:
+            raise Overloaded(f"the function is busy ({self.in_flight} analyses in progress)")
+        self.in_flight += cost  # single event loop: no lock needed
 
-    def leave(self) -> None:
-        self.in_flight -= 1
+    def leave(self, cost: int = 1) -> None:
+        self.in_flight -= cost
 
 
 def error_response(
@@ -184,7 +203,7 @@ def create_app(
     api_docs = settings.api_docs_enabled(lab_mode)
     app = FastAPI(
         title="LIBRA remote-hash function",
-        description="Fetches one image URL into memory and returns its hashes. Keeps nothing.",
+        description="Fetches image URLs into memory and returns their hashes. Keeps nothing.",
         version="0.2.0",
         lifespan=lifespan,
         openapi_url="/openapi.json" if api_docs else None,
@@ -239,10 +258,68 @@ def create_app(
         finally:
             admission.leave()
 
-    _install_error_handlers(app)
     # Issue 8: Prometheus /metrics and server spans (worker_function/metrics.py, telemetry.py).
-    if settings.metrics_enabled(lab_mode):
-        metrics.install(app, metrics.FunctionMetrics(in_flight=lambda: admission.in_flight))
+    function_metrics = (
+        metrics.FunctionMetrics(in_flight=lambda: admission.in_flight)
+        if settings.metrics_enabled(lab_mode)
+        else None
+    )
+    runner = BatchRunner(
+        analyzer,
+        concurrency=settings.batch_concurrency,
+        max_batch_bytes=settings.max_batch_bytes,
+        count=function_metrics.count_analysis if function_metrics is not None else None,
+    )
+
+    @app.post(
+        BATCH_PATH,
+        response_model=AnalyzeBatchResponse,
+        responses={
+            status: {"model": ErrorResponse} for status in (401, 403, 413, 422, 429, 502, 503)
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": AnalyzeBatchRequest.model_json_schema()}
+                },
+            }
+        },
+    )
+    async def analyze_batch(http_request: Request) -> AnalyzeBatchResponse | JSONResponse:
+        """Many URLs in one signed request (worker_function/batch.py); the same checks in the
+        same order as /v1/analyze, with the batch's own body limit, and one rate-limit token
+        per item."""
+        caller = "unknown"
+        cost = 0
+        try:
+            if authenticator is not None:
+                require_signature_headers(http_request.headers)
+            body = await read_body(http_request, settings.batch_request_bytes())
+            caller = _caller(http_request, body, authenticator)
+            batch = parse_batch(body, settings.batch_items_limit())
+            limiter.take(caller, len(batch.items))
+            # At most batch_concurrency of its items run at once: that many analyses in flight.
+            admission.enter(min(len(batch.items), settings.batch_concurrency))
+            cost = min(len(batch.items), settings.batch_concurrency)  # entered: leave it later
+        except RateLimited as exc:
+            log.info("analyze:batch refused: %s for %s", exc.code, caller)
+            return error_response(exc.code, exc.message, exc.http_status, exc.retry_after)
+        except Overloaded as exc:
+            log.info("analyze:batch refused: overloaded (%d in flight)", admission.in_flight)
+            return error_response(exc.code, exc.message, exc.http_status, admission.retry_after)
+        except FunctionError as exc:
+            log.info("analyze:batch refused: %s", exc.code)
+            retry_after: int | None = getattr(exc, "retry_after", None)
+            return error_response(exc.code, exc.message, exc.http_status, retry_after)
+        try:
+            return AnalyzeBatchResponse(results=await runner.run(batch))
+        finally:
+            admission.leave(cost)
+
+    _install_error_handlers(app)
+    if function_metrics is not None:
+        metrics.install(app, function_metrics)
     provider = tracer_provider or telemetry.provider_for(settings.tracing, settings.otlp_endpoint)
     telemetry.instrument_app(app, provider)
     return app
@@ -276,7 +353,7 @@ async def _analyze_body(
     try:
         request = AnalyzeRequest.model_validate_json(body)
     except ValidationError as exc:
-        return error_response("invalid_request", _describe_validation(exc.errors()), 422)
+        return error_response("invalid_request", describe_validation(exc.errors()), 422)
     ref = url_ref(request.url)
     try:
         result = await analyzer.analyze(request)
@@ -311,7 +388,7 @@ def _log_outcome(ref: str, outcome: str, started: float, result: HashResult | No
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response("invalid_request", _describe_validation(exc.errors()), 422)
+        return error_response("invalid_request", describe_validation(exc.errors()), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -322,12 +399,3 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected %s outside analysis", type(exc).__name__)
         return error_response("analysis_failed", "internal failure", 502)
-
-
-def _describe_validation(errors: Any) -> str:
-    # Location and message only: pydantic's "input" would echo the request body into the reply.
-    parts = []
-    for error in list(errors)[:5]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {error.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"

@@ -189,8 +189,9 @@ class RateLimiter:
     _buckets: OrderedDict[str, _Bucket] = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def take(self, caller: str) -> None:
-        """Spend one token of ``caller`` or raise RateLimited with a Retry-After."""
+    def take(self, caller: str, cost: int = 1) -> None:
+        """Spend ``cost`` tokens of ``caller`` (one per analysis: a batch pays for each item) or
+        raise RateLimited with a Retry-After; nothing is spent when refused."""
         now = self.clock()
         with self._lock:
             bucket = self._buckets.pop(caller, None) or _Bucket(float(self.burst), now)
@@ -199,8 +200,8 @@ class RateLimiter:
             self._buckets[caller] = bucket  # most recently used last
             while len(self._buckets) > self.max_callers:
                 self._buckets.popitem(last=False)
-            if bucket.tokens >= 1:
-                bucket.tokens -= 1
+            if bucket.tokens >= cost:
+                bucket.tokens -= cost
                 return
-            wait = math.ceil((1 - bucket.tokens) / self.rate)
-        raise RateLimited(f"rate limit of {self.rate:g} requests/s exceeded", max(1, wait))
+            wait = math.ceil((cost - bucket.tokens) / self.rate)
+        raise RateLimited(f"rate limit of {self.rate:g} analyses/s exceeded", max(1, wait))

@@ -1,24 +1,21 @@
-"""Command line: ``libra function serve|key create`` and ``libra hash FILE...``."""
+"""Command line: ``libra function serve|key create``; ``libra hash FILE...`` is in hash_cli.py.
+
+Each command imports what it uses when it runs: `libra hash` and every `--help` start without
+the server's settings, HTTP stack or key code (issue 17: commands that answer at once).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from protocol.keys import NodeKey
-from protocol.request_auth import CALLER_PATTERN
+from .hash_cli import hash_command
 
-from .errors import ImageError
-from .hashing import DecodeLimits, ImageDigest, hash_image
-from .settings import ConfigFileError, load_settings
+__all__ = ["app", "hash_command", "key_app", "write_private_key"]
 
 app = typer.Typer(
     name="function",
@@ -58,6 +55,9 @@ def key_create(
 ) -> None:
     """Create a request key pair: the private key goes to --out (mode 0600), the line for the
     function's authorized_keys is printed on stdout."""
+    from protocol.keys import NodeKey
+    from protocol.request_auth import CALLER_PATTERN
+
     if caller != "NODE_ID" and not CALLER_PATTERN.match(caller):
         typer.echo(f"error: caller name {caller!r} is not valid", err=True)
         raise typer.Exit(2)
@@ -120,84 +120,27 @@ def serve(
     import uvicorn
 
     from .app import create_app
+    from .settings import ConfigFileError, load_settings
 
     try:
         settings = load_settings(config, lab=lab)
     except (ConfigFileError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    level = settings.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         application = create_app(settings)
     except ValueError as exc:  # AuthConfigError, bad lab file
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(application, host=host, port=port, log_level="info")
-
-
-def hash_command(
-    files: Annotated[list[Path], typer.Argument(help="Image files to hash (read only).")],
-    dihedral: Annotated[
-        bool, typer.Option(help="Also print the 8 dihedral PDQ hashes (rotations and flips).")
-    ] = False,
-    regions: Annotated[
-        bool, typer.Option(help="Also print PDQ of centred regions (list building: crops).")
-    ] = False,
-) -> None:
-    """Hash local image files with the function's exact decode rules; one JSON line per file.
-
-    Reads the files and writes nothing. Exits 1 if any file could not be hashed.
-    """
-    stderr = Console(stderr=True)
-    failed = False
-    limits = DecodeLimits()
-    with Progress(
-        TextColumn("hashing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=stderr,
-        transient=True,
-        disable=not stderr.is_terminal or len(files) < 2,
-    ) as progress:
-        task = progress.add_task("hash", total=len(files))
-        for path in files:
-            line = _hash_file(path, dihedral, limits, regions)
-            failed = failed or "error" in line
-            # Progress draws on stderr; results go to stdout, one complete line each.
-            sys.stdout.write(json.dumps(line, sort_keys=False) + "\n")
-            sys.stdout.flush()
-            progress.advance(task)
-    if failed:
-        raise typer.Exit(1)
-
-
-def _hash_file(
-    path: Path, dihedral: bool, limits: DecodeLimits, regions: bool = False
-) -> dict[str, object]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return _error_line(path, "read_failed", f"cannot read file: {exc.strerror or exc}")
-    try:
-        digest = hash_image(data, dihedral=dihedral, limits=limits, regions=regions)
-    except ImageError as exc:
-        return _error_line(path, exc.code, exc.message)
-    return _digest_line(path, digest, len(data))
-
-
-def _digest_line(path: Path, digest: ImageDigest, size: int) -> dict[str, object]:
-    return {
-        "path": str(path),
-        "format": digest.format,
-        "width": digest.width,
-        "height": digest.height,
-        "bytes": size,
-        "animated": digest.animated,
-        "hashes": digest.hashes.model_dump(mode="json", exclude_none=True),
-    }
-
-
-def _error_line(path: Path, code: str, message: str) -> dict[str, object]:
-    return {"path": str(path), "error": {"code": code, "message": message}}
+    # uvicorn follows log_level too: at WARNING nothing is logged per request (issue 17). Its
+    # access line repeats what our INFO line per analysis says (and names the client address),
+    # so it is written at DEBUG only.
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level=level.lower(),
+        access_log=logging.getLevelName(level) <= logging.DEBUG,
+    )

@@ -6,6 +6,8 @@ node branch on them, so they never change meaning. Messages never contain image 
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FunctionError(Exception):
     """Base class: every failure of the function has a stable machine-readable code."""
@@ -91,6 +93,30 @@ class RequestTooLarge(FunctionError):
     http_status = 413
 
 
+# --------------------------------------------------------------------------- batches
+
+
+class TooManyItems(FunctionError):
+    """A batch with more items than the function's ``max_batch_items``."""
+
+    code = "too_many_items"
+    http_status = 413
+
+
+class DuplicateUrl(FunctionError):
+    """A batch that names one URL twice (one signed request never fetches a URL twice)."""
+
+    code = "duplicate_url"
+    http_status = 422
+
+
+class BatchTooLarge(FunctionError):
+    """An item left unanalysed because its batch already fetched ``max_batch_bytes``."""
+
+    code = "batch_too_large"
+    http_status = 413
+
+
 # --------------------------------------------------------------------------- decoding
 
 
@@ -140,9 +166,22 @@ ALL_ERRORS: tuple[type[FunctionError], ...] = (
     BadRedirect,
     UnsupportedEncoding,
     RequestTooLarge,
+    TooManyItems,
+    DuplicateUrl,
+    BatchTooLarge,
     NotAnImage,
     UnsupportedFormat,
     PixelLimit,
     DecodeFailed,
     AnalysisFailed,
 )
+
+
+def describe_validation(errors: Any) -> str:
+    """A request's validation errors for its answer: location and message only (pydantic's
+    "input" would echo the request body into the reply)."""
+    parts = []
+    for error in list(errors)[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"

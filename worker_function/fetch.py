@@ -9,10 +9,12 @@ one deadline, and nothing is ever written anywhere.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import ipaddress
 import re
 import ssl
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 
 import httpx
 
@@ -31,6 +33,14 @@ from .errors import (
 from .sniff import could_be_image, sniff_format
 from .ssrf import Guard
 from .urls import IPAddress, Target, parse_target, resolve_redirect
+
+# httpcore asks for the optional `sniffio` module on every connection and lock (8 times per
+# fetch). Where it is not installed, a failed import is not remembered, so each ask walks the
+# whole sys.path: about a third of the function's CPU per small image (issue 17 profile).
+# Remembering the absence once makes the same ImportError immediate; httpcore then assumes
+# asyncio, as it does without sniffio anyway.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Read this much before deciding that a body is certainly not an image (HTML, JSON, ...).
@@ -76,6 +86,13 @@ class Fetcher:
         self.user_agent = user_agent
         # Building a context loads the CA bundle: do it once, share it across requests.
         self._ssl = ssl_context or ssl.create_default_context()
+
+    def capped(self, max_bytes: int) -> Fetcher:
+        """The same fetcher with a lower byte cap (a batch item's share of its batch's bytes)."""
+        if max_bytes >= self.limits.max_bytes:
+            return self
+        limits = replace(self.limits, max_bytes=max_bytes)
+        return Fetcher(self.guard, limits, user_agent=self.user_agent, ssl_context=self._ssl)
 
     async def fetch(self, url: str) -> Fetched:
         target = parse_target(url)

@@ -13,7 +13,9 @@ Decode rules (documented in docs/operations-function.md):
    straight to luminance (libjpeg's Y channel: no chroma decoding, no colour conversion).
 5. Downscale with ``thumbnail((512, 512))`` (what Meta's pure-Python PDQ reference does); PDQ,
    pHash and dHash all come from this one reduced luminance copy. PDQ is computed in numpy
-   (worker_function/pdq.py, bit-identical to pdqhash). Cryptographic hashes cover the raw bytes.
+   (worker_function/pdq.py, bit-identical to pdqhash), pHash without scipy's import
+   (worker_function/phash.py, bit-identical to imagehash). Cryptographic hashes cover the raw
+   bytes.
 """
 
 from __future__ import annotations
@@ -33,10 +35,13 @@ from PIL import Image
 from protocol.models import ImageHashes
 
 from .errors import DecodeFailed, ImageError, PixelLimit, UnsupportedFormat
-from .pdq import pdq_dihedral_from_luma
+from .pdq import pdq_dihedral_from_luma, pdq_hex
+from .phash import phash_hex
 from .regions import crop_target, region_hashes
 from .sniff import sniff_format
 from .trim import border_box
+
+__all__ = ["pdq_hex"]  # re-exported: the hex convention is part of the pipeline's API
 
 # Pillow only warns between MAX_IMAGE_PIXELS and twice that; a warning that is merely printed
 # would let a decompression bomb through. Filters are process-global (catch_warnings is not
@@ -204,7 +209,7 @@ def _compute_hashes(data: bytes, luma: Image.Image, dihedral: bool, regions: boo
         sha256=hashlib.sha256(data).hexdigest(),
         pdq=pdq_hex(vectors[0]),
         pdq_quality=quality,
-        phash=str(imagehash.phash(small)),
+        phash=phash_hex(small),
         dhash=str(imagehash.dhash(small)),
         pdq_dihedral=[pdq_hex(v) for v in vectors] if dihedral else None,
         pdq_trimmed=trimmed,
@@ -256,11 +261,3 @@ def _box_reduce(img: Image.Image, min_side: int) -> Image.Image:
     width, height = img.size
     factors = (max(1, width // min_side), max(1, height // min_side))
     return img if factors == (1, 1) else img.reduce(factors)
-
-
-def pdq_hex(vector: npt.ArrayLike) -> str:
-    """Meta's hex convention: bit 0 of pdqhash's vector is the most significant bit."""
-    bits = np.asarray(vector).astype(bool)
-    if bits.shape != (256,):
-        raise ValueError(f"a PDQ vector has 256 bits, got shape {bits.shape}")
-    return np.packbits(bits).tobytes().hex()

@@ -8,6 +8,13 @@ died or overran the wall-clock timeout; the request that caused it gets ``decode
 
 Workers are started with ``spawn`` (pipes only): ``forkserver`` would create a socket in a
 temporary directory, and ``fork`` would copy a threaded server.
+
+Small images share hand-offs (issue 17): while every worker is busy, images of at most
+``GROUP_MAX_BYTES`` wait, and the next free worker takes up to ``GROUP_SIZE`` of them in one
+task (a hand-off cost 0.45 ms of CPU per image, half the hashing of a small image). Each image in
+a group still has its own CPU limit; a group that crashes or overruns the wall-clock limit is
+decoded again one image per task, so only the image at fault gets ``decoder_crashed`` or
+``decode_timeout``. Under light load every image goes alone, at once.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import resource
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -103,6 +110,31 @@ def hash_in_worker(
 # What a worker runs for one image (tests substitute misbehaving decoders with the same shape).
 WorkerTask = Callable[[bytes, bool, DecodeLimits, int], ImageDigest]
 
+# Images up to this size may share one hand-off with others, at most GROUP_SIZE per task.
+GROUP_MAX_BYTES = 256 * 1024
+GROUP_SIZE = 8
+
+
+def hash_group_in_worker(
+    task: WorkerTask, items: list[tuple[bytes, bool]], limits: DecodeLimits, cpu_seconds: int
+) -> list[ImageDigest | FunctionError]:
+    """Runs in a worker: ``task`` for each image (each arms its own CPU limit); an image's
+    own verdict (an ImageError) is its answer, not the group's."""
+    answers: list[ImageDigest | FunctionError] = []
+    for data, dihedral in items:
+        try:
+            answers.append(task(data, dihedral, limits, cpu_seconds))
+        except FunctionError as exc:
+            answers.append(exc)
+    return answers
+
+
+@dataclass
+class _Waiting:
+    data: bytes
+    dihedral: bool
+    answer: asyncio.Future[ImageDigest]
+
 
 class DecodePool:
     """Runs ``hash_image`` in isolated worker processes (or threads, for trusted local input)."""
@@ -123,6 +155,10 @@ class DecodePool:
         self._threads = anyio.CapacityLimiter(workers)
         self._pool: ProcessPool | None = None
         self._lock = threading.Lock()
+        self._waiting: list[_Waiting] = []  # small images waiting for a free worker
+        self._running = 0  # small-image tasks (alone or grouped) in the workers now
+        self.groups_sent = 0  # hand-offs that carried more than one image (tests, metrics)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _process_pool(self) -> ProcessPool:
         # Started on first use so that building an app (tests, CLI --help) spawns nothing.
@@ -149,6 +185,72 @@ class DecodePool:
                 return hash_image(data, dihedral=dihedral, limits=self.decode_limits)
 
             return await anyio.to_thread.run_sync(work, limiter=self._threads)
+        if len(data) > GROUP_MAX_BYTES:
+            return await self._alone(data, dihedral)
+        waiting = _Waiting(data, dihedral, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiting)
+        self._dispatch()
+        return await waiting.answer
+
+    def _dispatch(self) -> None:
+        """Hand waiting small images to free workers: alone when a worker is idle, in groups
+        when they had to wait (no timer: grouping happens only under load)."""
+        while self._waiting and self._running < self.workers:
+            group, self._waiting = self._waiting[:GROUP_SIZE], self._waiting[GROUP_SIZE:]
+            group = [w for w in group if not w.answer.done()]  # callers that gave up
+            if group:
+                self._running += 1
+                task = asyncio.get_running_loop().create_task(self._run_group(group))
+                self._tasks.add(task)  # the loop keeps only a weak reference
+                task.add_done_callback(self._tasks.discard)
+
+    async def _run_group(self, group: list[_Waiting]) -> None:
+        try:
+            if len(group) == 1:
+                answers = [await _answer(self._alone(group[0].data, group[0].dihedral))]
+            else:
+                self.groups_sent += 1
+                answers = await self._grouped(group)
+        except BaseException:
+            for waiting in group:  # never leave a caller waiting (shutdown, cancellation)
+                if not waiting.answer.done():
+                    waiting.answer.cancel()
+            raise
+        finally:
+            self._running -= 1
+            self._dispatch()
+        for waiting, answer in zip(group, answers, strict=True):
+            if waiting.answer.done():
+                continue
+            if isinstance(answer, BaseException):
+                waiting.answer.set_exception(answer)
+            else:
+                waiting.answer.set_result(answer)
+
+    async def _grouped(self, group: list[_Waiting]) -> list[ImageDigest | BaseException]:
+        limits = self.worker_limits
+        items = [(w.data, w.dihedral) for w in group]
+        future = self._process_pool().schedule(
+            hash_group_in_worker,
+            args=(self.task, items, self.decode_limits, limits.cpu_seconds),
+            timeout=limits.wall_seconds,  # tiny images: the group takes milliseconds
+        )
+        try:
+            done: list[ImageDigest | FunctionError] = await asyncio.wrap_future(future)
+            return list(done)
+        except (concurrent.futures.TimeoutError, ProcessExpired):
+            # Someone in the group crashed or hung: each image again on its own, so that only
+            # the image at fault is answered decoder_crashed / decode_timeout.
+            return [await _answer(self._alone(w.data, w.dihedral)) for w in group]
+        except concurrent.futures.CancelledError:
+            raise
+        except Exception as exc:
+            failure = AnalysisFailed(f"decoding failed unexpectedly ({type(exc).__name__})")
+            return [failure for _ in group]
+        finally:
+            future.cancel()  # type: ignore[no-untyped-call]
+
+    async def _alone(self, data: bytes, dihedral: bool) -> ImageDigest:
         limits = self.worker_limits
         future = self._process_pool().schedule(
             self.task,
@@ -183,6 +285,16 @@ class DecodePool:
                 self._pool.stop()  # type: ignore[no-untyped-call]
                 self._pool.join(timeout=10)
                 self._pool = None
+
+
+async def _answer(work: Awaitable[ImageDigest]) -> ImageDigest | BaseException:
+    """The digest, or the exception that is this image's answer."""
+    try:
+        return await work
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return exc
 
 
 def _describe_exit(exc: ProcessExpired) -> str:

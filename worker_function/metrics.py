@@ -1,7 +1,10 @@
 """Prometheus metrics of the function: ``GET /metrics``.
 
 - ``libra_function_analyses_total{outcome}``: every POST /v1/analyze by outcome, ``ok`` or the
-  error code of the answer (fetch_failed, too_large, unauthorized, overloaded, ...);
+  error code of the answer (fetch_failed, too_large, unauthorized, overloaded, ...), and every
+  item of a served batch by its own outcome;
+- ``libra_function_batches_total{outcome}``: every POST /v1/analyze:batch, ``ok`` or the error
+  code of a batch refused as a whole;
 - ``libra_function_analyses_in_flight``: analyses in progress (admission control);
 - ``libra_function_request_duration_seconds{route,method,status}``: latency per route template.
 
@@ -29,6 +32,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ANALYZE_PATH = "/v1/analyze"
+BATCH_PATH = "/v1/analyze:batch"  # its items are counted as analyses by the batch itself
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _MAX_ERROR_BODY = 4096  # error answers are small JSON; larger bodies are not parsed
@@ -60,6 +64,13 @@ class FunctionMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.batches = Counter(
+            "libra_function_batches",
+            "POST /v1/analyze:batch answers by outcome: ok (items counted as analyses) or the "
+            "error code of a refused batch.",
+            ["outcome"],
+            registry=self.registry,
+        )
         if in_flight is not None:
             gauge = Gauge(
                 "libra_function_analyses_in_flight",
@@ -67,6 +78,10 @@ class FunctionMetrics:
                 registry=self.registry,
             )
             gauge.set_function(in_flight)
+
+    def count_analysis(self, outcome: str) -> None:
+        """One analysis done (a batch item): ``ok`` or its error code."""
+        self.analyses.labels(outcome if _CODE.match(outcome) else "other").inc()
 
 
 class MetricsMiddleware:
@@ -104,6 +119,9 @@ class MetricsMiddleware:
             if route == ANALYZE_PATH and method == "POST":
                 outcome = "ok" if status == 200 else error_code(bytes(body))
                 self.metrics.analyses.labels(outcome).inc()
+            elif route == BATCH_PATH and method == "POST":
+                outcome = "ok" if status == 200 else error_code(bytes(body))
+                self.metrics.batches.labels(outcome).inc()
 
 
 def install(app: FastAPI, metrics: FunctionMetrics) -> None:

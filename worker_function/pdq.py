@@ -171,3 +171,11 @@ def _quality(buffer: npt.NDArray[np.float64]) -> int:
     vertical = np.trunc(np.abs((buffer[:-1, :] - buffer[1:, :]) * 100 / 255)).sum()
     horizontal = np.trunc(np.abs((buffer[:, :-1] - buffer[:, 1:]) * 100 / 255)).sum()
     return min(100, int(vertical + horizontal) // 90)
+
+
+def pdq_hex(vector: npt.ArrayLike) -> str:
+    """Meta's hex convention: bit 0 of pdqhash's vector is the most significant bit."""
+    bits = np.asarray(vector).astype(bool)
+    if bits.shape != (256,):
+        raise ValueError(f"a PDQ vector has 256 bits, got shape {bits.shape}")
+    return np.packbits(bits).tobytes().hex()

@@ -18,7 +18,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from .pdq import pdq_from_luma
+from .pdq import pdq_from_luma, pdq_hex
 
 THUMBNAIL_SIDE: Final = 512
 
@@ -42,8 +42,6 @@ def region_hashes(
 ) -> list[str]:
     """PDQ (hex) of each region of the luminance ``pixels`` whose quality reaches
     ``min_quality``: a flat region would only add collisions."""
-    from .hashing import pdq_hex  # the hex convention lives with the pipeline
-
     height, width = pixels.shape
     out: list[str] = []
     for left, top, right, bottom in regions:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -17,10 +17,16 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from protocol.models import MAX_BATCH_ITEMS
+
 from .auth import parse_authorized_keys
 from .fetch import FetchLimits
 from .hashing import DecodeLimits
 from .isolation import WorkerLimits
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Pre-authentication allowance per batch item: an 8192-character URL plus its JSON.
+BATCH_ITEM_BYTES = 9 * 1024
 
 
 class ConfigFileError(ValueError):
@@ -73,12 +79,22 @@ class FunctionSettings(BaseSettings):
     auth_max_nonces: int = Field(default=100_000, ge=1)
     # Largest POST /v1/analyze body read before authentication; larger: 413 request_too_large.
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Batched analysis, POST /v1/analyze:batch (issue 17): most items per batch (each costs one
+    # rate-limit token, so at most rate_limit_burst), items analysed at once within one batch,
+    # and the most bytes (fetched or inline) one batch may bring in, all items together.
+    max_batch_items: int = Field(default=64, ge=1, le=MAX_BATCH_ITEMS)
+    batch_concurrency: int = Field(default=16, ge=1)
+    max_batch_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    # Largest batch body read before authentication; unset: max_batch_items x 9 KiB (an item
+    # is at most an 8192-character URL and its JSON around it).
+    max_batch_request_bytes: int | None = Field(default=None, ge=1024)
     # Per-caller token bucket: sustained requests per second and burst size.
     rate_limit_per_second: float = Field(default=50.0, gt=0)
     rate_limit_burst: int = Field(default=100, ge=1)
     # User-Agent sent upstream.
     user_agent: str = "LIBRA-remote-hash/0.1"
-    # Python logging level of the worker_function logger.
+    # Python logging level of the worker_function logger and of uvicorn (`serve`): one line per
+    # analysis at INFO, none per request at WARNING and above; uvicorn's access lines at DEBUG.
     log_level: str = "INFO"
     # Issue 8 (worker_function/telemetry.py, metrics.py): trace export off, console (stderr) or
     # otlp (OTLP/HTTP to otlp_endpoint).
@@ -90,11 +106,42 @@ class FunctionSettings(BaseSettings):
     metrics: bool | None = None
     api_docs: bool | None = None
 
+    @model_validator(mode="after")
+    def _batch_fits_the_bucket(self) -> FunctionSettings:
+        # A batch takes one token per item at once: a larger batch could never be served. Only
+        # an explicit max_batch_items is refused; the default shrinks to a small bucket
+        # (batch_items_limit), so older configurations keep starting.
+        if "max_batch_items" in self.model_fields_set and (
+            self.max_batch_items > self.rate_limit_burst
+        ):
+            raise ValueError(
+                f"max_batch_items ({self.max_batch_items}) must not exceed rate_limit_burst "
+                f"({self.rate_limit_burst}): a batch spends one token per item"
+            )
+        return self
+
+    def batch_items_limit(self) -> int:
+        """Most items per batch: max_batch_items, at most one bucket's worth of tokens."""
+        return min(self.max_batch_items, self.rate_limit_burst)
+
+    def batch_request_bytes(self) -> int:
+        """The pre-authentication body limit of POST /v1/analyze:batch."""
+        if self.max_batch_request_bytes is not None:
+            return self.max_batch_request_bytes
+        return max(self.max_request_bytes, self.batch_items_limit() * BATCH_ITEM_BYTES)
+
     def metrics_enabled(self, lab_mode: bool) -> bool:
         return lab_mode if self.metrics is None else self.metrics
 
     def api_docs_enabled(self, lab_mode: bool) -> bool:
         return lab_mode if self.api_docs is None else self.api_docs
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
 
     @field_validator("authorized_keys")
     @classmethod

@@ -31,6 +31,7 @@ class Page:
     charts: bool = True  # loads ECharts
     filters: bool = True  # the period / hash family filter bar
     extra_scripts: tuple[str, ...] = ()  # loaded before the page script
+    refresh: bool = True  # reloads its data every minute (the auto-refresh toggle)
 
 
 PAGES: tuple[Page, ...] = (
@@ -38,7 +39,17 @@ PAGES: tuple[Page, ...] = (
     Page("trends", "/dashboard/trends", "Trends"),
     Page("hosters", "/dashboard/hosters", "Hosters and ASNs"),
     Page("waterbed", "/dashboard/waterbed", "Waterbed", filters=False),
-    Page("nodes", "/dashboard/admin/nodes", "Nodes", admin=True, charts=False, filters=False),
+    Page("displacement", "/dashboard/displacement", "Displacement"),
+    Page("coverage", "/dashboard/coverage", "Coverage", extra_scripts=("territories.js",)),
+    Page(
+        "nodes",
+        "/dashboard/admin/nodes",
+        "Nodes",
+        admin=True,
+        charts=False,
+        filters=False,
+        refresh=False,
+    ),
     Page(
         "invitations",
         "/dashboard/admin/invitations",
@@ -46,6 +57,7 @@ PAGES: tuple[Page, ...] = (
         admin=True,
         charts=False,
         filters=False,
+        refresh=False,
     ),
 )
 
@@ -109,6 +121,7 @@ def layout(
     filters: str = "",
     now: datetime | None = None,
     csrf: str = "",
+    refresh: bool = False,
 ) -> str:
     tags = "\n".join(f'<script src="/dashboard/static/{s}" defer></script>' for s in scripts)
     anonymous = principal is not None and principal.name == "anonymous"
@@ -134,6 +147,7 @@ def layout(
         content=content,
         now=escape(now.astimezone(UTC).isoformat().replace("+00:00", "Z") if now else ""),
         csrf=escape(csrf),
+        refresh=template("refresh").substitute() if refresh else "",
     )
 
 
@@ -179,6 +193,7 @@ def page_html(
         filters=filters,
         now=now,
         csrf=csrf if page.admin else "",
+        refresh=page.refresh,
     )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from libra.demo.lists import node_list_families
 from libra.demo.world import World
 
 # One `libra ...` process: interpreter start-up and imports plus a small piece of work.
@@ -33,24 +32,32 @@ class DemoBudget:
     crawl_s: float
     request_s: float
     commands: int  # one-shot commands the demo runs (for the total)
+    periods: int = 1  # report periods: one crawl step and one picture each
 
     @classmethod
-    def for_world(cls, world: World) -> DemoBudget:
+    def for_world(cls, world: World, periods: int = 1) -> DemoBudget:
         stats = world.stats()
         nodes = len(world.nodes)
         crawl_units = nodes * (stats["pages"] + stats["images"])
-        imports = sum(len(families) for families in node_list_families(world).values())
-        # The viewer token; per node `init`, registration and report; one import per list.
-        commands = 1 + 3 * nodes + imports
+        # The viewer token; per node `init`, registration and its list import; per node and
+        # period a notices run and a report.
+        commands = 1 + 3 * nodes + 2 * nodes * periods
         return cls(
             service_s=SERVICE_S,
             command_s=COMMAND_S,
             crawl_s=COMMAND_S + CRAWL_UNIT_S * crawl_units,
             request_s=REQUEST_S,
             commands=commands,
+            periods=periods,
         )
 
     @property
     def total_s(self) -> float:
-        """The whole run at the worst: two services, every command, the crawl, the picture."""
-        return 2 * self.service_s + self.commands * self.command_s + self.crawl_s + self.request_s
+        """The whole run at the worst: two services, every command, every period's crawl and
+        picture, the removals and the two flows."""
+        return (
+            2 * self.service_s
+            + self.commands * self.command_s
+            + self.periods * (self.crawl_s + self.request_s)
+            + 3 * self.request_s
+        )

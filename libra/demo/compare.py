@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from libra.demo.world import KIND_EXACT, World
+from libra.demo.world import KIND_EXACT, Truth, World
 from protocol.hashes import HashFamily
 
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -20,12 +20,18 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 def expected_picture(
     world: World, families: Mapping[str, tuple[HashFamily, HashFamily]]
 ) -> dict[str, Any]:
-    """The picture the coordinator should show, from the world model alone.
+    """The picture the coordinator should show, from the world model alone."""
+    return expected_from_truth(world.truth(), families)
+
+
+def expected_from_truth(
+    truth: Truth, families: Mapping[str, tuple[HashFamily, HashFamily]]
+) -> dict[str, Any]:
+    """The picture of `truth` (one period's matches per node).
 
     A node matches an exact copy by its exact family (the strongest family wins) and a
     re-encoded or resized copy by PDQ.
     """
-    truth = world.truth()
     picture: dict[str, Any] = truth.as_picture()
     family_matches: dict[str, int] = defaultdict(int)
     family_urls: dict[str, set[str]] = defaultdict(set)

@@ -23,28 +23,30 @@ def node_list_families(world: World) -> dict[str, tuple[HashFamily, HashFamily]]
 
 
 def write_node_lists(world: World, node_id: str, directory: Path) -> list[tuple[str, Path]]:
-    """Write one plain list file per family for the node; returns (family, path) pairs."""
-    exact, perceptual = node_list_families(world)[node_id]
-    # With region hashes (issue 18): the PDQ list is `libra hash --regions` output (.jsonl).
+    """Write the node's list as an agency would, in two files imported in this order. Returns
+    (format, path) pairs.
+
+    1. One INTERPOL ICSE CSV: a row per listed image with its exact hash and its PDQ, so that one
+       row is one list record (issue 16: an exact copy found by the exact hash and a re-encoded
+       copy found by PDQ are then the same item, named by its PDQ, at every node).
+    2. `libra hash --regions` output of the same images (issue 18): its PDQ values are held
+       already, so the import keeps only their region hashes, with which centred crops match.
+    """
+    exact, _perceptual = node_list_families(world)[node_id]
     digests = [hash_image(data, regions=True) for data in world.list_images(node_id)]
+    ids = sorted(world.node(node_id).known_ids)
     directory.mkdir(parents=True, exist_ok=True)
-    written: list[tuple[str, Path]] = []
-    for family in (exact, perceptual):
-        if family is HashFamily.PDQ:
-            path = directory / "pdq.jsonl"
-            hashed = [
-                {"hashes": d.hashes.model_dump(mode="json", exclude_none=True)} for d in digests
-            ]
-            path.write_text("".join(json.dumps(h) + "\n" for h in hashed), encoding="utf-8")
-            written.append((family.value, path))
-            continue
-        path = directory / f"{family.value}.txt"
-        lines = [str(getattr(d.hashes, family.value)) for d in digests]
-        path.write_text(
-            f"# demo list of {node_id}: {len(lines)} {family.value} values of benign images\n"
-            + "\n".join(lines)
-            + "\n",
-            encoding="utf-8",
-        )
-        written.append((family.value, path))
-    return written
+    path = directory / "icse.csv"
+    lines = [f"{exact.value.upper()};PDQ;Image ID"]
+    for pool_id, digest in zip(ids, digests, strict=True):
+        lines.append(f"{getattr(digest.hashes, exact.value)};{digest.hashes.pdq};{pool_id}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    regions = directory / "regions.jsonl"
+    regions.write_text(
+        "".join(
+            json.dumps({"hashes": d.hashes.model_dump(mode="json", exclude_none=True)}) + "\n"
+            for d in digests
+        ),
+        encoding="utf-8",
+    )
+    return [("icse", path), ("libra-hash", regions)]

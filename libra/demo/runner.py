@@ -1,17 +1,30 @@
-"""The demo: a whole federation on loopback, checked against the synthetic world's ground truth.
+"""The demo: a whole federation on loopback over several report periods, checked against the
+synthetic world's ground truth.
 
 Every component runs as its own `libra` process talking HTTP; this module only sets up the
-world, starts them, issues the same commands an operator would, and compares the coordinator's
-picture with the truth computed from the world model alone (never from hashes).
+world, starts them, issues the same commands an operator would, and compares what the
+coordinator shows with the truth computed from the world model and the scripted notice
+behaviour alone (never from hashes): each period's picture, the trends, time to removal per
+hoster and the displacement flows.
+
+Simulated time (issue 16): the periods are the whole UTC days before today; every node command
+runs with the lab clock `--at` (node/clock.py), which adds the real seconds the command takes.
+Per day: the web moves to that day's epoch, every node crawls (`--at` 01:00), each node's
+notices run (`--at` 06:00, 15 minutes later each day, so that the last round is always more
+than 24 h old and a re-notice is due), and each node reports the day.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+import secrets
 import shutil
+import subprocess
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,44 +38,108 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from libra.demo.budget import DemoBudget
-from libra.demo.compare import Comparison, compare_picture, expected_picture
+from libra.demo.checks import (
+    CoverageCheck,
+    FlowCheck,
+    RemovalCheck,
+    TrendCheck,
+    check_coverage,
+    check_flows,
+    check_removals,
+    check_shifts,
+)
+from libra.demo.compare import Comparison, compare_picture, expected_from_truth
+from libra.demo.history import History, day_periods
 from libra.demo.labgeo import write_lab_geoip
 from libra.demo.lists import node_list_families, write_node_lists
+from libra.demo.live import LiveWorld
+from libra.demo.noticesim import NoticeSimulation
+from libra.demo.policy import REMOVES_AFTER, policy_text
 from libra.demo.processes import DemoStepFailed, ProcessGroup, free_port
 from libra.demo.web import SyntheticWeb
 from libra.demo.world import World
 from protocol.keys import NodeKey
 
 DEFAULT_SEED = 20261124
+# The demo's default size: small pages per period, so that six periods stay quick.
+DEFAULT_SCALE = 0.3
+CRAWL_AT = timedelta(hours=1)
+NOTICES_AT = timedelta(hours=6)
+# Each day's notices run this much later than the day before: a round sent at X + a few
+# seconds is then surely 24 h old at the next run (notices.renotice_hours = 24).
+NOTICES_DRIFT = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
 class DemoOptions:
     seed: int = DEFAULT_SEED
-    scale: float = 1.0
+    scale: float = DEFAULT_SCALE
     workdir: Path | None = None
     keep_workdir: bool = False
+    today: datetime | None = None  # default: now; the periods are the days before it
+
+
+@dataclass
+class PeriodResult:
+    index: int
+    start: datetime
+    end: datetime
+    comparison: Comparison
+    picture: dict[str, Any]
+    expected: dict[str, Any]
 
 
 @dataclass
 class DemoResult:
-    comparison: Comparison
-    picture: dict[str, Any]
-    expected: dict[str, Any]
+    periods: list[PeriodResult]
+    removals: list[RemovalCheck]
+    flows: list[FlowCheck]
+    trends: TrendCheck
+    coverage: CoverageCheck
     coordinator_url: str
     workdir: Path
     seconds: float
-    node_summaries: dict[str, str] = field(default_factory=dict)
+    tolerance_s: int  # how far a measured time to removal may be from the scripted one
+    history: History
+    notices_received: dict[str, int] = field(default_factory=dict)  # per hoster key
+
+    @property
+    def comparison(self) -> Comparison:
+        """Every period's differences, in one comparison (the sections of the last one)."""
+        merged = Comparison(sections=self.periods[-1].comparison.sections if self.periods else {})
+        for period in self.periods:
+            merged.differences += [
+                f"{period.start:%Y-%m-%d}: {d}" for d in period.comparison.differences
+            ]
+        return merged
+
+    @property
+    def differences(self) -> list[str]:
+        out = list(self.comparison.differences)
+        for check in self.removals:
+            if not check.agrees:
+                out.append(
+                    f"removals {check.hoster}: coordinator {check.actual} median "
+                    f"{check.actual_median} p90 {check.actual_p90}; truth {check.expected} "
+                    f"median in {check.median} p90 in {check.p90}"
+                )
+        for flow in self.flows:
+            out += flow.differences
+        out += self.trends.differences
+        out += self.coverage.differences
+        return out
 
     @property
     def agrees(self) -> bool:
-        return self.comparison.agrees
+        return not self.differences
 
 
-def _demo_period(now: datetime) -> tuple[datetime, datetime]:
-    # A period that surely contains the whole run, even across midnight.
-    start = now.replace(minute=0, second=0, microsecond=0)
-    return start, start + timedelta(days=1)
+def notice_moment(day_start: datetime, index: int) -> datetime:
+    return day_start + NOTICES_AT + index * NOTICES_DRIFT
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @contextmanager
@@ -82,24 +159,32 @@ def _workdir(options: DemoOptions) -> Iterator[Path]:
 class Federation:
     """The running demo federation: web, function, coordinator and node directories."""
 
-    def __init__(self, world: World, workdir: Path, console: Console) -> None:
-        self.world = world
+    def __init__(self, history: History, workdir: Path, console: Console) -> None:
+        self.history = history
+        self.world: World = history.world
         self.workdir = workdir
         self.console = console
         # Every step is bounded by a budget derived from the world's size (hangs fail clearly).
-        self.budget = DemoBudget.for_world(world)
+        self.budget = DemoBudget.for_world(self.world, periods=history.periods)
         self.procs = ProcessGroup(
             workdir / "logs",
             service_timeout=self.budget.service_s,
             command_timeout=self.budget.command_s,
         )
-        self.web = SyntheticWeb(world)
+        # The key the nodes sign webhook bodies with; the hosters' desks check it.
+        self.webhook_key = workdir / "webhook.key"
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.webhook_key.write_bytes(secrets.token_bytes(32))
+        self.webhook_key.chmod(0o600)
+        self.live = LiveWorld(history, self.webhook_key.read_bytes())
+        self.web = SyntheticWeb(self.world, live=self.live)
         self.function_url = ""
         self.coordinator_url = ""
         self.coordinator_config = workdir / "coordinator" / "coordinator.toml"
         self.node_configs: dict[str, Path] = {}
         self.function_keys: dict[str, Path] = {}
         self.viewer_token = ""
+        self.notice_seconds: list[float] = []  # real duration of every notices run
 
     def start_world(self) -> Path:
         self.web.start()
@@ -108,6 +193,24 @@ class Federation:
             tomli_w.dumps(self.web.lab_network().model_dump(mode="json")), encoding="utf-8"
         )
         return lab_file
+
+    def write_operator_table(self) -> Path:
+        """The nodes' operator table: each hoster with an abuse desk, by ASN, with its webhook
+        (names as the lab ASN database spells them, so attribution does not change)."""
+        entries = []
+        for key in sorted(REMOVES_AFTER):
+            hoster = self.world.hoster(key)
+            entries.append(
+                {
+                    "id": key,
+                    "name": hoster.name,
+                    "asns": [hoster.asn],
+                    "webhook": self.live.webhook_url(key, self.web.port),
+                }
+            )
+        path = self.workdir / "operators.toml"
+        path.write_text(tomli_w.dumps({"hoster": entries}), encoding="utf-8")
+        return path
 
     def make_function_keys(self) -> dict[str, str]:
         """One request-signing key per node; the function accepts exactly these callers."""
@@ -187,6 +290,7 @@ class Federation:
         self.viewer_token = lines[-1].strip()
 
     def enroll_nodes(self, lab_file: Path, geo: tuple[Path, Path]) -> None:
+        operators = self.write_operator_table()
         federation_key = self.workdir / "federation.key"
         # The federation key is shared by nodes only; the coordinator never sees it.
         federation_key.write_text(NodeKey.generate().seed_b64() + "\n", encoding="utf-8")
@@ -222,6 +326,7 @@ class Federation:
                 args += ["--seed", seed]
             output = self.procs.run(f"init-{plan.node_id}", args)
             self.node_configs[plan.node_id] = node_dir / "node.toml"
+            self.configure_notices(plan.node_id, plan.country, operators)
             # The operator's path: read the public key that `node init` prints.
             found = re.search(r"public key\s+([A-Za-z0-9+/=]{44})", output)
             if found is None:
@@ -245,11 +350,31 @@ class Federation:
                 ],
             )
 
+    def configure_notices(self, node_id: str, country: str, operators: Path) -> None:
+        """Notices on, sent without approval, re-notice after 24 h, escalate after three;
+        contacts from the operator table only (no RDAP in the lab)."""
+        path = self.node_configs[node_id]
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
+        config["notices"] = {
+            "enabled": True,
+            "require_approval": False,
+            "renotice_hours": 24.0,
+            "escalate_after": 3,
+            "reporter_org": f"Demo agency {country}",
+            "reporter_contact": f"notices@{node_id}.police.test",
+            "reporter_domain": "police.test",
+            "webhook_secret_file": str(self.webhook_key),
+        }
+        config["attribution"] = {"operators_file": str(operators)}
+        config["contacts"] = {"rdap": False}
+        path.write_text(tomli_w.dumps(config), encoding="utf-8")
+
     def import_lists(self) -> None:
         for plan in self.world.nodes:
             config = self.node_configs[plan.node_id]
-            files = write_node_lists(self.world, plan.node_id, config.parent / "lists")
-            for family, path in files:
+            for list_format, path in write_node_lists(
+                self.world, plan.node_id, config.parent / "lists"
+            ):
                 self.procs.run(
                     f"list-{plan.node_id}",
                     [
@@ -258,17 +383,18 @@ class Federation:
                         "import",
                         str(path),
                         "--format",
-                        "libra-hash" if path.suffix == ".jsonl" else "plain",  # issue 18
-                        "--algorithm",
-                        family,
+                        list_format,
                         "--config",
                         str(config),
                     ],
                 )
 
-    def crawl_all(self) -> None:
+    def crawl_all(self, at: datetime) -> None:
         running = {
-            node_id: self.procs.spawn(f"crawl-{node_id}", ["node", "crawl", "--config", str(cfg)])
+            node_id: self.procs.spawn(
+                f"crawl-{node_id}",
+                ["node", "crawl", "--config", str(cfg), "--at", _stamp(at)],
+            )
             for node_id, cfg in self.node_configs.items()
         }
         # The nodes crawl at once, so they share one deadline.
@@ -283,35 +409,57 @@ class Federation:
                     proc.kill()
                     proc.wait()
 
-    def report_all(self, period: tuple[datetime, datetime]) -> None:
-        for node_id, cfg in self.node_configs.items():
-            self.procs.run(
-                f"report-{node_id}",
-                [
-                    "node",
-                    "report",
-                    "--config",
-                    str(cfg),
-                    "--period-start",
-                    period[0].strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "--period-end",
-                    period[1].strftime("%Y-%m-%dT%H:%M:%SZ"),
-                ],
-            )
+    def notices_and_reports(self, at: datetime, period: tuple[datetime, datetime]) -> None:
+        """Each node's notices run, one node after the other (the order the truth assumes);
+        each node reports the period as soon as its own notices are done, while the next
+        node's notices run (nodes share nothing but the coordinator)."""
+        reports: dict[str, subprocess.Popen[bytes]] = {}
+        try:
+            for plan in self.world.nodes:
+                config = str(self.node_configs[plan.node_id])
+                started = time.monotonic()
+                self.procs.run(
+                    f"notices-{plan.node_id}",
+                    ["node", "notices", "run", "--config", config, "--at", _stamp(at)],
+                )
+                self.notice_seconds.append(time.monotonic() - started)
+                reports[plan.node_id] = self.procs.spawn(
+                    f"report-{plan.node_id}",
+                    [
+                        "node",
+                        "report",
+                        "--config",
+                        config,
+                        "--period-start",
+                        _stamp(period[0]),
+                        "--period-end",
+                        _stamp(period[1]),
+                    ],
+                )
+            for node_id, proc in reports.items():
+                self.procs.wait(f"report-{node_id}", proc, timeout=self.budget.command_s)
+        finally:
+            for proc in reports.values():  # after a failure: no report outlives the step
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
 
-    def picture(self, period: tuple[datetime, datetime]) -> dict[str, Any]:
+    def get(self, path: str, params: dict[str, str]) -> Any:
         response = httpx.get(
-            f"{self.coordinator_url}/v1/picture",
-            params={
-                "period_start": period[0].strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "period_end": period[1].strftime("%Y-%m-%dT%H:%M:%SZ"),
-            },
+            f"{self.coordinator_url}{path}",
+            params=params,
             headers={"authorization": f"Bearer {self.viewer_token}"},
             timeout=self.budget.request_s,
             trust_env=False,
         )
-        response.raise_for_status()
-        data: dict[str, Any] = response.json()
+        if response.status_code != 200:
+            raise DemoStepFailed(f"GET {path}: {response.status_code} {response.text[:300]}")
+        return response.json()
+
+    def picture(self, period: tuple[datetime, datetime]) -> dict[str, Any]:
+        data: dict[str, Any] = self.get(
+            "/v1/picture", {"period_start": _stamp(period[0]), "period_end": _stamp(period[1])}
+        )
         return data
 
     def stop(self) -> None:
@@ -327,20 +475,11 @@ def run_demo(
 ) -> DemoResult:
     console = console or Console()
     started = time.monotonic()
-    period = _demo_period(datetime.now(UTC))
+    today = options.today or datetime.now(UTC)
     with _workdir(options) as workdir:
-        world = World.build(seed=options.seed, scale=options.scale)
-        federation = Federation(world, workdir, console)
-        steps = [
-            "synthetic web and lab GeoIP",
-            "remote-hash function",
-            "coordinator",
-            "three nodes: keys and registration",
-            "private hash lists",
-            "crawl cycle on every node",
-            "signed reports to the coordinator",
-            "global picture",
-        ]
+        history = History.build(seed=options.seed, scale=options.scale)
+        periods = day_periods(today, history.periods)
+        federation = Federation(history, workdir, console)
         try:
             with Progress(
                 SpinnerColumn(),
@@ -349,36 +488,66 @@ def run_demo(
                 console=console,
                 transient=False,
             ) as progress:
+                steps = 5 + len(periods) + 1
 
-                def step(index: int) -> None:
-                    progress.add_task(f"[{index + 1}/{len(steps)}] {steps[index]}", total=None)
+                def step(index: int, text: str) -> None:
+                    progress.add_task(f"[{index}/{steps}] {text}", total=None)
 
-                step(0)
+                step(1, "synthetic web, abuse webhooks and lab GeoIP")
                 lab_file = federation.start_world()
-                geo = write_lab_geoip(world, workdir / "geoip")
-                step(1)
+                geo = write_lab_geoip(history.world, workdir / "geoip")
+                step(2, "remote-hash function")
                 federation.start_function(lab_file)
-                step(2)
+                step(3, "coordinator")
                 federation.start_coordinator()
-                step(3)
+                step(4, "three nodes: keys, registration, notices to hosters")
                 federation.enroll_nodes(lab_file, geo)
-                step(4)
+                step(5, "private hash lists")
                 federation.import_lists()
-                step(5)
-                federation.crawl_all()
-                step(6)
-                federation.report_all(period)
-                step(7)
-                picture = federation.picture(period)
-            expected = expected_picture(world, node_list_families(world))
-            comparison = compare_picture(picture, expected)
-            result = DemoResult(
-                comparison=comparison,
-                picture=picture,
-                expected=expected,
-                coordinator_url=federation.coordinator_url,
-                workdir=workdir,
-                seconds=time.monotonic() - started,
+                pictures: list[dict[str, Any]] = []
+                coverage: list[dict[str, Any]] = []
+                for index, period in enumerate(periods):
+                    step(
+                        6 + index,
+                        f"{period[0]:%a %d %b}: crawl, notices, reports",
+                    )
+                    federation.live.set_epoch(index)
+                    federation.crawl_all(period[0] + CRAWL_AT)
+                    federation.notices_and_reports(notice_moment(period[0], index), period)
+                    pictures.append(federation.picture(period))
+                    span = {"period_start": _stamp(period[0]), "period_end": _stamp(period[1])}
+                    coverage.append(federation.get("/v1/coverage", span))
+                step(steps, "removals and displacement flows")
+                window = {
+                    "period_start": _stamp(periods[0][0]),
+                    "period_end": _stamp(periods[-1][1]),
+                }
+                removals = federation.get("/v1/picture/removals", window)
+                flows = {
+                    by: federation.get("/v1/flows", {**window, "by": by})
+                    for by in ("hoster", "country")
+                }
+                shifts = [
+                    federation.get(
+                        "/v1/picture/shifts",
+                        {
+                            "before_start": _stamp(a[0]),
+                            "before_end": _stamp(a[1]),
+                            "after_start": _stamp(b[0]),
+                            "after_end": _stamp(b[1]),
+                        },
+                    )
+                    for a, b in itertools.pairwise(periods)
+                ]
+            result = _result(
+                federation,
+                history,
+                periods,
+                (pictures, coverage),
+                removals,
+                flows,
+                shifts,
+                started,
             )
             if on_result is not None:
                 on_result(result)
@@ -391,12 +560,59 @@ def run_demo(
             federation.stop()
 
 
+def _result(
+    federation: Federation,
+    history: History,
+    periods: list[tuple[datetime, datetime]],
+    answers: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    removals: dict[str, Any],
+    flows: dict[str, dict[str, Any]],
+    shifts: list[dict[str, Any]],
+    started: float,
+) -> DemoResult:
+    world = history.world
+    pictures, coverage = answers
+    sim = NoticeSimulation(history).run(until=history.periods - 1)
+    families = node_list_families(world)
+    results = []
+    for index, (period, picture) in enumerate(zip(periods, pictures, strict=True)):
+        expected = expected_from_truth(world.tally(sim.matches[index]), families)
+        results.append(
+            PeriodResult(
+                index, period[0], period[1], compare_picture(picture, expected), picture, expected
+            )
+        )
+    # A measured time to removal is the scripted one plus the difference of the real seconds
+    # into the two notices runs (the first notice's and the re-check's): at most one run.
+    tolerance = int(max(federation.notice_seconds, default=0.0)) + 5
+    notice_at = [int(notice_moment(p[0], i).timestamp()) for i, p in enumerate(periods)]
+    policies = {key: policy_text(key) for key in (h.key for h in world.hosters)}
+    removal_checks = check_removals(
+        sim, world, policies, removals.get("rows", []), notice_at, tolerance
+    )
+    keys = [(_stamp(p[0]), _stamp(p[1])) for p in periods]
+    flow_checks = [check_flows(flows[by], sim, history, by, keys) for by in ("hoster", "country")]
+    return DemoResult(
+        periods=results,
+        removals=removal_checks,
+        flows=flow_checks,
+        trends=check_shifts(shifts, [r.expected for r in results]),
+        coverage=check_coverage(coverage, sim, [r.expected for r in results]),
+        coordinator_url=federation.coordinator_url,
+        workdir=federation.workdir,
+        seconds=time.monotonic() - started,
+        tolerance_s=tolerance,
+        history=history,
+        notices_received=dict(federation.live.notices),
+    )
+
+
 def _serve_until_interrupted(console: Console, federation: Federation) -> None:
     console.print(
         f"\nCoordinator running at [bold]{federation.coordinator_url}[/bold] "
         f"(picture: {federation.coordinator_url}/v1/picture).\n"
         f"Dashboard: {federation.coordinator_url}/dashboard/ (log in with the viewer token "
-        f"{federation.viewer_token}).\nPress Ctrl-C to stop."
+        f"{federation.viewer_token}); all periods are in it.\nPress Ctrl-C to stop."
     )
     try:
         while True:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import errno
 import random
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from libra.demo.live import LiveWorld
 from libra.demo.world import Response, World
 from protocol.lab import LabNetwork
 
@@ -32,12 +34,27 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], world: World, ip: str) -> None:
+    def __init__(
+        self, address: tuple[str, int], world: World, ip: str, live: LiveWorld | None = None
+    ) -> None:
         self.world = world
+        self.live = live
         self.ip = ip
-        # The hosts this IP serves: those of the hoster that owns it.
-        self.hosts = frozenset(host for host, site_ip in world.site_ips().items() if site_ip == ip)
+        # The hosts this IP serves: those of the hoster that owns it (its abuse webhook too).
+        names = world.site_ips() if live is None else live.dns()
+        self.hosts = frozenset(host for host, site_ip in names.items() if site_ip == ip)
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (a crawler cancelling a fetch) is normal on the web: quiet.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+    def respond(self, host: str, path: str) -> Response:
+        if self.live is not None:
+            return self.live.respond(host, path)
+        return self.world.respond(host, path)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -57,10 +74,26 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._answer(send_body=False)
 
+    def do_POST(self) -> None:
+        # A hoster's abuse webhook (history worlds only): notices arrive here.
+        host = _host_name(self.headers.get("Host", ""))
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(min(length, 8_000_000))
+        status = 404
+        if self.server.live is not None and host in self.server.hosts:
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status = self.server.live.webhook(host, self.path, headers, body)
+        answer = b'{"ok": true}' if status == 200 else b'{"error": "refused"}'
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
     def _answer(self, send_body: bool) -> None:
         host = _host_name(self.headers.get("Host", ""))
         if host in self.server.hosts:
-            response = self.server.world.respond(host, self.path)
+            response = self.server.respond(host, self.path)
         else:
             response = Response(404, "text/plain; charset=utf-8", b"no such site here\n")
         self.send_response(response.status)
@@ -94,8 +127,11 @@ class SyntheticWeb:
     Use as a context manager, or call `start()` and `stop()`.
     """
 
-    def __init__(self, world: World, port: int | None = None) -> None:
+    def __init__(
+        self, world: World, port: int | None = None, live: LiveWorld | None = None
+    ) -> None:
         self.world = world
+        self.live = live
         self._requested_port = port
         self._port: int | None = None
         self._servers: list[_Server] = []
@@ -141,7 +177,7 @@ class SyntheticWeb:
         servers: list[_Server] = []
         try:
             for ip in self.ips:
-                servers.append(_Server((ip, port), self.world, ip))
+                servers.append(_Server((ip, port), self.world, ip, self.live))
         except OSError:
             for server in servers:
                 server.server_close()
@@ -201,9 +237,8 @@ class SyntheticWeb:
 
     def lab_network(self) -> LabNetwork:
         """Lab DNS (every site -> its hoster IP) and what the lab may reach."""
-        return LabNetwork(
-            hosts=self.world.site_ips(), allow_ranges=[LAB_RANGE], allow_ports=[self.port]
-        )
+        hosts = self.world.site_ips() if self.live is None else self.live.dns()
+        return LabNetwork(hosts=hosts, allow_ranges=[LAB_RANGE], allow_ports=[self.port])
 
 
 def _free_port(ip: str) -> int:

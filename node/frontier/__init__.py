@@ -34,6 +34,18 @@ class FrontierItem:
 
 
 @dataclass(frozen=True)
+class Served:
+    """Who served a fetched page (issue 16): the address and the host of its final URL."""
+
+    ip: str | None
+    host: str | None
+
+
+# An item finished before a restart, its outcome, and who served it (pages only, else None).
+Resumed = tuple[FrontierItem, str, Served | None]
+
+
+@dataclass(frozen=True)
 class ImageRecord:
     url: str
     page_url: str
@@ -51,9 +63,10 @@ class Frontier(Protocol):
         """Images found before a restart of this run (re-emitted so none is lost)."""
         ...
 
-    def resumed_outcomes(self) -> list[tuple[FrontierItem, str]]:
-        """Items finished before a restart of this run with their outcomes, so the cycle's page
-        counts cover the whole run and not only what was fetched after the restart."""
+    def resumed_outcomes(self) -> list[Resumed]:
+        """Items finished before a restart of this run with their outcomes (and who served
+        them), so the cycle's page counts and their attribution cover the whole run and not
+        only what was fetched after the restart."""
         ...
 
     def add(self, key: str, item: FrontierItem) -> bool:
@@ -69,10 +82,12 @@ class Frontier(Protocol):
         new: list[tuple[str, FrontierItem]],
         images: list[ImageRecord],
         aliases: Sequence[str] = (),
+        served: Served | None = None,
     ) -> list[FrontierItem]:
-        """Atomically: mark ``key`` done with ``outcome`` ("ok", "image" or a failure reason),
-        mark the redirect targets ``aliases`` seen (done, ``REDIRECTED``), record ``images`` and
-        queue the new items; returns those that were new."""
+        """Atomically: mark ``key`` done with ``outcome`` ("ok", "image" or a failure reason)
+        and ``served`` (a fetched page), mark the redirect targets ``aliases`` seen (done,
+        ``REDIRECTED``), record ``images`` and queue the new items; returns those that were
+        new."""
         ...
 
     def counts(self) -> dict[str, int]:
@@ -97,7 +112,7 @@ class MemoryFrontier:
     def resumed_images(self) -> list[ImageRecord]:
         return []
 
-    def resumed_outcomes(self) -> list[tuple[FrontierItem, str]]:
+    def resumed_outcomes(self) -> list[Resumed]:
         return []
 
     def add(self, key: str, item: FrontierItem) -> bool:
@@ -117,6 +132,7 @@ class MemoryFrontier:
         new: list[tuple[str, FrontierItem]],
         images: list[ImageRecord],
         aliases: Sequence[str] = (),
+        served: Served | None = None,
     ) -> list[FrontierItem]:
         self._seen.update(aliases)
         return [item for k, item in new if self.add(k, item)]

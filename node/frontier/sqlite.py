@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import REDIRECTED, FrontierItem, ImageRecord
+from . import REDIRECTED, FrontierItem, ImageRecord, Resumed, Served
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS frontier_run (
@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS frontier_host_visit (host TEXT PRIMARY KEY, last_craw
 """
 
 QUEUED, DONE = "queued", "done"
+# Added by issue 16 (who served a fetched page); older frontier tables gain them on open.
+_SERVED_COLUMNS = ("server_ip", "served_host")
 
 
 class SqliteFrontier:
@@ -44,6 +46,10 @@ class SqliteFrontier:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(frontier_url)")}
+        for column in _SERVED_COLUMNS:
+            if column not in have:
+                self._db.execute(f"ALTER TABLE frontier_url ADD COLUMN {column} TEXT")
         self._run = 0
         self._seen: set[str] = set()
         self._sites: dict[str, int] = {}
@@ -96,12 +102,16 @@ class SqliteFrontier:
             )
         ]
 
-    def resumed_outcomes(self) -> list[tuple[FrontierItem, str]]:
+    def resumed_outcomes(self) -> list[Resumed]:
         return [
-            (FrontierItem(url, depth, site, hops, referrer, kind), outcome)
-            for url, depth, site, hops, referrer, kind, outcome in self._db.execute(
-                "SELECT url, depth, site, hops, referrer, kind, outcome FROM frontier_url "
-                "WHERE run_id = ? AND state = ? ORDER BY done_at, rowid",
+            (
+                FrontierItem(url, depth, site, hops, referrer, kind),
+                outcome,
+                Served(ip, host) if ip is not None or host is not None else None,
+            )
+            for url, depth, site, hops, referrer, kind, outcome, ip, host in self._db.execute(
+                "SELECT url, depth, site, hops, referrer, kind, outcome, server_ip, served_host "
+                "FROM frontier_url WHERE run_id = ? AND state = ? ORDER BY done_at, rowid",
                 (self._run, DONE),
             )
         ]
@@ -131,15 +141,23 @@ class SqliteFrontier:
         new: list[tuple[str, FrontierItem]],
         images: list[ImageRecord],
         aliases: Sequence[str] = (),
+        served: Served | None = None,
     ) -> list[FrontierItem]:
         db = self._db
         db.execute("BEGIN")
         try:
             now = time.time()
             db.execute(
-                "UPDATE frontier_url SET state = 'done', outcome = ?, done_at = ? "
-                "WHERE run_id = ? AND key = ?",
-                (outcome, now, self._run, key),
+                "UPDATE frontier_url SET state = 'done', outcome = ?, done_at = ?, "
+                "server_ip = ?, served_host = ? WHERE run_id = ? AND key = ?",
+                (
+                    outcome,
+                    now,
+                    served.ip if served else None,
+                    served.host if served else None,
+                    self._run,
+                    key,
+                ),
             )
             # Redirect targets reached from this URL: seen, so a resumed run skips them too.
             db.executemany(

@@ -186,6 +186,7 @@ def apply_change(
     *,
     added: Iterable[tuple[int, str, str]] | None = None,  # consumed only if incremental
     removed: list[int] | None = None,
+    regions_added: list[int] | None = None,
 ) -> MatchIndex:
     """Bring the persisted index up to date after one import or removal: incrementally when
     the file was current before the change, else by a rebuild."""
@@ -199,5 +200,7 @@ def apply_change(
         index.add(rows)
         # Derived region hashes of the new entries (issue 18) live beside them in the database.
         index.add_regions(entry_regions(engine, [i for i, _, _ in rows]))
+    if regions_added:  # entries held before that gained region hashes
+        index.add_regions(entry_regions(engine, regions_added))
     save(directory, key, index, db_stamp(engine))
     return index

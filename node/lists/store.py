@@ -65,6 +65,9 @@ class ImportSummary:
     by_family: dict[ListFamily, int] = field(default_factory=dict)
     # Entries the persisted match index must drop (deleted or retired by withdrawals).
     removed_ids: list[int] = field(default_factory=list)
+    # Entries already held that gained region hashes from this file (a `libra hash --regions`
+    # list imported after a list of the same images): the index must add their regions.
+    regions_added: list[int] = field(default_factory=list)
 
     @property
     def usable(self) -> bool:
@@ -120,23 +123,32 @@ def _flush(
             continue
         fresh[key] = record
         by_family.setdefault(record.family.value, []).append(record.value)
-    known: set[tuple[str, str]] = set()
+    known: dict[tuple[str, str], tuple[int | None, bool]] = {}
     retired: dict[tuple[str, str], int] = {}
     for family, values in by_family.items():
         rows = session.exec(
-            select(ListEntry.id, ListEntry.value, ListEntry.retired).where(
-                ListEntry.family == family, col(ListEntry.value).in_(values)
-            )
+            select(
+                ListEntry.id, ListEntry.value, ListEntry.retired, col(ListEntry.regions).is_(None)
+            ).where(ListEntry.family == family, col(ListEntry.value).in_(values))
         )
-        for entry_id, value, is_retired in rows:
+        for entry_id, value, is_retired, no_regions in rows:
             if is_retired and entry_id is not None:
                 retired[(family, value)] = entry_id
             else:
-                known.add((family, value))
+                known[(family, value)] = (entry_id, bool(no_regions))
     rows_to_insert = []
     for key, record in fresh.items():
         if key in known:
             summary.duplicates += 1
+            entry_id, no_regions = known[key]
+            if record.regions and no_regions and entry_id is not None:
+                # Derived data for an image already listed (issue 18): kept, not dropped.
+                session.execute(
+                    update(ListEntry)
+                    .where(col(ListEntry.id) == entry_id)
+                    .values(regions=" ".join(record.regions))
+                )
+                summary.regions_added.append(entry_id)
             continue
         summary.imported += 1
         summary.by_family[record.family] = summary.by_family.get(record.family, 0) + 1

@@ -110,10 +110,14 @@ async def notices_once(
     build: bool = True,
     check: bool = True,
     now: datetime | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> NoticesRun:
-    """One run with the real function client, match index, contacts and channels."""
+    """One run with the real function client, match index, contacts and channels.
+
+    ``clock`` (node.clock; a lab clock under ``--at``) stamps the run: ``now`` is read from it
+    at the start, deliveries are stamped by it as they happen."""
     with notices_lock(settings.data_dir):
-        return await _notices_once(settings, engine, build=build, check=check, now=now)
+        return await _notices_once(settings, engine, build=build, check=check, now=now, clock=clock)
 
 
 async def _notices_once(
@@ -123,7 +127,12 @@ async def _notices_once(
     build: bool,
     check: bool,
     now: datetime | None,
+    clock: Callable[[], datetime] | None,
 ) -> NoticesRun:
+    if clock is not None and now is None:
+        now = clock()
+    elif clock is None and now is None:
+        clock = utcnow
     index = persisted_index(engine, settings.index_dir, list_key_of(settings), thresholds(settings))
     function = FunctionClient(
         settings.function_url,
@@ -145,7 +154,7 @@ async def _notices_once(
             build=build,
             check=check,
             dihedral=settings.match.dihedral,
-            clock=None if now is not None else utcnow,
+            clock=clock,
         )
     finally:
         await channels.aclose()

@@ -298,18 +298,28 @@ def test_picture_over_http(client: TestClient, key_a: NodeKey) -> None:
         "images_hashed": 40,
         "hosts_seen": 3,
         "by_method": UNSPECIFIED_3,
+        "prevalence": None,
+        **SKETCHLESS_2,
     }
     assert body["by_country"] == [
-        {"country": "DE", "matches": 3, "distinct": 2, "nodes": 1, "by_method": UNSPECIFIED_3}
-    ]
+        {
+            "country": "DE", "matches": 3, "distinct": 2, "nodes": 1, "by_method": UNSPECIFIED_3,
+            "pages_fetched": None, "images_hashed": None, "prevalence": None, **SKETCHLESS_2,
+        }
+    ]  # fmt: skip
     assert body["by_period"] == [
         {
             "period_start": "2026-11-23T00:00:00Z",
             "period_end": "2026-11-24T00:00:00Z",
             "matches": 3,
             "distinct": 2,
+            **SKETCHLESS_2,
         }
     ]
+
+
+# Issue 16: a cell without sketches is counted by its own `distinct`, never exactly.
+SKETCHLESS_2 = {"distinct_exact": False, "distinct_lower": 2, "distinct_upper": 2}
 
 
 def test_app_defaults_to_sqlite_in_data_dir(tmp_path: Path, key_a: NodeKey) -> None:

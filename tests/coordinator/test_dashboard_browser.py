@@ -258,7 +258,9 @@ def table(tab: Any, selector: str) -> list[dict[str, str]]:
 
 
 def number(text: str) -> int:
-    # en-US grouping; the waterbed writes signs as +, U+2212 (minus) and ± for zero.
+    # en-US grouping; the waterbed writes signs as +, U+2212 (minus) and ± for zero; a distinct
+    # count or a flow carries its bound after the number: "1,234 (exact)", "12 (10-14)".
+    text = text.split(" (")[0]
     return int(text.replace(",", "").replace("+", "").replace("±", "").replace("\u2212", "-"))
 
 
@@ -400,7 +402,8 @@ def test_map_shades_the_expected_countries(page: tuple[Any, Watch], live: Live) 
         "(2 report periods). Data generated 2026-11-25 12:00 UTC."
     )
     glossary = tab.inner_text("#glossary")
-    assert "Matches" in glossary and "Distinct image URLs (estimate, ±1.6 %)" in glossary
+    assert "Matches" in glossary and "Distinct image URLs (exact, or within 2 %)" in glossary
+    assert "Per 10k images (prevalence)" in glossary
     assert "ZZ (not attributable)" in glossary
 
     shown = {r["country"]: r for r in table(tab, "#country-table")}

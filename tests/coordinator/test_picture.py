@@ -51,11 +51,28 @@ def test_empty_picture(engine: Engine) -> None:
         "images_hashed": 0,
         "hosts_seen": 0,
         "by_method": {"direct": 0, "dihedral": 0, "trimmed": 0, "region": 0, "unspecified": 0},
+        # Issue 16: nothing is counted exactly; no report carried coverage.
+        "distinct_exact": True,
+        "distinct_lower": 0,
+        "distinct_upper": 0,
+        "prevalence": None,
     }
     assert not (pic.by_country or pic.by_hoster or pic.by_family or pic.by_period)
 
 
 UNSPECIFIED_160 = {"direct": 0, "dihedral": 0, "trimmed": 0, "region": 0, "unspecified": 160}
+
+
+# Issue 16 members of a row from HLL sketches only (no url_theta: never exact; the HLL's
+# 3-sigma bounds) and from reports without coverage (no denominators, no prevalence).
+HLL_100_UNCOVERED = {
+    "distinct_exact": False,
+    "distinct_lower": 100,
+    "distinct_upper": 101,
+    "pages_fetched": None,
+    "images_hashed": None,
+    "prevalence": None,
+}
 
 
 def test_overlapping_sketches_give_true_union(
@@ -117,6 +134,7 @@ def test_overlapping_sketches_give_true_union(
                 "region": 0,
                 "unspecified": 160,
             },
+            **HLL_100_UNCOVERED,
         }
     ]
     assert [r.model_dump() for r in pic.by_hoster] == [
@@ -134,6 +152,7 @@ def test_overlapping_sketches_give_true_union(
                 "region": 0,
                 "unspecified": 160,
             },
+            **HLL_100_UNCOVERED,
         }
     ]
     assert [(r.hash_family, r.matches, r.distinct) for r in pic.by_family] == [
@@ -199,6 +218,10 @@ def test_group_sums_nodes_and_ordering(nodes: Engine, key_a: NodeKey, key_b: Nod
         "images_hashed": 1200,
         "hosts_seen": 15,
         "by_method": {"direct": 0, "dihedral": 0, "trimmed": 0, "region": 0, "unspecified": 33},
+        "distinct_exact": False,  # HLL only (one cell has no sketch at all)
+        "distinct_lower": 15,
+        "distinct_upper": 16,
+        "prevalence": None,
     }
     # Ties on matches (DE 12, US 12) fall back to the country code.
     assert [(r.country, r.matches, r.distinct, r.nodes) for r in pic.by_country] == [

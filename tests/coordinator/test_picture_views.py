@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,6 +19,7 @@ from coordinator.app import create_app
 from coordinator.cli import app as cli
 from coordinator.config import CoordinatorSettings
 from protocol.keys import NodeKey
+from protocol.models import Report
 
 from .conftest import NOW
 from .helpers import DAY_START, bearer, cell, envelope_bytes, make_report, make_token, register
@@ -219,3 +221,96 @@ def test_waterbed_direction_beside_a_withheld_value_is_withheld(
         (row,) = client.get("/v1/picture/shifts", params=params, headers=viewer).json()["by_hoster"]
         assert (row["matches_before"], row["matches_after"]) == (None, 6)
         assert row["direction"] == "withheld" and row["delta"] is None
+
+
+def test_waterbed_refuses_periods_of_unequal_length(app_client: TestClient, engine: Engine) -> None:
+    admin = bearer(make_token(engine, "admin", NOW))
+    params = {
+        "before_start": DAY_START.isoformat(), "before_end": DAY2.isoformat(),
+        "after_start": DAY2.isoformat(), "after_end": (DAY2 + timedelta(days=2)).isoformat(),
+    }  # fmt: skip
+    bad = app_client.get("/v1/picture/shifts", params=params, headers=admin)
+    assert bad.status_code == 422
+    error = bad.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["message"] == (
+        "the two periods differ in length (1 day before, 2 days after): "
+        "compare periods of equal length"
+    )
+
+
+def test_waterbed_shows_prevalence_beside_counts(
+    engine: Engine, tmp_path: Path, key_a: NodeKey, key_b: NodeKey
+) -> None:
+    """Big: 10 matches in 1,000 images hashed, then 12 in 4,000: more matches, lower
+    prevalence (the nodes crawled four times as much). node-b's report carries no coverage:
+    its matches count in the raw figures only."""
+    from protocol.models import Denominators, HosterCoverage
+
+    register(engine, "node-a", "DE", key_a, NOW)
+    register(engine, "node-b", "FR", key_b, NOW)
+    settings = CoordinatorSettings(data_dir=tmp_path, picture_min_count=5)
+
+    def covered(images: dict[str, int]) -> dict[str, Any]:
+        rows = [
+            HosterCoverage(country="DE", asn=64501, hoster=h, pages_fetched=5, images_hashed=n)
+            for h, n in images.items()
+        ]
+        return {
+            "coverage": rows,
+            "denominators": Denominators(
+                pages_fetched=5 * len(rows), images_hashed=sum(images.values()), hosts_seen=2
+            ),
+        }
+
+    with TestClient(create_app(settings, engine=engine, clock=lambda: LATER)) as client:
+        reports = [
+            (key_a, "node-a", [cell(hoster="Big", matches=10)], DAY_START, {"Big": 1000}),
+            (key_a, "node-a", [cell(hoster="Big", matches=12), cell(hoster="Low", matches=3)],
+             DAY2, {"Big": 4000, "Low": 50}),
+            (key_b, "node-b", [cell(hoster="Big", matches=30)], DAY2, None),
+        ]  # fmt: skip
+        for seq, (key, node, cells, start, images) in enumerate(reports, start=1):
+            report = make_report(
+                key, node, sequence=seq, created_at=LATER, period_start=start, cells=cells
+            )
+            if images is not None:
+                report = Report.model_validate({**report.model_dump(), **covered(images)})
+            response = client.post(
+                "/v1/reports",
+                content=envelope_bytes(report, key),
+                headers={"content-type": "application/json"},
+            )
+            assert response.status_code == 200, response.text
+        params = {
+            "before_start": DAY_START.isoformat(), "before_end": DAY2.isoformat(),
+            "after_start": DAY2.isoformat(), "after_end": (DAY2 + timedelta(days=1)).isoformat(),
+        }  # fmt: skip
+        admin = bearer(make_token(engine, "admin", NOW))
+        full = client.get("/v1/picture/shifts", params=params, headers=admin).json()
+        assert full["period_seconds"] == 86_400
+        big = next(r for r in full["by_hoster"] if r["hoster"] == "Big")
+        assert (big["matches_before"], big["matches_after"], big["direction"]) == (10, 42, "rose")
+        assert (big["images_before"], big["images_after"]) == (1000, 4000)
+        before, after = big["prevalence_before"], big["prevalence_after"]
+        assert before["per_10k"] == 100.0 and after["per_10k"] == 30.0
+        assert before["lower"] < 100.0 < before["upper"] and after["lower"] < 30.0 < after["upper"]
+        assert before["confidence"] == 0.95 and before["method"] == "wilson"
+        assert big["prevalence_change"] == -70.0
+        de = next(r for r in full["by_country"] if r["country"] == "DE")
+        assert (de["images_before"], de["images_after"]) == (1000, 4050)
+        assert de["prevalence_after"]["per_10k"] == round(15 / 4050 * 10_000, 4)
+
+        # The viewer: "Low" (3 matches) is withheld after, and so is its prevalence.
+        viewer = bearer(make_token(engine, "viewer", NOW))
+        seen = client.get("/v1/picture/shifts", params=params, headers=viewer).json()
+        assert all(r["hoster"] != "Low" for r in seen["by_hoster"])  # nothing left to show
+        shown = {r["hoster"]: r for r in seen["by_hoster"]}
+        assert shown["Big"]["prevalence_after"] == after
+
+        as_csv = client.get(
+            "/v1/picture/shifts", params={**params, "format": "csv"}, headers=admin
+        ).text
+        rows = {r["hoster"]: r for r in csv.DictReader(io.StringIO(as_csv)) if r["hoster"]}
+        assert (rows["Big"]["per_10k_before"], rows["Big"]["per_10k_after"]) == ("100.0", "30.0")
+        assert rows["Big"]["per_10k_change"] == "-70.0" and rows["Big"]["images_after"] == "4000"

@@ -23,6 +23,7 @@ from coordinator.db import new_session
 from coordinator.ingest import ingest
 from coordinator.models import (
     CellRow,
+    CoverageRow,
     DenominatorRow,
     PictureRollupRow,
     ReportRow,
@@ -49,10 +50,12 @@ from coordinator.rollups import (
 from protocol.errors import MalformedPayload
 from protocol.hashes import HashFamily
 from protocol.keys import NodeKey
+from protocol.theta import make_theta
 
 from .conftest import NOW
 from .helpers import (
     DAY_START,
+    FEDERATION_KEY,
     bearer,
     cell,
     envelope_bytes,
@@ -79,6 +82,7 @@ class FakeCell:
     distinct: int
     items: tuple[int, ...] | None  # None: no sketch
     methods: tuple[int, int, int, int] | None = None  # None: the node did not say
+    theta: bool = False  # issue 16: url_theta of the same items (or of none)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ class FakeReport:
     end: datetime
     cells: tuple[FakeCell, ...]
     pages: int
+    # Issue 16: (country, asn, hoster, pages, images) per hoster; empty = no coverage.
+    coverage: tuple[tuple[str, int, str, int, int], ...] = ()
 
 
 def _sketch(items: Sequence[int]) -> str:
@@ -95,6 +101,10 @@ def _sketch(items: Sequence[int]) -> str:
     for item in items:
         sketch.update(f"item-{item}")
     return base64.b64encode(sketch.serialize_compact()).decode()
+
+
+def _theta(items: Sequence[int]) -> str:
+    return make_theta(FEDERATION_KEY, (f"item-{item}" for item in items))
 
 
 cells_st = st.builds(
@@ -112,6 +122,7 @@ cells_st = st.builds(
         )
     ),
     methods=st.none() | st.tuples(*(st.integers(0, 20) for _ in range(4))),
+    theta=st.booleans(),
 )
 
 
@@ -123,12 +134,22 @@ def reports_st(draw: st.DrawFn) -> FakeReport:
     length = draw(st.sampled_from(LENGTHS))
     raw_cells = draw(st.lists(cells_st, max_size=5))
     unique = {(c.country, c.asn, c.hoster, c.family): c for c in raw_cells}
+    coverage: tuple[tuple[str, int, str, int, int], ...] = ()
+    if draw(st.booleans()):  # every cell's hoster, and perhaps one where nothing was found
+        places = {(c.country, c.asn, c.hoster) for c in unique.values()}
+        if draw(st.booleans()):
+            places.add(draw(st.sampled_from([("NL", 64700, "clean"), ("DE", 0, "h1")])))
+        coverage = tuple(
+            (*place, draw(st.integers(0, 50)), draw(st.integers(0, 5000)))
+            for place in sorted(places)
+        )
     return FakeReport(
         node=draw(st.integers(0, len(NODES) - 1)),
         start=start,
         end=start + length,
         cells=tuple(unique.values()),
         pages=draw(st.integers(0, 100)),
+        coverage=coverage,
     )
 
 
@@ -162,7 +183,7 @@ def _prepare(engine: Engine) -> None:
 def _clear(engine: Engine) -> None:
     with engine.begin() as conn:
         for table in (PictureRollupRow, RollupBucketRow, RollupQueueRow, CellRow, DenominatorRow,
-                      ReportRow):  # fmt: skip
+                      CoverageRow, ReportRow):  # fmt: skip
             conn.execute(delete(table))
 
 
@@ -191,9 +212,16 @@ def _store(engine: Engine, reports: Sequence[FakeReport]) -> None:
                     [{"report_id": rid, "country": c.country, "asn": c.asn, "hoster": c.hoster,
                       "hash_family": c.family, "matches": c.matches, "distinct": c.distinct,
                       "sketch": None if c.items is None else _sketch(c.items),
+                      "url_theta": _theta(c.items or ()) if c.theta else None,
                       **dict(zip(("m_direct", "m_dihedral", "m_trimmed", "m_region"),
                                  c.methods or (None,) * 4, strict=True))}
                      for c in report.cells],
+                )  # fmt: skip
+            if report.coverage:
+                conn.execute(
+                    insert(CoverageRow),
+                    [{"report_id": rid, "country": c, "asn": a, "hoster": h, "pages_fetched": p,
+                      "images_hashed": i} for c, a, h, p, i in report.coverage],
                 )  # fmt: skip
             conn.execute(insert(RollupQueueRow), [{"report_id": rid}])
 

@@ -8,6 +8,7 @@ from functools import cache
 import pytest
 
 from libra.demo.budget import DemoBudget
+from libra.demo.history import History
 from libra.demo.world import DEFAULT_SEED, World
 
 # Beyond the demo's own budget: pytest-timeout is only the backstop for a hang outside the
@@ -20,9 +21,16 @@ def _world(scale: float) -> World:
     return World.build(seed=DEFAULT_SEED, scale=scale)
 
 
+@cache
+def _history(scale: float) -> History:
+    return History.build(seed=DEFAULT_SEED, scale=scale)
+
+
 def demo_timeout(scale: float) -> float:
-    """pytest-timeout for `run_demo` at ``scale``: its total budget plus a margin."""
-    return DemoBudget.for_world(_world(scale)).total_s + BACKSTOP_MARGIN_S
+    """pytest-timeout for `run_demo` at ``scale``: its total budget (all periods) plus a
+    margin."""
+    history = _history(scale)
+    return DemoBudget.for_world(history.world, history.periods).total_s + BACKSTOP_MARGIN_S
 
 
 @pytest.hookimpl(trylast=True)  # after -m/-k deselection: build worlds only for tests that run
@@ -49,3 +57,8 @@ def world() -> World:
 @pytest.fixture(scope="session")
 def small_world() -> World:
     return _world(0.1)
+
+
+@pytest.fixture(scope="session")
+def history() -> History:
+    return _history(0.3)

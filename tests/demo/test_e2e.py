@@ -1,4 +1,5 @@
-"""End to end: the demo federation as real processes on loopback, against the ground truth.
+"""End to end: the demo federation as real processes on loopback over six simulated days,
+against the ground truth (issue 16: per-period pictures, trends, time to removal, flows).
 
 No fixed deadline: each run's pytest-timeout is derived from its world (`demo_scale`, see
 conftest.py), and the demo bounds every step itself (libra/demo/budget.py).
@@ -13,49 +14,64 @@ import pytest
 from rich.console import Console
 
 from libra.demo.compare import compare_picture
+from libra.demo.history import HOTSPOT, HOTSPOT_PERIOD, PERIODS
 from libra.demo.runner import DemoOptions, run_demo
+from libra.demo.summary import print_result
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.demo_scale(1.0)
-def test_demo_picture_equals_ground_truth(tmp_path: Path, demo_scale: float) -> None:
-    console = Console(file=io.StringIO(), width=120)
-    result = run_demo(DemoOptions(workdir=tmp_path / "demo", scale=demo_scale), console)
-
-    assert result.agrees, result.comparison.differences
-    picture, expected = result.picture, result.expected
-    # The world is not trivial: several countries, hosters and families, overlap between nodes.
-    assert len(picture["by_country"]) >= 4
-    assert len(picture["by_hoster"]) >= 6
-    assert {row["hash_family"] for row in picture["by_family"]} >= {"md5", "sha1", "sha256", "pdq"}
-    assert picture["totals"]["matches"] > picture["totals"]["distinct"] > 0
-    assert picture["nodes"] == 3 and picture["reports"] == 3
-    # An attribution the lab GeoIP does not know is counted as unknown, not dropped.
-    assert any(row["country"] == "ZZ" for row in picture["by_country"])
-    assert picture["totals"]["images_hashed"] > 400
-    # The comparison is not vacuous: a changed count is caught.
-    tampered = {**picture, "by_country": [dict(r) for r in picture["by_country"]]}
-    tampered["by_country"][0]["matches"] += 1
-    assert not compare_picture(tampered, expected).agrees
-
-
 @pytest.mark.demo_scale(0.3)
-def test_nothing_but_aggregates_reached_the_coordinator(tmp_path: Path, demo_scale: float) -> None:
-    """The coordinator's database holds no URL, no host name and no hash value."""
-    console = Console(file=io.StringIO(), width=120)
+def test_demo_history_equals_ground_truth(tmp_path: Path, demo_scale: float) -> None:
+    console = Console(file=io.StringIO(), width=80)
     workdir = tmp_path / "demo"
     result = run_demo(DemoOptions(workdir=workdir, scale=demo_scale), console)
-    assert result.agrees, result.comparison.differences
 
+    assert result.agrees, result.differences
+    assert len(result.periods) == PERIODS >= 6
+    first, last = result.periods[0].picture, result.periods[-1].picture
+    assert first["nodes"] == 3 and first["reports"] == 3
+    assert {row["hash_family"] for row in first["by_family"]} >= {"md5", "sha1", "sha256", "pdq"}
+    assert any(row["country"] == "ZZ" for row in first["by_country"])
+    # The hotspot is absent at first and present from midway.
+    hot = HOTSPOT.name
+
+    def at_hotspot(index: int) -> int:
+        rows = result.periods[index].picture["by_hoster"]
+        return sum(r["matches"] for r in rows if r["hoster"] == hot)
+
+    assert at_hotspot(0) == 0 and at_hotspot(HOTSPOT_PERIOD) > 0
+    assert last["totals"]["matches"] != first["totals"]["matches"]  # the picture moves
+    # Hosters removed material after notices (times measured), one never did.
+    removed = {c.hoster: c for c in result.removals}
+    assert removed["Hoster A Ltd"].actual["removed"] > 0
+    assert removed["Hoster A Ltd"].actual_median is not None
+    assert removed["Hoster D Inc"].actual["removed"] == 0
+    assert removed["Hoster D Inc"].actual["notices_sent"] >= 3
+    # Displacement was measured, and across countries.
+    by = {check.by: check for check in result.flows}
+    assert any(got and got > 0 for got, _ in by["country"].flows.values())
+    assert sum(result.notices_received.values()) > 0
+    # The waterbed view between consecutive days was compared too.
+    assert result.trends.agrees and result.trends.rows > 20
+
+    # The comparison is not vacuous: a changed count is caught.
+    period = result.periods[1]
+    tampered = {**period.picture, "by_hoster": [dict(r) for r in period.picture["by_hoster"]]}
+    tampered["by_hoster"][0]["matches"] += 1
+    assert not compare_picture(tampered, period.expected).agrees
+    print_result(console, result)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "Time to removal" in text and "Flows by country" in text and "DIFFERS" not in text
+
+    # Nothing but aggregates reached the coordinator: no URL, host name or hash value.
     stored = (workdir / "coordinator" / "coordinator.sqlite3").read_bytes()
     assert b".test" not in stored and b"http://" not in stored
-    lists = (workdir / "nodes").rglob("lists/*.txt")
     values = {
-        line.strip().encode()
-        for path in lists
-        for line in path.read_text().splitlines()
-        if line and not line.startswith("#")
+        cell.encode()
+        for path in (workdir / "nodes").rglob("lists/*.csv")
+        for line in path.read_text().splitlines()[1:]
+        for cell in line.split(";")[:2]
     }
     assert values, "the demo wrote node lists"
     assert not any(value in stored for value in values)

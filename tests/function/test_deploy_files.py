@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.deploy import dockerfiles
 from worker_function.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,7 +22,12 @@ def test_dockerfile_runs_the_function_as_non_root_on_port() -> None:
     assert 'CMD ["libra", "function", "serve"]' in lines
     assert "PORT=8080" in text and "LIBRA_FUNCTION_HOST=0.0.0.0" in text
     assert "PYTHONDONTWRITEBYTECODE=1" in text  # a read-only root file system stays untouched
-    assert "/opt/extensions/lambda-adapter" in text  # AWS Lambda via the Web Adapter
+    # AWS Lambda via the Web Adapter: its own target, so the default image pulls no adapter.
+    stages = dockerfiles.load(REPO / "Dockerfile.function")
+    assert any(c.dest == "/opt/extensions/lambda-adapter" for c in stages["lambda"].copies)
+    default = stages[dockerfiles.default_target(stages)]
+    assert not any("lambda" in c.dest for c in default.copies)
+    assert default.env["OPENBLAS_NUM_THREADS"] == default.env["OMP_NUM_THREADS"] == "1"
     assert "VOLUME" not in text
 
 

@@ -11,6 +11,7 @@ switch can act, libra/__init__.py and libra/cli.py, are byte-compiled here first
 
 from __future__ import annotations
 
+import contextlib
 import os
 import py_compile
 import shutil
@@ -56,8 +57,16 @@ def _traced_python(strace_pid: int) -> int:
     path = Path(f"/proc/{strace_pid}/task/{strace_pid}/children")
     for _ in range(600):
         children = path.read_text().split() if path.exists() else []
-        if children:
-            return int(children[0])
+        # The child once it runs Python (under load an early read can see it before its exec,
+        # still strace; that pid's SIGTERM later failed and left the function running, its
+        # pipes holding this test open).
+        for child in children:
+            try:
+                program = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if program == sys.executable.encode():
+                return int(child)
         time.sleep(0.05)
     raise AssertionError("strace did not start the function")
 
@@ -99,6 +108,7 @@ def test_function_start_up_and_serving_write_no_file(tmp_path: Path) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
+        function: int | None = None
         try:
             function = _traced_python(process.pid)
             url = f"http://127.0.0.1:{port}"
@@ -114,8 +124,12 @@ def test_function_start_up_and_serving_write_no_file(tmp_path: Path) -> None:
             _, stderr = process.communicate(timeout=120)
         finally:
             if process.poll() is None:
+                # The function too: killed strace leaves it running, holding our pipes open.
+                if function is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(function, signal.SIGKILL)
                 process.kill()
-                process.communicate()
+                process.communicate(timeout=120)
     if "ptrace" in stderr and process.returncode != 0:
         if os.environ.get("CI") == "true":
             pytest.fail(f"strace cannot trace here: {stderr[-500:]}")

@@ -35,3 +35,26 @@ def write_file(data: bytes, dihedral: bool, limits: DecodeLimits, cpu: int) -> I
     with open("/tmp/libra-worker-write-probe", "wb") as handle:  # must be refused
         handle.write(data)
     raise AssertionError("the write was not refused")
+
+
+def live_openblas_threads() -> dict[str, int]:
+    """Thread count of every OpenBLAS mapped into this process, asked from the library itself
+    (independent of worker_function.threadpools, whose effect the tests check)."""
+    with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+        paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line}
+    sizes = {}
+    for path in sorted(paths):
+        library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD)
+        for name in ("openblas_get_num_threads", "scipy_openblas_get_num_threads64_"):
+            getter = getattr(library, name, None)
+            if getter is not None:
+                sizes[path] = int(getter())
+                break
+    return sizes
+
+
+def report_threads(data: bytes, dihedral: bool, limits: DecodeLimits, cpu: int) -> ImageDigest:
+    """Runs in a decode worker: its live pool sizes and environment instead of a digest."""
+    hash_in_worker(data, dihedral, limits, cpu)  # numpy's BLAS is loaded and used
+    report = {"sizes": live_openblas_threads(), "env": os.environ.get("OPENBLAS_NUM_THREADS")}
+    return report  # type: ignore[return-value]

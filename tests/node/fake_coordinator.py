@@ -70,15 +70,13 @@ def make_app(state: CoordinatorState) -> FastAPI:
 
 
 class RunningApp:
-    """An ASGI app served by uvicorn on 127.0.0.1:port in a background thread."""
+    """An ASGI app served by uvicorn on host:port (loopback) in a background thread."""
 
-    def __init__(self, app: Any, port: int) -> None:
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
+    def __init__(self, app: Any, port: int, host: str = "127.0.0.1") -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://{host}:{port}"
 
     def __enter__(self) -> RunningApp:
         self.thread.start()

@@ -220,5 +220,7 @@ async def test_obey_robots_switch(obey: bool) -> None:
             ]
             assert web.recorder.paths("site-a.test") == ["/robots.txt"]
         else:
-            assert events == [PageFetched(web.url("site-a.test", "/"), "site-a.test", 200, 0)]
+            url = web.url("site-a.test", "/")
+            # Served by site-a's address (issue 16: pages are attributed by it).
+            assert events == [PageFetched(url, "site-a.test", 200, 0, "127.0.0.1", "site-a.test")]
             assert web.recorder.paths("site-a.test") == ["/"]

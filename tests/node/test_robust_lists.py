@@ -88,6 +88,45 @@ def test_incremental_import_brings_its_regions(setup: tuple[Engine, ListKey, Pat
     assert MatchIndex.from_db(engine).match(image_hashes(rng, pdq=region)) != []
 
 
+def test_regions_of_an_image_already_listed_are_kept(setup: tuple[Engine, ListKey, Path]) -> None:
+    """A `libra hash --regions` list imported after a list holding the same images (an ICSE
+    file with exact hash and PDQ per row, say) adds the region hashes to the entries already
+    held instead of dropping them as duplicates; the persisted index learns them
+    incrementally, and a third import changes nothing."""
+    engine, key, directory = setup
+    rng = random.Random(5)
+    listed, region = rand_hex(rng, 256), rand_hex(rng, 256)
+    _import(engine, _line(listed, None))  # the PDQ alone, as another format would bring it
+    persist.current(engine, directory, key)
+    before, stamp = persist.load(directory, key), persist.db_stamp(engine)
+    assert before is not None
+    summary = import_list(
+        engine,
+        get_importer("libra-hash"),
+        io.StringIO(_line(listed, [region])),
+        source="agency",
+        version="2",
+    )
+    assert (summary.imported, summary.duplicates, summary.regions_added) == (0, 1, [1])
+    index = persist.apply_change(
+        engine, directory, key, before, stamp, regions_added=summary.regions_added
+    )
+    assert index is before[0]  # incremental, not rebuilt
+    crop = image_hashes(rng, pdq=region)
+    assert index.match(crop) == [Match(1, HashFamily.PDQ, 0, Method.REGION)]
+    assert MatchIndex.from_db(engine).match(crop) == [Match(1, HashFamily.PDQ, 0, Method.REGION)]
+    again = import_list(
+        engine,
+        get_importer("libra-hash"),
+        io.StringIO(_line(listed, [rand_hex(rng, 256)])),
+        source="agency",
+        version="3",
+    )
+    assert again.regions_added == []  # regions already held are not replaced
+    with Session(engine) as session:
+        assert session.exec(select(ListEntry.regions)).all() == [region]
+
+
 def test_bad_lines_are_rejected_with_their_line_number() -> None:
     rng = random.Random(3)
     good = _line(rand_hex(rng, 256), [rand_hex(rng, 256)])

@@ -3,6 +3,7 @@ what docs/protocol.md §2 prescribes (RFC 8785), and its payload and sketches co
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -54,6 +55,10 @@ def test_queued_envelope_passes_the_envelope_check(engine: Engine) -> None:
     found = check_body(item.envelope.encode("utf-8"), key.verify_key)
     assert found.ok and not found.skipped, found.failed
     assert "body is RFC 8785 canonical JSON" in found.passed
+    # The check covered the issue 16 members too (their Theta sketches decoded and counted).
+    payload = json.loads(base64.b64decode(json.loads(item.envelope)["payload"]))
+    for cell in payload["cells"]:
+        assert {"url_theta", "items", "item_theta"} <= set(cell), cell
 
 
 def test_rotation_request_passes_the_envelope_check(tmp_path: Path) -> None:

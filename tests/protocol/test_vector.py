@@ -25,14 +25,15 @@ from protocol.testvector import (
     ENROLL_PATH,
     FEDERATION_KEY_PATH,
     KEY_ROTATION_PATH,
+    VECTOR_COVERAGE_PATH,
     VECTOR_METHODS_PATH,
     VECTOR_PATH,
     VECTOR_REMOVALS_PATH,
     VECTOR_SKETCH_PATH,
     VECTORS_DIR,
-    all_vectors,
     render,
 )
+from protocol.testvector_files import all_vectors
 
 
 def _load(path: Path) -> Any:
@@ -59,7 +60,14 @@ def test_vector_generation_is_deterministic() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", [VECTOR_PATH, VECTOR_REMOVALS_PATH, VECTOR_SKETCH_PATH, VECTOR_METHODS_PATH]
+    "path",
+    [
+        VECTOR_PATH,
+        VECTOR_REMOVALS_PATH,
+        VECTOR_SKETCH_PATH,
+        VECTOR_METHODS_PATH,
+        VECTOR_COVERAGE_PATH,
+    ],
 )
 def test_report_vectors_verify_from_the_file_alone(path: Path) -> None:
     vector = _load(path)
@@ -97,7 +105,9 @@ def test_removals_vector_sketch_holds_the_listed_seconds() -> None:
 def test_optional_members_are_absent_from_the_payload_when_empty() -> None:
     payload = json.loads(_load(VECTOR_PATH)["payload_utf8"])
     assert "removals" not in payload and "attribution_sources" not in payload
-    assert all("methods" not in cell for cell in payload["cells"])
+    assert "coverage" not in payload
+    for cell in payload["cells"]:
+        assert not {"methods", "url_theta", "items", "item_theta"} & set(cell)
 
 
 def test_methods_vector_breaks_each_cell_down() -> None:

@@ -21,6 +21,7 @@ from protocol.testvector import (
     BATCH_PATH,
     KEY_ROTATION_PATH,
     NEGATIVE_DIR,
+    VECTOR_COVERAGE_PATH,
     VECTOR_METHODS_PATH,
     VECTOR_NODE_ID,
     VECTOR_NOW,
@@ -81,6 +82,9 @@ def test_batch_then_reports_get_the_stated_answers(client: TestClient) -> None:
     methods = _load(VECTOR_METHODS_PATH)
     response = client.post("/v1/reports", content=methods["envelope_canonical"], headers=JSON)
     assert (response.status_code, response.json()) == (200, methods["response"]["body"])
+    coverage = _load(VECTOR_COVERAGE_PATH)
+    response = client.post("/v1/reports", content=coverage["envelope_canonical"], headers=JSON)
+    assert (response.status_code, response.json()) == (200, coverage["response"]["body"])
 
 
 def test_rotation_gets_the_stated_answer(client: TestClient) -> None:

@@ -28,6 +28,63 @@
     const h = seconds / 3600;
     return h < 48 ? oneDecimal.format(h) + " h" : oneDecimal.format(h / 24) + " d";
   };
+  const twoDecimals = new Intl.NumberFormat(undefined, { minimumFractionDigits: 1, maximumFractionDigits: 2 });
+  L.dec = (x) => (x === null || x === undefined ? "—" : twoDecimals.format(Number(x)));
+
+  /* A set size with its bound: {estimate, lower, upper, exact} (the flows API). Exact: the
+   * number alone ("12"); estimated: "12 (10–14)". `bound(e)` says just "exact" or "10–14". */
+  L.figure = function (e) {
+    if (e === null || e === undefined) return "withheld";
+    return e.exact ? L.int(e.estimate) : L.int(e.estimate) + " (" + L.int(e.lower) + "–" +
+      L.int(e.upper) + ")";
+  };
+  L.bound = (e) => (e === null || e === undefined ? "—" : e.exact ? "exact"
+    : L.int(e.lower) + "–" + L.int(e.upper));
+
+  /* A picture row's distinct count with its bound: "1,234 (exact)" while the merged sketch
+   * is exact, else "1,234 (±1.3 %)" (3-sigma; Theta within 2 %). A coordinator that does not
+   * send the bound (older version): "1,234 (est.)". */
+  L.distinctBound = function (row) {
+    if (!row || row.distinct_exact === undefined || row.distinct_exact === null) return "est.";
+    if (row.distinct_exact) return "exact";
+    const d = row.distinct;
+    if (!d) return "exact";
+    const spread = Math.max(d - (row.distinct_lower ?? d), (row.distinct_upper ?? d) - d) / d;
+    return "±" + oneDecimal.format(100 * spread) + " %";
+  };
+  L.distinct = (row) => (row.distinct === null || row.distinct === undefined ? "—"
+    : L.int(row.distinct) + " (" + L.distinctBound(row) + ")");
+  // A table cell: the number, then its bound in a muted span (data-bound for tests).
+  L.distinctCell = function (row, td) {
+    td.textContent = L.int(row.distinct) + " ";
+    const span = document.createElement("span");
+    span.className = "bound";
+    span.textContent = "(" + L.distinctBound(row) + ")";
+    td.dataset.value = String(row.distinct);
+    td.appendChild(span);
+  };
+
+  /* Prevalence {per_10k, lower, upper} (matches per 10,000 images hashed, 95 % Wilson
+   * interval): "12.3 (10.1–14.9)"; "—" where no report carried coverage. */
+  L.prevalence = (p) => (p === null || p === undefined ? "—"
+    : L.dec(p.per_10k) + " (" + L.dec(p.lower) + "–" + L.dec(p.upper) + ")");
+
+  // A report period "start – end" in UTC; the date once when both lie on the same day (short
+  // periods: "2026-11-23 00:05–00:10 UTC").
+  L.span = function (start, end) {
+    const a = L.time(start);
+    const b = L.time(end);
+    if (a.slice(0, 10) === b.slice(0, 10)) return a.slice(0, 16) + "–" + b.slice(11);
+    return a + " – " + b;
+  };
+
+  // A period's length in words: "5 min", "1 h", "1 d", "36 h".
+  L.length = function (seconds) {
+    if (seconds % 86400 === 0) return integer.format(seconds / 86400) + " d";
+    if (seconds % 3600 === 0) return integer.format(seconds / 3600) + " h";
+    if (seconds % 60 === 0) return integer.format(seconds / 60) + " min";
+    return integer.format(seconds) + " s";
+  };
   // An ISO instant as "YYYY-MM-DD HH:MM UTC" (ISO order in every locale: briefings travel).
   L.time = function (iso) {
     if (!iso) return "—";
@@ -308,21 +365,22 @@
     const csvId = (ids && ids[0]) || "export-csv";
     const jsonId = (ids && ids[1]) || "export-json";
     const name = "libra-" + prefix + "-" + L.stamp();
-    document.getElementById(csvId).addEventListener("click", async () => {
+    // onclick, not addEventListener: a refresh replaces the handlers (and their data).
+    document.getElementById(csvId).onclick = async () => {
       try {
         L.download(name + ".csv", L.csvHeader() + await makeCsv(), "text/csv");
       } catch (error) {
         L.status("Export failed: " + error.message, true);
       }
-    });
-    document.getElementById(jsonId).addEventListener("click", async () => {
+    };
+    document.getElementById(jsonId).onclick = async () => {
       try {
         L.download(name + ".json", JSON.stringify(await makeJson(), null, 2) + "\n",
           "application/json");
       } catch (error) {
         L.status("Export failed: " + error.message, true);
       }
-    });
+    };
   };
 
   // cols: [{key, fmt?, num?, withheld?, link?, render?}]; render(row, td) fills the cell itself; a null value in a `withheld` column reads
@@ -388,6 +446,8 @@
    * chart; `opts.table` is the id of the table that holds every value shown. */
   L.chart = function (el, opts) {
     const o = opts || {};
+    const existing = echarts.getInstanceByDom(el);
+    if (existing) return existing;  // main() runs again on auto-refresh: same chart, new data
     const chart = echarts.init(el, null, { renderer: "canvas" });
     chart.setOption({ aria: { enabled: true, label: { enabled: true } } });
     el.setAttribute("role", "img");
@@ -473,7 +533,7 @@
           form.elements.to.value = "";
         } else {
           const now = L.now();
-          const span = { "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY }[range];
+          const span = { "1h": HOUR, "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY }[range];
           // Whole minutes: the fields show HH:MM.
           const end = Math.floor(now / 60000) * 60000;
           form.elements.from.value = L.fieldValue(end - span, false);
@@ -484,24 +544,130 @@
     }
   }
 
+  /* Auto-refresh: every REFRESH_MS the page's main() runs again and updates what is shown in
+   * place (tables are replaced in one step, charts get new options), so nothing flickers:
+   * no "Loading…" and no empty page in between. Paused while the tab is hidden (a hidden tab
+   * costs the coordinator nothing); on return it refreshes at once if one is due. The toggle
+   * (default on) is remembered for this browser. */
+  const REFRESH_MS = 60000;
+  const REFRESH_KEY = "libra-auto-refresh";
+  L.refreshing = false;
+  const refresh = { timer: null, due: null, count: 0, last: null, load: null, busy: false };
+  // For tests and curious readers: whether a refresh is scheduled, and when.
+  L.refreshState = () => ({ scheduled: refresh.timer !== null, dueInMs: refresh.due === null
+    ? null : refresh.due - Date.now(), count: refresh.count, last: refresh.last,
+    everyMs: REFRESH_MS });
+  L.refreshNow = async function () {
+    if (!refresh.load || refresh.busy) return false;
+    await refresh.load(true);
+    schedule();
+    return true;
+  };
+  const box = () => document.getElementById("auto-refresh");
+  function schedule(delay) {
+    clearTimeout(refresh.timer);
+    refresh.timer = null;
+    refresh.due = null;
+    const el = box();
+    if (!el || !el.checked || document.visibilityState === "hidden" || !refresh.load) return;
+    const wait = delay === undefined ? REFRESH_MS : Math.max(0, delay);
+    refresh.due = Date.now() + wait;
+    refresh.timer = setTimeout(() => { refresh.timer = null; L.refreshNow(); }, wait);
+  }
+  function wireRefresh() {
+    const el = box();
+    if (!el) return;
+    try { el.checked = window.localStorage.getItem(REFRESH_KEY) !== "off"; } catch (_e) { /* storage off */ }
+    el.addEventListener("change", () => {
+      try { window.localStorage.setItem(REFRESH_KEY, el.checked ? "on" : "off"); } catch (_e) { /* storage off */ }
+      schedule();
+    });
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "hidden") {
+        clearTimeout(refresh.timer);
+        refresh.timer = null;
+        refresh.due = null;
+        return;
+      }
+      const since = refresh.last === null ? REFRESH_MS : Date.now() - refresh.last;
+      schedule(REFRESH_MS - since);
+    });
+  }
+  function stampUpdated() {
+    refresh.last = Date.now();
+    const el = document.getElementById("last-updated");
+    if (el) {
+      el.textContent = "Last updated " + new Date(refresh.last).toISOString().slice(0, 19)
+        .replace("T", " ") + " UTC";
+      el.dataset.at = new Date(refresh.last).toISOString();
+    }
+  }
+
+  // A listener registered under a key replaces the one registered before under that key, so
+  // a page's main() may run again (auto-refresh) without piling up handlers.
+  const listeners = {};
+  L.listen = function (target, type, key, fn) {
+    const old = listeners[key];
+    if (old) old.target.removeEventListener(old.type, old.fn);
+    target.addEventListener(type, fn);
+    listeners[key] = { target: target, type: type, fn: fn };
+  };
+  // A value computed once per page view (static files: the world atlas).
+  const onceCache = {};
+  L.once = function (key, make) {
+    if (!Object.hasOwn(onceCache, key)) onceCache[key] = make();
+    return onceCache[key];
+  };
+
   L.run = function (main) {
-    const begin = function () {
+    const load = async function (refreshing) {
+      refresh.busy = true;
+      L.refreshing = refreshing;
       const mainEl = document.querySelector("main");
-      mainEl.setAttribute("aria-busy", "true");
-      document.body.dataset.loading = "true";
-      L.status("Loading…");
-      wireFilters();
-      main().then(() => {
-        if (document.getElementById("status").textContent === "Loading…") L.status("");
-      }).catch((error) => {
+      if (!refreshing) {
+        mainEl.setAttribute("aria-busy", "true");
+        document.body.dataset.loading = "true";
+        L.status("Loading…");
+      }
+      try {
+        await main();
+        const status = document.getElementById("status");
+        if (status.textContent === "Loading…" || status.dataset.refreshError) {
+          L.status("");
+          delete status.dataset.refreshError;
+        }
+        if (document.body.dataset.ready !== "error") stampUpdated();
+        if (refreshing) refresh.count += 1;
+      } catch (error) {
         const known = error instanceof UserError;
-        L.status(known ? error.message : "Something went wrong while drawing this page: " +
-          error.message, true);
-        if (error.detail) document.getElementById("status").dataset.detail = error.detail;
-        document.body.dataset.ready = "error";
-      }).finally(() => {
-        mainEl.removeAttribute("aria-busy");
-        delete document.body.dataset.loading;
+        const text = known ? error.message : "Something went wrong while drawing this page: " +
+          error.message;
+        const status = document.getElementById("status");
+        if (refreshing) {
+          // What is shown stays; the next refresh tries again.
+          L.status("Refreshing failed (the figures shown are from " +
+            L.time(refresh.last) + "): " + text, true);
+          status.dataset.refreshError = "1";
+        } else {
+          L.status(text, true);
+          if (error.detail) status.dataset.detail = error.detail;
+          document.body.dataset.ready = "error";
+        }
+      } finally {
+        if (!refreshing) {
+          mainEl.removeAttribute("aria-busy");
+          delete document.body.dataset.loading;
+        }
+        L.refreshing = false;
+        refresh.busy = false;
+      }
+    };
+    const begin = function () {
+      wireFilters();
+      wireRefresh();
+      load(false).then(() => {
+        refresh.load = load;
+        schedule();
       });
     };
     if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", begin);

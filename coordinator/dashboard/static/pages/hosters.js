@@ -47,7 +47,13 @@ LIBRA.run(async function () {
     const m = h.by_method || null;
     return {
       hoster: h.hoster, asn: h.asn, country: h.country, matches: h.matches,
-      distinct: h.distinct, nodes: h.nodes, disguised: disguisedShare(m),
+      prevalence: h.prevalence ?? null, images_hashed: h.images_hashed ?? null,
+      per_10k: h.prevalence ? h.prevalence.per_10k : null,
+      per_10k_lower: h.prevalence ? h.prevalence.lower : null,
+      per_10k_upper: h.prevalence ? h.prevalence.upper : null,
+      distinct: h.distinct, distinct_exact: h.distinct_exact ?? null,
+      distinct_lower: h.distinct_lower ?? null, distinct_upper: h.distinct_upper ?? null,
+      nodes: h.nodes, disguised: disguisedShare(m),
       found_direct: m ? m.direct : null, found_dihedral: m ? m.dihedral : null,
       found_trimmed: m ? m.trimmed : null, found_region: m ? m.region : null,
       found_unspecified: m ? m.unspecified : null,
@@ -61,7 +67,8 @@ LIBRA.run(async function () {
   L.fill(document.getElementById("hoster-table"), rows, [
     { key: "hoster", link: trendOf }, { key: "asn", num: true },
     { key: "country", link: (r) => L.link("/dashboard/hosters", { country: r.country }) },
-    { key: "matches", num: true, fmt: L.int }, { key: "distinct", num: true, fmt: L.int },
+    { key: "matches", num: true, fmt: L.int }, { key: "prevalence", num: true, fmt: L.prevalence },
+    { key: "distinct", num: true, render: L.distinctCell },
     { key: "nodes", num: true, fmt: L.int }, { key: "disguised", num: true, fmt: L.share },
     { key: "notices_sent", num: true, fmt: L.int },
     { key: "share_removed_24h", num: true, fmt: L.share },
@@ -111,7 +118,9 @@ LIBRA.run(async function () {
   });
   document.getElementById("suppression").textContent = L.suppressionText(picture, [["by_hoster", "hosters"]]);
 
-  const hosterColumns = ["hoster", "asn", "country", "matches", "distinct", "nodes", "disguised",
+  const hosterColumns = ["hoster", "asn", "country", "matches", "images_hashed", "per_10k",
+    "per_10k_lower", "per_10k_upper", "distinct", "distinct_exact", "distinct_lower",
+    "distinct_upper", "nodes", "disguised",
     "found_direct", "found_dihedral", "found_trimmed", "found_region", "found_unspecified",
     "notices_sent",
     "share_removed_24h", "share_removed_72h", "median_seconds", "p90_seconds"];

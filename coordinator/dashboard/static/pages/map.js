@@ -8,7 +8,7 @@ LIBRA.run(async function () {
     matches: { title: "Matches per hosting country", unit: "matches",
       sub: "sightings of listed images, once per URL and crawl cycle (exact count)" },
     distinct: { title: "Distinct image URLs per hosting country", unit: "distinct image URLs",
-      sub: "different matching image URLs (HyperLogLog estimate, ±1.6 %)" },
+      sub: "different matching image URLs (exact below 32,768, else within 2 %; see the table)" },
     hosters: { title: "Hosters per hosting country", unit: "hosters",
       sub: "hosters shown (withheld ones not counted)" },
   };
@@ -17,11 +17,11 @@ LIBRA.run(async function () {
   const params = resolved.params;
   const [picture, world] = await Promise.all([
     L.json("/v1/picture", params),
-    L.json("/dashboard/static/vendor/world.geo.json"),
+    L.once("world", () => L.json("/dashboard/static/vendor/world.geo.json")),
   ]);
   L.describe(picture, resolved);
   Object.assign(L.csvContext, { params: params, generated_at: picture.generated_at, tier: picture.tier });
-  echarts.registerMap("world", world);
+  if (!echarts.getMap("world")) echarts.registerMap("world", world);
   const points = window.LIBRA_TERRITORIES || {};
   const shapes = new Set(world.features.map((f) => f.properties.iso));
   // Country names in the reader's language; the atlas's English names where the browser has none.
@@ -46,8 +46,12 @@ LIBRA.run(async function () {
     name: nameOf(r.country),
     matches: r.matches,
     distinct: r.distinct,
+    distinct_exact: r.distinct_exact, distinct_lower: r.distinct_lower,
+    distinct_upper: r.distinct_upper,
     hosters: hosters[r.country] || 0,
     nodes: r.nodes,
+    images_hashed: r.images_hashed ?? null,
+    prevalence: r.prevalence ?? null,
     drawn: shapes.has(r.country) ? "shape" : points[r.country] ? "point" : "none",
   }));
 
@@ -121,13 +125,14 @@ LIBRA.run(async function () {
       (top.length ? "Highest: " + top.map((r) => r.name + " " + L.int(r[key])).join(", ") + ". "
         : "No countries to show. ") + "Every value is in the table Hosting countries below.");
   };
-  metric.addEventListener("change", draw);
+  metric.onchange = draw;  // a property: a refresh replaces it
   draw();
   let lastWidth = mapEl.clientWidth;
-  window.addEventListener("resize", () => {
+  L.listen(window, "resize", "map-resize", () => {
     if (Math.abs(mapEl.clientWidth - lastWidth) > 40) { lastWidth = mapEl.clientWidth; draw(); }
   });
   // Drill-down: a country (shape or point) to its hosters.
+  chart.off("click");
   chart.on("click", (p) => {
     const iso = p.data && p.data.name ? p.data.name : p.name;
     if (iso && /^[A-Z]{2}$/.test(iso)) window.location.assign(L.link("/dashboard/hosters", { country: iso }));
@@ -148,25 +153,36 @@ LIBRA.run(async function () {
   }));
 
   const totals = document.getElementById("totals");
+  totals.replaceChildren();
+  const t = picture.totals;
   const items = [
-    ["Matches", picture.totals.matches], ["Distinct image URLs (estimate)", picture.totals.distinct],
+    ["Matches", t.matches], ["Distinct image URLs", t.distinct, L.distinctBound(t)],
     ["Pages fetched", picture.totals.pages_fetched], ["Images hashed", picture.totals.images_hashed],
     ["Hosts seen", picture.totals.hosts_seen], ["Reports", picture.reports], ["Nodes", picture.nodes],
   ];
-  for (const [label, value] of items) {
+  if (t.prevalence) items.push(["Matches per 10,000 images hashed", null, null, t.prevalence]);
+  for (const [label, value, bound, rate] of items) {
     const div = document.createElement("div");
     const dt = document.createElement("dt");
     const dd = document.createElement("dd");
     dt.textContent = label;
-    dd.textContent = L.int(value);
-    dd.dataset.total = label.replace(" (estimate)", "");
+    dd.textContent = rate ? L.prevalence(rate) : L.int(value);
+    dd.dataset.total = label;
+    if (bound) {
+      const span = document.createElement("span");
+      span.className = "bound";
+      span.textContent = " (" + bound + ")";
+      dd.appendChild(span);
+    }
     div.append(dt, dd);
     totals.appendChild(div);
   }
   L.fill(document.getElementById("country-table"), rows, [
     { key: "name", link: (r) => L.link("/dashboard/hosters", { country: r.country }) },
     { key: "country" }, { key: "matches", num: true, fmt: L.int },
-    { key: "distinct", num: true, fmt: L.int }, { key: "hosters", num: true, fmt: L.int },
+    { key: "distinct", num: true, render: L.distinctCell },
+    { key: "prevalence", num: true, fmt: L.prevalence },
+    { key: "hosters", num: true, fmt: L.int },
     { key: "nodes", num: true, fmt: L.int },
   ]);
   document.getElementById("suppression").textContent = L.suppressionText(picture, [

@@ -47,12 +47,14 @@ LIBRA.run(async function () {
     for (const c of pic.by_country) {
       rows.push({ period_start: periods[i].period_start, period_end: periods[i].period_end,
         kind: "country", country: c.country, hoster: null, asn: null,
-        matches: c.matches, distinct: c.distinct });
+        matches: c.matches, distinct: c.distinct, distinct_exact: c.distinct_exact ?? null,
+        distinct_lower: c.distinct_lower ?? null, distinct_upper: c.distinct_upper ?? null });
     }
     for (const h of pic.by_hoster) {
       rows.push({ period_start: periods[i].period_start, period_end: periods[i].period_end,
         kind: "hoster", country: h.country, hoster: h.hoster, asn: h.asn,
-        matches: h.matches, distinct: h.distinct });
+        matches: h.matches, distinct: h.distinct, distinct_exact: h.distinct_exact ?? null,
+        distinct_lower: h.distinct_lower ?? null, distinct_upper: h.distinct_upper ?? null });
     }
   });
 
@@ -63,12 +65,16 @@ LIBRA.run(async function () {
       name: name, type: "line", connectNulls: false, showSymbol: true,
       data: pictures.map((pic) => {
         const row = pick(pic, name);
-        return row ? row[metric] : null;
+        if (!row) return null;
+        // Prevalence: matches per 10k images hashed (null where no report carried coverage).
+        if (metric === "per_10k") return row.prevalence ? row.prevalence.per_10k : null;
+        return row[metric];
       }),
     }));
   };
   const metric = document.getElementById("metric");
-  const unit = { matches: "matches", distinct: "distinct image URLs (estimate)" };
+  const unit = { matches: "matches", distinct: "distinct image URLs",
+    per_10k: "matches per 10k images hashed" };
   const describe = function (el, title, names) {
     el.setAttribute("aria-label", "Line chart: " + title + " per report period (UTC), " +
       x.length + " periods, " + names.length + " lines" + (names.length ? ": " + names.join(", ") : "") +
@@ -77,13 +83,16 @@ LIBRA.run(async function () {
   const draw = function () {
     const m = metric.value;
     const opts = (title) => ({
+      animation: !L.refreshing,  // an auto-refresh redraws in place, without the draw-in
       aria: { enabled: true, label: { enabled: true } },
       title: { text: title, left: 0, top: 0, textStyle: { fontSize: 14 } },
-      tooltip: { trigger: "axis", valueFormatter: (v) => (v === null || v === undefined ? "—" : L.int(v)) },
+      tooltip: { trigger: "axis", valueFormatter: (v) => (v === null || v === undefined ? "—"
+        : m === "per_10k" ? L.dec(v) : L.int(v)) },
       legend: { type: "scroll", top: 24 },
       grid: { left: 10, right: 20, top: 84, bottom: 30, containLabel: true },
       xAxis: { type: "category", data: x, name: "period start (UTC)", nameLocation: "middle", nameGap: 30 },
-      yAxis: { type: "value", minInterval: 1, name: unit[m], axisLabel: { formatter: (v) => L.int(v) } },
+      yAxis: { type: "value", minInterval: m === "per_10k" ? 0 : 1, name: unit[m],
+        axisLabel: { formatter: (v) => (m === "per_10k" ? L.dec(v) : L.int(v)) } },
     });
     const cap = unit[m][0].toUpperCase() + unit[m].slice(1);
     chartCountry.setOption({ ...opts(cap + " per country"), series: series(countries,
@@ -93,18 +102,22 @@ LIBRA.run(async function () {
     describe(document.getElementById("chart-country"), unit[m] + " per country", countries);
     describe(document.getElementById("chart-hoster"), unit[m] + " per hoster", hosters);
   };
-  metric.addEventListener("change", draw);
+  metric.onchange = draw;  // a property: a refresh replaces it
   draw();
 
   const periodRows = periods.map((p, i) => ({
     period_start: p.period_start, period_end: p.period_end, matches: p.matches,
-    distinct: p.distinct,
+    distinct: p.distinct, distinct_exact: p.distinct_exact ?? null,
+    distinct_lower: p.distinct_lower ?? null, distinct_upper: p.distinct_upper ?? null,
+    images_hashed: pictures[i].totals.images_hashed,
+    prevalence: pictures[i].totals.prevalence ?? null,
     countries_withheld: pictures[i].suppression ? pictures[i].suppression.by_country : 0,
     hosters_withheld: pictures[i].suppression ? pictures[i].suppression.by_hoster : 0,
   }));
   L.fill(document.getElementById("period-table"), periodRows, [
     { key: "period_start", fmt: L.time }, { key: "period_end", fmt: L.time },
-    { key: "matches", num: true, fmt: L.int }, { key: "distinct", num: true, fmt: L.int },
+    { key: "matches", num: true, fmt: L.int }, { key: "prevalence", num: true, fmt: L.prevalence },
+    { key: "distinct", num: true, render: L.distinctCell },
     { key: "countries_withheld", num: true, fmt: L.int },
     { key: "hosters_withheld", num: true, fmt: L.int },
   ]);
@@ -116,7 +129,7 @@ LIBRA.run(async function () {
   L.fill(document.getElementById("trend-table"), valueRows, [
     { key: "period_start", fmt: L.time }, { key: "kind" },
     { key: "name", fmt: (_v, r) => (r.kind === "country" ? r.country : hosterKey(r)) },
-    { key: "matches", num: true, fmt: L.int }, { key: "distinct", num: true, fmt: L.int },
+    { key: "matches", num: true, fmt: L.int }, { key: "distinct", num: true, render: L.distinctCell },
   ]);
 
   L.exportButtons(

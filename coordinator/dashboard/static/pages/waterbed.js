@@ -11,49 +11,66 @@ LIBRA.run(async function () {
   const ARROW = { rose: "▲ rose", appeared: "▲ appeared", fell: "▼ fell", vanished: "▼ vanished" };
   const form = document.getElementById("periods");
   const error = document.getElementById("filter-error");
-  const check = function (values) {
-    L.window(values[0], values[1]);
-    L.window(values[2], values[3]);
+  const NAMES = ["b_from", "b_to", "a_from", "a_to"];
+  // Two windows {from, to} in ms; refused unless both are complete and equally long.
+  const windows = function (values) {
+    const before = L.window(values[0], values[1]);
+    const after = L.window(values[2], values[3]);
+    if ([before.from, before.to, after.from, after.to].some((v) => v === null)) {
+      throw new L.UserError("Enter all four times: From and To of both periods (UTC).");
+    }
+    if (before.to - before.from !== after.to - after.from) {
+      throw new L.UserError("The two periods differ in length (" +
+        L.length((before.to - before.from) / 1000) + " and " +
+        L.length((after.to - after.from) / 1000) + "): compare periods of equal length.");
+    }
+    return [before, after];
   };
-  form.addEventListener("submit", (event) => {
-    const values = ["b_from", "b_to", "a_from", "a_to"].map((k) => form.elements[k].value);
+  form.onsubmit = (event) => {
     try {
-      if (!values.every(L.isDate)) throw new L.UserError("Enter four dates as YYYY-MM-DD (UTC).");
-      check(values);
+      windows(NAMES.map((k) => form.elements[k].value));
       error.hidden = true;
     } catch (e) {
       event.preventDefault();
       error.textContent = e.message;
       error.hidden = false;
     }
-  });
-  let span = ["b_from", "b_to", "a_from", "a_to"].map((k) => q.get(k));
-  if (span.every(L.isDate)) check(span);
-  if (!span.every(L.isDate)) {
-    // Default: the last two reported periods.
+  };
+  let span = NAMES.map((k) => q.get(k));
+  let chosen;
+  if (span.some((v) => v)) {
+    chosen = windows(span);
+  } else {
+    // Default: the last report period and the one before it of the same length.
     const all = await L.json("/v1/picture", family ? new URLSearchParams({ hash_family: family }) : null);
-    const periods = all.by_period;
-    if (periods.length < 2) {
-      L.status("The waterbed view needs two periods; the coordinator holds " + periods.length + ".");
+    const periods = all.by_period.map((p) => ({ from: Date.parse(p.period_start),
+      to: Date.parse(p.period_end) }));
+    const last = periods[periods.length - 1];
+    const length = last ? last.to - last.from : 0;
+    const earlier = periods.slice(0, -1).filter((p) => p.to - p.from === length && p.to <= last.from);
+    if (!last || !earlier.length) {
+      L.status("The waterbed view needs two report periods of equal length; the coordinator holds " +
+        periods.length + " period" + (periods.length === 1 ? "" : "s") + ".");
       L.ready();
       return;
     }
-    const [b, a] = periods.slice(-2);
-    const day = (iso) => iso.slice(0, 10);
-    const lastDay = (iso) => L.dayStart(day(iso), iso.slice(11, 19) === "00:00:00" ? -1 : 0).slice(0, 10);
-    span = [day(b.period_start), lastDay(b.period_end), day(a.period_start), lastDay(a.period_end)];
-    ["b_from", "b_to", "a_from", "a_to"].forEach((k, i) => { form.elements[k].value = span[i]; });
+    chosen = [earlier[earlier.length - 1], last];
+    span = [L.fieldValue(chosen[0].from, false), L.fieldValue(chosen[0].to, true),
+      L.fieldValue(chosen[1].from, false), L.fieldValue(chosen[1].to, true)];
+    NAMES.forEach((k, i) => { form.elements[k].value = span[i]; });
   }
   const params = new URLSearchParams({
-    before_start: L.dayStart(span[0]), before_end: L.dayStart(span[1], 1),
-    after_start: L.dayStart(span[2]), after_end: L.dayStart(span[3], 1),
+    before_start: L.iso(chosen[0].from), before_end: L.iso(chosen[0].to),
+    after_start: L.iso(chosen[1].from), after_end: L.iso(chosen[1].to),
   });
   if (family) params.set("hash_family", family);
   const shifts = await L.json("/v1/picture/shifts", params);
   Object.assign(L.csvContext, { params: params, generated_at: shifts.generated_at || null,
     tier: shifts.tier });
-  document.getElementById("compared").textContent = "Before " + span[0] + " – " + span[1] +
-    ", after " + span[2] + " – " + span[3] + " (UTC, whole days)" + (family ? ", " + family : "") +
+  document.getElementById("compared").textContent = "Before " +
+    L.span(chosen[0].from, chosen[0].to) + ", after " + L.span(chosen[1].from, chosen[1].to) +
+    " (each " + L.length((chosen[0].to - chosen[0].from) / 1000) + ")" +
+    (family ? ", " + family : "") +
     (shifts.generated_at ? ". Data generated " + L.time(shifts.generated_at) + "." : ".");
 
   const cols = [
@@ -62,6 +79,10 @@ LIBRA.run(async function () {
     { key: "matches_after", num: true, fmt: L.int, withheld: true },
     { key: "delta", num: true, fmt: L.signed, withheld: true },
     { key: "direction", fmt: (v) => ARROW[v] || v },
+    { key: "prevalence_before", num: true, fmt: L.prevalence },
+    { key: "prevalence_after", num: true, fmt: L.prevalence },
+    { key: "prevalence_change", num: true,
+      fmt: (v) => (v === null || v === undefined ? "—" : (v > 0 ? "+" : v < 0 ? "−" : "±") + L.dec(Math.abs(v))) },
   ];
   const tone = (r) => (r.direction === "rose" || r.direction === "appeared" ? "rose"
     : r.direction === "fell" || r.direction === "vanished" ? "fell" : "");

@@ -1,0 +1,159 @@
+"""The demo's printed summary: tables that fit 80 columns, each figure next to its truth."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from libra.demo.checks import FlowCheck, RemovalCheck
+from libra.demo.runner import DemoResult, PeriodResult
+
+OK = "[green]ok[/green]"
+BAD = "[red]DIFFERS[/red]"
+
+
+def _mark(ok: bool) -> str:
+    return OK if ok else BAD
+
+
+def _periods_table(result: DemoResult) -> Table:
+    table = Table(title="Per period: the picture (coordinator = truth in every cell)")
+    for name in ("period", "matches", "distinct", "countries", "hosters", "check"):
+        table.add_column(name, justify="left" if name == "period" else "right")
+    for period in result.periods:
+        totals = period.picture.get("totals", {})
+        table.add_row(
+            f"{period.start:%a %Y-%m-%d}",
+            str(totals.get("matches")),
+            str(totals.get("distinct")),
+            str(len(period.picture.get("by_country", []))),
+            str(len(period.picture.get("by_hoster", []))),
+            _mark(period.comparison.agrees),
+        )
+    return table
+
+
+def _series(periods: list[PeriodResult], section: str, key: str) -> dict[str, list[str]]:
+    """Matches per period per row, "coordinator" or "coordinator/truth" when they differ."""
+    rows: dict[str, list[str]] = {}
+    for index, period in enumerate(periods):
+        for row in period.comparison.rows(section):
+            name = row.key.split(" / ")[0] if key == "hoster" else row.key
+            cells = rows.setdefault(name, ["-"] * len(periods))
+            actual, wanted = row.actual["matches"], row.expected["matches"]
+            cells[index] = str(actual) if actual == wanted else f"[red]{actual}/{wanted}[/red]"
+    return rows
+
+
+def _trend_table(result: DemoResult, section: str, key: str, title: str) -> Table:
+    table = Table(title=title)
+    table.add_column(key)
+    for period in result.periods:
+        table.add_column(f"{period.start:%d %b}", justify="right")
+    for name, cells in sorted(_series(result.periods, section, key).items()):
+        table.add_row(name, *cells)
+    return table
+
+
+def _hours(seconds: int | None) -> str:
+    return "-" if seconds is None else f"{seconds / 3600:.1f}"
+
+
+def _removals_table(checks: list[RemovalCheck], tolerance: int) -> Table:
+    table = Table(title=f"Time to removal, all days (median hours; truth +/- {tolerance} s)")
+    for name in ("hoster", "removes", "sent", "urls", "gone", "median", "truth", ""):
+        table.add_column(
+            name, justify="left" if name in ("hoster", "removes") else "right", no_wrap=True
+        )
+    for check in checks:
+        truth = check.nominal_median
+        table.add_row(
+            check.hoster,
+            check.policy,
+            f"{check.actual['notices_sent']}",
+            f"{check.actual['urls_noticed']}",
+            f"{check.actual['removed']}",
+            _hours(check.actual_median),
+            _hours(truth),
+            _mark(check.agrees),
+        )
+    return table
+
+
+def _flows_table(check: FlowCheck, labels: Mapping[int, str]) -> Table:
+    table = Table(title=f"Flows by {check.by} (items; exact)")
+    for name in ("step", "from", "to", "items", "truth", ""):
+        table.add_column(name, justify="right" if name in ("items", "truth") else "left")
+    for (day, source, target), (got, want) in sorted(check.flows.items(), key=str):
+        table.add_row(
+            labels[day],
+            str(source[-1]),
+            str(target[-1]),
+            "-" if got is None else str(got),
+            str(want),
+            _mark(got == want),
+        )
+    return table
+
+
+def _prevalence_table(result: DemoResult) -> Table:
+    last = result.periods[-1].start if result.periods else None
+    table = Table(
+        title=f"Prevalence on {last:%d %b} (matches per 10k images, 95 % CI)"
+        if last
+        else "Prevalence"
+    )
+    for name in ("hoster", "images", "matches", "per 10k", "interval"):
+        table.add_column(name, justify="left" if name == "hoster" else "right")
+    for hoster, (images, matches, per_10k, lower, upper) in sorted(result.coverage.last.items()):
+        table.add_row(
+            hoster, str(images), str(matches), f"{per_10k:.0f}", f"{lower:.0f}-{upper:.0f}"
+        )
+    return table
+
+
+def print_result(console: Console, result: DemoResult) -> None:
+    console.print(_periods_table(result))
+    console.print(_trend_table(result, "by_country", "country", "Trend: matches per country"))
+    console.print(_trend_table(result, "by_hoster", "hoster", "Trend: matches per hoster"))
+    console.print(_removals_table(result.removals, result.tolerance_s))
+    labels = {
+        p.index: f"{p.start:%d}->{result.periods[p.index + 1].start:%d %b}"
+        for p in result.periods[:-1]
+    }
+    for check in result.flows:
+        console.print(_flows_table(check, labels))
+    console.print(_prevalence_table(result))
+    coverage = result.coverage
+    console.print(
+        f"Coverage (/v1/coverage, every period): {coverage.rows} hoster rows of images hashed, "
+        "matches and prevalence, "
+        + ("all equal the truth." if coverage.agrees else f"{len(coverage.differences)} differ.")
+    )
+    trends = result.trends
+    console.print(
+        f"Waterbed view (/v1/picture/shifts, {len(result.periods) - 1} steps): "
+        f"{trends.rows} country and hoster rows, "
+        + ("all equal the truth." if trends.agrees else f"{len(trends.differences)} differ.")
+    )
+    last = result.periods[-1].picture if result.periods else {}
+    totals: Any = last.get("totals", {})
+    console.print(
+        f"{len(result.periods)} periods; last: {last.get('reports')} reports from "
+        f"{last.get('nodes')} nodes, pages fetched {totals.get('pages_fetched')}, images "
+        f"hashed {totals.get('images_hashed')}; notices received by the hosters' webhooks: "
+        f"{sum(result.notices_received.values())}; {result.seconds:.1f} s."
+    )
+    differences = result.differences
+    if not differences:
+        console.print(
+            "[bold green]Every period's picture, the trends, the times to removal and the "
+            "displacement flows equal the ground truth.[/bold green]"
+        )
+    else:
+        console.print("[bold red]The federation differs from the ground truth:[/bold red]")
+        for line in differences:
+            console.print(f"  - {line}")
