@@ -111,9 +111,9 @@ def free_port() -> int:
 async def _ours(
     seeds: list[str], port: int, total: int, frontier_kind: str, db: str
 ) -> dict[str, float]:
-    from node.crawler import Crawler, CrawlLimits, ImageFound, PageFailed, PageFetched
-    from node.frontier import MemoryFrontier
-    from node.frontier.sqlite import SqliteFrontier
+    from node.crawl.crawler import Crawler, CrawlLimits, ImageFound, PageFailed, PageFetched
+    from node.crawl.frontier import MemoryFrontier
+    from node.crawl.frontier.sqlite import SqliteFrontier
     from node.net import make_client
     from protocol.lab import LabNetwork
 

@@ -37,7 +37,7 @@ NS = "https://hashsharing.ncmec.org/hashsharing/v2"
 STORE_CHILD = """
 import sys
 from pathlib import Path
-from node.crypto_store import create_list_key
+from node.keys.list_encryption import create_list_key
 from node.db import make_engine
 from node.lists import get_importer, import_list
 from protocol.hashes import HashFamily
@@ -52,7 +52,7 @@ print(summary.imported)
 STORE_BASELINE = """
 import sys
 from pathlib import Path
-from node.crypto_store import create_list_key
+from node.keys.list_encryption import create_list_key
 from node.db import make_engine
 from node.lists import get_importer, import_list
 work = Path(sys.argv[1])

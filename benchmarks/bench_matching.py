@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from node.index import MultiIndex
+from node.matching.index import MultiIndex
 
 RADIUS = {256: 31, 64: 10}
 TARGETS = {

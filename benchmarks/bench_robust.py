@@ -46,7 +46,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from libra.demo import imagegen
-from node.matcher import MatchIndex, Method
+from node.matching.matcher import MatchIndex, Method
 from protocol.hashes import HashFamily
 from protocol.models import ImageHashes
 from worker_function.hashing import PDQ_REDUCE_TO, hash_image

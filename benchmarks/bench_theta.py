@@ -6,9 +6,9 @@
    same run. Reported: the worst and mean relative error over all cells, and the share of
    cells outside 2 %.
 2. Cost. Report-side: building one cell's Theta sketches (protocol.theta.make_theta) against
-   its HLL sketch (node.reporter.make_sketch) for the same members. Coordinator-side: the flows
-   of a synthetic federation (hosters x periods, items moving between hosters) computed by
-   coordinator.flows, wall time per step.
+   its HLL sketch (node.federation.reporter.make_sketch) for the same members.
+   Coordinator-side: the flows of a synthetic federation (hosters x periods, items moving
+   between hosters) computed by coordinator.flows, wall time per step.
 
     .venv/bin/python benchmarks/bench_theta.py [--cells 200] [--seed 1]
 """
@@ -25,7 +25,7 @@ from datasketches import hll_union
 
 from coordinator.distinct import canonical_estimate
 from coordinator.flows import ItemSets, compute_steps
-from node.reporter import HLL_LG_K, HLL_TYPE
+from node.federation.reporter import HLL_LG_K, HLL_TYPE
 from protocol.theta import THETA_LG_K, THETA_SEED, decode_theta, keyed, make_theta
 
 KEY = b"bench-federation-key-0123456789ab"

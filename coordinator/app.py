@@ -34,10 +34,10 @@ from protocol.models import AttributionSource, ReportAck, UtcDatetime, utcnow
 from protocol.strictjson import StrictJsonError, loads
 
 from . import metrics, openapi, telemetry
-from .api_flows import flows_router
-from .api_invitations import invitations_router
-from .api_members import members_router
-from .api_removals import removals_router
+from .api.flows import flows_router
+from .api.invitations import invitations_router
+from .api.members import members_router
+from .api.removals import removals_router
 from .auth import Principal, Scope
 from .config import CoordinatorSettings
 from .coverage import coverage_router

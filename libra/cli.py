@@ -122,7 +122,7 @@ def build_app(argv: list[str] | None = None) -> typer.Typer:
     if chosen is None:
         _add_function(app, hash_command_too=False)
     if chosen in (None, "node"):
-        from node.cli import app as node_app
+        from node.cli.main import app as node_app
 
         app.add_typer(node_app, name="node", help=SUMMARY["node"])
     if chosen in (None, "coordinator"):

@@ -17,7 +17,7 @@ from sqlalchemy import DDL, Text, event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from .models import UtcDateTime, _now
+from node.models import UtcDateTime, _now
 
 
 class AuditEvent(SQLModel, table=True):

@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from protocol.models import utcnow
-
 Clock = Callable[[], datetime]
 
-real_clock: Clock = utcnow
+
+def real_clock() -> datetime:
+    """Now in UTC, whole seconds: protocol.models.utcnow, without importing the models here
+    (the command line imports this module before any command runs)."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 LAB_ONLY = (

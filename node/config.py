@@ -21,9 +21,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from node.defaults import CONFIG_ENV_VAR, DEFAULT_CONFIG_FILE
+from protocol.lab import LabNetwork, load_lab
+
+__all__ = ["CONFIG_ENV_VAR", "DEFAULT_CONFIG_FILE"]  # re-exported
+
 ENV_PREFIX = "LIBRA_NODE_"
-CONFIG_ENV_VAR = "LIBRA_NODE_CONFIG"
-DEFAULT_CONFIG_FILE = Path("node.toml")
 SQLITE_FILE_NAME = "node.sqlite3"
 SIGNING_KEY_FILE_NAME = "node.key"
 FEDERATION_KEY_FILE_NAME = "federation.key"
@@ -60,7 +63,7 @@ class RecrawlSettings(_Section):
 
 
 class CrawlSettings(_Section):
-    """Mirrors node.crawler.CrawlLimits field by field."""
+    """Mirrors node.crawl.crawler.CrawlLimits field by field."""
 
     max_pages: int = Field(default=2000, ge=1, description="Pages fetched per cycle at most.")
     max_depth: int = Field(default=6, ge=0, description="Link depth from a seed.")
@@ -127,7 +130,8 @@ class DispatchSettings(_Section):
 
 
 class ReportSettings(_Section):
-    # node.reporter.PERIOD_LENGTHS: 5 and 15 minutes give a near-real-time picture (issue 16).
+    # node.federation.reporter.PERIOD_LENGTHS: 5 and 15 minutes give a near-real-time picture
+    # (issue 16).
     period: Literal["5m", "15m", "hour", "day"] = Field(
         default="day",
         description="Length of the default report period (UTC-aligned): 5m, 15m, hour or day.",
@@ -441,6 +445,10 @@ def _anchor_paths(settings: NodeSettings, base: Path) -> NodeSettings:
             ),
         }
     )
+
+
+def lab_of(settings: NodeSettings) -> LabNetwork | None:
+    return load_lab(settings.lab) if settings.lab is not None else None
 
 
 def load_settings(config_path: Path | None = None) -> NodeSettings:

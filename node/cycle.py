@@ -1,7 +1,8 @@
 """One crawl cycle: crawl the seeds, hash every image found, match, attribute, record.
 
 The crawler and the function client are parameters (anything with their shape), so the cycle
-is tested with fakes and run for real with node.crawler.Crawler and node.dispatch.FunctionClient.
+is tested with fakes and run for real with node.crawl.crawler.Crawler and
+node.dispatch.FunctionClient.
 
 Each distinct image URL is dispatched once per cycle; a matching image becomes exactly one
 Sighting (its strongest match). Only the matched list entry and distance are stored for an
@@ -39,16 +40,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
-from protocol.models import HashResult
-
-from .attribution import Attribution, Attributor, host_of
-from .attribution_snapshot import record_sighting, snapshot_id
-from .clock import Clock, real_clock
-from .crawler import ImageFound, PageFailed, PageFetched
-from .dispatch import AnalyzeFailure
-from .links import storable_url  # data: URIs are stored as a digest, never as bytes
-from .matcher import Match, MatchIndex, best
-from .models import (
+from node.attribution.attributor import Attribution, Attributor, host_of
+from node.attribution.snapshot import record_sighting, snapshot_id
+from node.clock import Clock, real_clock
+from node.crawl.crawler import ImageFound, PageFailed, PageFetched
+from node.crawl.links import storable_url  # data: URIs are stored as a digest, never as bytes
+from node.dispatch import AnalyzeFailure
+from node.matching.matcher import Match, MatchIndex, best
+from node.models import (
     RUNNING,
     AnalysedImage,
     AnalysisFailure,
@@ -59,6 +58,7 @@ from .models import (
     HostPages,
     Sighting,
 )
+from protocol.models import HashResult
 
 CrawlEvent = PageFetched | PageFailed | ImageFound
 Outcome = tuple[ImageFound, HashResult | AnalyzeFailure]
@@ -352,7 +352,7 @@ class _Cycle:
                 method=match.method.value,
             )
             session.add(sighting)
-            # issue 7: which database versions placed this sighting (node/attribution_snapshot)
+            # issue 7: which database versions placed this sighting (node/attribution/snapshot)
             session.flush()
             assert sighting.id is not None
             if self._snapshot is None:

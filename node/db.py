@@ -9,10 +9,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
-from . import audit, models  # noqa: F401  (registers the tables: migrations are checked against them)
-from .crypto_store import ListKey, bind_list_key, check_list_key
-from .models import NodeState
-from .notices import models as notice_models  # noqa: F401  (issue 7: notice tables)
+from node import audit, models  # noqa: F401  (registers the tables: migrations are checked against them)
+from node.keys.list_encryption import ListKey, bind_list_key, check_list_key
+from node.models import NodeState
+from node.notices import models as notice_models  # noqa: F401  (issue 7: notice tables)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -48,7 +48,7 @@ def make_engine(url: str, list_key: ListKey | None = None) -> Engine:
 
 def init_db(engine: Engine) -> None:
     # Migrations, not create_all: an upgraded node brings an older database forward.
-    from .migrate import upgrade
+    from node.migrate import upgrade
 
     upgrade(engine)
     with Session(engine) as session:

@@ -24,12 +24,11 @@ from types import TracebackType
 import httpx
 from pydantic import ValidationError
 
+from node import metrics as node_metrics
+from node import telemetry
 from protocol.keys import NodeKey
 from protocol.models import AnalyzeRequest, ErrorResponse, HashResult
 from protocol.request_auth import RequestSigner
-
-from . import metrics as node_metrics
-from . import telemetry
 
 logger = logging.getLogger(__name__)
 

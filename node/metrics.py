@@ -3,7 +3,8 @@
 Two kinds:
 
 - live counters, fed by the function client (node/dispatch.py) and the outbox
-  (node/outbox.py) through ``observe_*`` while a ``NodeMetrics`` is active in this process;
+  (node/federation/outbox.py) through ``observe_*`` while a ``NodeMetrics`` is active in this
+  process;
 - values read from the node's database at each scrape (a custom collector), so they are right
   whichever process did the work (crawl, crawl-worker, report): pages and images per finished
   cycle, matches, analysis failures, outbox depth, report lag, frontier depth.
@@ -30,8 +31,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
-from .config import NodeSettings
-from .models import AnalysisFailure, CrawlCycle, OutboxItem, Sighting
+from node.config import NodeSettings
+from node.models import AnalysisFailure, CrawlCycle, OutboxItem, Sighting
 
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -290,7 +291,7 @@ def serve(metrics: NodeMetrics, listen: str) -> tuple[Any, Any]:
 
 def start(settings: NodeSettings, engine: Engine) -> NodeMetrics:
     """`serve`: make this process's NodeMetrics, feed it, and serve it on metrics_listen."""
-    from .crawl_setup import frontier_path
+    from node.crawl.limits import frontier_path
 
     listen = settings.telemetry.metrics_listen
     frontier = frontier_path(settings) if settings.crawl.frontier == "sqlite" else None

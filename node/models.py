@@ -15,9 +15,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from node.keys.list_encryption import EncryptedValue
 from protocol.models import utcnow
-
-from .crypto_store import EncryptedValue
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -73,13 +72,14 @@ class ListEntry(SQLModel, table=True):
     __tablename__ = "list_entry"
     __table_args__ = (
         UniqueConstraint("family", "value", name="uq_list_entry_family_value"),
-        # Issue 16: a matched entry's record siblings name the item (node/report_items.py).
+        # Issue 16: a matched entry's record siblings name the item
+        # (node/federation/report_items.py).
         Index("ix_list_entry_version_record", "list_version_id", "record"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     family: str = Field(index=True)
-    # AES-GCM ciphertext in the database when the engine has a list key (node.crypto_store).
+    # AES-GCM ciphertext in the database when the engine has a list key (node.keys.list_encryption).
     value: str = Field(sa_type=EncryptedValue)
     list_version_id: int = Field(foreign_key="list_version.id", index=True)
     # Indexed: an NCMEC deletion or update names the entry by its id, kept as the label.
@@ -190,7 +190,7 @@ class Sighting(SQLModel, table=True):
     entry_id: int = Field(foreign_key="list_entry.id")
     distance: int
     seen_at: datetime = Field(default_factory=_now, sa_type=UtcDateTime, index=True)
-    # How the match was found (node.matcher.Method: direct, dihedral, trimmed, region): how
+    # How the match was found (node.matching.matcher.Method: direct, dihedral, trimmed, region): how
     # much material is disguised to evade hashing (issue 18).
     method: str = "direct"
 
@@ -210,7 +210,7 @@ class CycleImage(SQLModel, table=True):
 
 
 class CycleRun(SQLModel, table=True):
-    """The crawl (seed list, see node.crawler.run_key) a cycle runs: a restart over the same
+    """The crawl (seed list, see node.crawl.crawler.run_key) a cycle runs: a restart over the same
     seeds continues the cycle its killed predecessor left running."""
 
     __tablename__ = "cycle_run"

@@ -33,11 +33,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col
 
-from protocol.models import utcnow
-
-from . import audit
-from .config import RetentionSettings
-from .models import (
+from node import audit
+from node.config import RetentionSettings
+from node.models import (
     RUNNING,
     AnalysedImage,
     AnalysisFailure,
@@ -47,6 +45,7 @@ from .models import (
     Sighting,
     SightingAttribution,
 )
+from protocol.models import utcnow
 
 CHUNK = 500
 
@@ -217,7 +216,7 @@ register(
 def _register_notices() -> None:
     """Notices and their URLs, rounds, deliveries and re-checks (helper N's tables)."""
     try:
-        from .notices import models as n
+        from node.notices import models as n
     except ImportError:  # pragma: no cover - notices not installed
         return
 

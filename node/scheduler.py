@@ -17,15 +17,15 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.engine import Engine
 
-from .attribution import GeoDatabaseError
-from .config import NodeSettings
-from .crawl_recrawl import first_run, recrawl_jobs
-from .cycle import CycleError
-from .keys import KeyFileError
-from .notices.schedule import notices_jobs  # issue 7
-from .reporter import PERIOD_LENGTHS
-from .retention import scheduled_job  # issue 7
-from .service import CrawlBusy, crawl_once, report_once
+from node.attribution.attributor import GeoDatabaseError
+from node.config import NodeSettings
+from node.crawl.recrawl import first_run, recrawl_jobs
+from node.cycle import CycleError
+from node.federation.reporter import PERIOD_LENGTHS
+from node.keys.files import KeyFileError
+from node.notices.schedule import notices_jobs  # issue 7
+from node.retention import scheduled_job  # issue 7
+from node.service import CrawlBusy, crawl_once, report_once
 
 CRAWL_JOB = "crawl"
 REPORT_JOB = "report"
@@ -92,7 +92,7 @@ def build_scheduler(
             coalesce=True,
             misfire_grace_time=None,
         )
-    # issue 5: hotspots re-crawled on their own intervals (node/crawl_recrawl.py).
+    # issue 5: hotspots re-crawled on their own intervals (node/crawl/recrawl.py).
     for job_id, every, func in recrawl_jobs(settings, engine, console or Console()):
         scheduler.add_job(
             func,

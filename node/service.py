@@ -17,24 +17,22 @@ from pathlib import Path
 import httpx
 from sqlalchemy.engine import Engine
 
-from protocol.lab import LabNetwork, load_lab
+from node.attribution.attributor import Attributor, open_operator_table
+from node.clock import Clock, real_clock
+from node.config import NodeSettings, lab_of
+from node.crawl.crawler import seeds_run_key
+from node.crawl.setup import make_crawler, open_frontier  # crawler, limits, frontier backend
+from node.cycle import CycleSummary, ProgressSink, run
+from node.db import make_engine
+from node.dispatch import FunctionClient, load_request_signer
+from node.federation import outbox
+from node.federation.reporter import QueuedReport, pending_periods, period_containing, queue_report
+from node.keys.files import load_federation_key, load_signing_key
+from node.keys.list_encryption import ListKey, load_list_key
+from node.matching.index.persist import current as persisted_index
+from node.matching.matcher import Thresholds
+from node.net import make_client
 from protocol.models import Period, utcnow
-
-from . import outbox
-from .attribution import Attributor, open_operator_table
-from .clock import Clock, real_clock
-from .config import NodeSettings
-from .crawl_setup import make_crawler, open_frontier  # crawler, limits, frontier backend
-from .crawler import seeds_run_key
-from .crypto_store import ListKey, load_list_key
-from .cycle import CycleSummary, ProgressSink, run
-from .db import make_engine
-from .dispatch import FunctionClient, load_request_signer
-from .index.persist import current as persisted_index
-from .keys import load_federation_key, load_signing_key
-from .matcher import Thresholds
-from .net import make_client
-from .reporter import QueuedReport, pending_periods, period_containing, queue_report
 
 CRAWL_LOCK_FILE = "crawl.lock"
 
@@ -81,10 +79,6 @@ def thresholds(settings: NodeSettings) -> Thresholds:
     )
 
 
-def lab_of(settings: NodeSettings) -> LabNetwork | None:
-    return load_lab(settings.lab) if settings.lab is not None else None
-
-
 async def crawl_once(
     settings: NodeSettings,
     engine: Engine,
@@ -105,7 +99,7 @@ async def _crawl(
 ) -> CycleSummary:
     crawl = settings.crawl
     index = persisted_index(engine, settings.index_dir, list_key_of(settings), thresholds(settings))
-    # issue 7: the operator table overrides GeoIP (node/operators.py)
+    # issue 7: the operator table overrides GeoIP (node/attribution/operators.py)
     operators = open_operator_table(settings.attribution.operators_file)
     with Attributor(settings.geoip.country_db, settings.geoip.asn_db, operators) as attributor:
         client = make_client(

@@ -22,12 +22,12 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .errors import ImageError
-from .hashing import DecodeLimits, ImageDigest, hash_image
+if TYPE_CHECKING:
+    from .hashing import ImageDigest
 
 # Below this many files per extra process, forking costs more than it saves.
 FILES_PER_WORKER = 32
@@ -76,6 +76,8 @@ class _Options:
     """What every file is hashed with (module-level and picklable: forked workers use it)."""
 
     def __init__(self, *, dihedral: bool, regions: bool) -> None:
+        from .hashing import DecodeLimits  # here, so that `libra hash --help` answers at once
+
         self.dihedral = dihedral
         self.regions = regions
         self.limits = DecodeLimits()
@@ -158,6 +160,9 @@ def _hash_in_worker(path: Path) -> dict[str, object]:
 
 
 def hash_file(path: Path, options: _Options) -> dict[str, object]:
+    from .errors import ImageError
+    from .hashing import hash_image
+
     try:
         data = path.read_bytes()
     except OSError as exc:

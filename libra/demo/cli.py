@@ -8,9 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from libra.demo.processes import DemoStepFailed
-from libra.demo.runner import DEFAULT_SCALE, DEFAULT_SEED, DemoOptions, run_demo
-from libra.demo.summary import print_result
+from libra.demo.defaults import DEFAULT_SCALE, DEFAULT_SEED
 
 
 def demo_command(
@@ -29,6 +27,11 @@ def demo_command(
     simulated days (material appears, hosters remove it after notices, some of it moves);
     compare each day's picture, the trends, time to removal per hoster and the displacement
     flows with the synthetic world's ground truth (exit 1 if they differ)."""
+    # Imported here, not above: `libra demo --help` answers without loading the demo.
+    from libra.demo.processes import DemoStepFailed
+    from libra.demo.runner import DemoOptions, run_demo
+    from libra.demo.summary import print_result
+
     console = Console()
     try:
         result = run_demo(

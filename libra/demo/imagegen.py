@@ -41,7 +41,7 @@ class VariantKind(StrEnum):
 
 
 # The kinds that move PDQ far from the original (see make_variant), and the method that finds
-# each by default (node.matcher's Match.method).
+# each by default (node.matching.matcher's Match.method).
 EVASIVE_KINDS: Final = {
     VariantKind.MIRROR: "dihedral",
     VariantKind.ROTATE90: "dihedral",

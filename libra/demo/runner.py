@@ -49,6 +49,7 @@ from libra.demo.checks import (
     check_shifts,
 )
 from libra.demo.compare import Comparison, compare_picture, expected_from_truth
+from libra.demo.defaults import DEFAULT_SCALE, DEFAULT_SEED
 from libra.demo.history import History, day_periods
 from libra.demo.labgeo import write_lab_geoip
 from libra.demo.lists import node_list_families, write_node_lists
@@ -60,9 +61,6 @@ from libra.demo.web import SyntheticWeb
 from libra.demo.world import World
 from protocol.keys import NodeKey
 
-DEFAULT_SEED = 20261124
-# The demo's default size: small pages per period, so that six periods stay quick.
-DEFAULT_SCALE = 0.3
 CRAWL_AT = timedelta(hours=1)
 NOTICES_AT = timedelta(hours=6)
 # Each day's notices run this much later than the day before: a round sent at X + a few

@@ -24,11 +24,10 @@ from urllib.parse import urljoin, urlsplit
 import numpy as np
 
 from libra.demo import imagegen
+from libra.demo.defaults import DEFAULT_SEED as DEFAULT_SEED  # re-exported
 from protocol.hashes import hamming
 from protocol.models import UNKNOWN_ASN, UNKNOWN_COUNTRY, UNKNOWN_HOSTER
 from worker_function.hashing import hash_image
-
-DEFAULT_SEED: Final = 20261124
 
 KIND_EXACT: Final = "known-exact"
 KIND_VARIANT: Final = "known-variant"

@@ -1,12 +1,12 @@
 """Private hash lists: importer plug-ins by format name, and the transactional store."""
 
-from . import csv_formats as _csv  # noqa: F401  (registers csv, hma, icse)
-from . import exchanges as _exchanges  # noqa: F401  (registers stopncii, tcap)
-from . import libra_hash as _libra_hash  # noqa: F401  (registers libra-hash, issue 18)
-from . import ncmec as _ncmec  # noqa: F401
-from . import plain as _plain  # noqa: F401
-from . import vics as _vics  # noqa: F401
-from .base import (
+from node.lists import csv_formats as _csv  # noqa: F401  (registers csv, hma, icse)
+from node.lists import exchanges as _exchanges  # noqa: F401  (registers stopncii, tcap)
+from node.lists import libra_hash as _libra_hash  # noqa: F401  (registers libra-hash, issue 18)
+from node.lists import ncmec as _ncmec  # noqa: F401
+from node.lists import plain as _plain  # noqa: F401
+from node.lists import vics as _vics  # noqa: F401
+from node.lists.base import (
     DeletedRecord,
     ImportedRecord,
     ImporterFactory,
@@ -22,7 +22,7 @@ from .base import (
     get_importer,
     register,
 )
-from .store import (
+from node.lists.store import (
     ImportSummary,
     ListNotFound,
     NothingToImport,

@@ -13,9 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
-from protocol.hashes import HashFamily
-
-from .base import (
+from node.lists.base import (
     MAX_REJECTED_TEXT,
     ImportedRecord,
     ListFamily,
@@ -29,6 +27,7 @@ from .base import (
     register,
     text_stream,
 )
+from protocol.hashes import HashFamily
 
 
 def _rows(stream: BinaryIO | TextIO, delimiter: str) -> Iterator[tuple[int, list[str]]]:

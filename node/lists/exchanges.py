@@ -26,9 +26,7 @@ from typing import Any, BinaryIO, TextIO
 
 import ijson  # type: ignore[import-untyped]
 
-from protocol.hashes import HashFamily, InvalidHash
-
-from .base import (
+from node.lists.base import (
     MAX_REJECTED_TEXT,
     DeletedRecord,
     ListFamily,
@@ -41,6 +39,7 @@ from .base import (
     parse_record,
     register,
 )
+from protocol.hashes import HashFamily, InvalidHash
 
 STOPNCII_SIGNALS: dict[str, tuple[ListFamily, Media]] = {
     "imagepdq": (HashFamily.PDQ, Media.IMAGE),

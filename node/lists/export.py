@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from ..models import ListEntry
+from node.models import ListEntry
 
 VICS_CONTEXT = (
     "http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/CUSTOM/$metadata#Media"

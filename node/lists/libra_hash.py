@@ -3,7 +3,7 @@
 How an agency builds its list from its own reference images (docs/robust-matching.md): each
 line's ``hashes`` object gives one entry of the chosen family (``--algorithm``, default PDQ);
 a PDQ entry keeps the line's ``pdq_regions`` as derived data, so that centred crops of the image
-match (node.matcher, method "region"). The list's own value is always the image's hash; the
+match (node.matching.matcher, method "region"). The list's own value is always the image's hash; the
 region hashes are never exported. A line that ``libra hash`` marked as an error, that is not a
 JSON object, or whose hash or region values are malformed is rejected with its line number.
 """
@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
+from node.lists.base import MAX_REJECTED_TEXT, ImportedRecord, RejectedRecord, register, text_stream
 from protocol.hashes import HashFamily, InvalidHash, normalize
-
-from .base import MAX_REJECTED_TEXT, ImportedRecord, RejectedRecord, register, text_stream
 
 MAX_REGIONS = 64  # as protocol.models.ImageHashes.pdq_regions
 

@@ -37,9 +37,7 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
-from protocol.hashes import HashFamily
-
-from .base import (
+from node.lists.base import (
     MAX_REJECTED_TEXT,
     DeletedRecord,
     ListFamily,
@@ -52,6 +50,7 @@ from .base import (
     parse_record,
     register,
 )
+from protocol.hashes import HashFamily
 
 FINGERPRINTS: dict[str, ListFamily] = {
     "md5": HashFamily.MD5,

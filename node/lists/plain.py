@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
+from node.lists.base import MAX_REJECTED_TEXT, ImportedRecord, RejectedRecord, register, text_stream
 from protocol.hashes import HashFamily, InvalidHash, family_from_length, normalize
-
-from .base import MAX_REJECTED_TEXT, ImportedRecord, RejectedRecord, register, text_stream
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,8 @@ from sqlalchemy import delete, exists, func, insert, or_, update
 from sqlalchemy.engine import CursorResult, Engine
 from sqlmodel import Session, col, select
 
-from protocol.models import utcnow
-
-from .. import audit
-from ..models import AnalysedImage, ListEntry, ListVersion, Sighting
-from .base import (
+from node import audit
+from node.lists.base import (
     DeletedRecord,
     ImportedRecord,
     ListFamily,
@@ -30,6 +27,8 @@ from .base import (
     Record,
     RejectedRecord,
 )
+from node.models import AnalysedImage, ListEntry, ListVersion, Sighting
+from protocol.models import utcnow
 
 BATCH = 1000
 KEEP_REJECTED = 20  # how many rejected records an import summary keeps for display

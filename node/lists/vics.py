@@ -15,9 +15,7 @@ from typing import Any, BinaryIO, TextIO
 
 import ijson  # type: ignore[import-untyped]
 
-from protocol.hashes import HashFamily
-
-from .base import (
+from node.lists.base import (
     ImportedRecord,
     ListFamily,
     ListFormatError,
@@ -28,6 +26,7 @@ from .base import (
     parse_record,
     register,
 )
+from protocol.hashes import HashFamily
 
 MEDIA_FIELDS: dict[str, ListFamily] = {
     "MD5": HashFamily.MD5,

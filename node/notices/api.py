@@ -26,12 +26,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from node import audit
+from node.notices.models import STATES, NoticeApiToken
+from node.notices.queue import NoticeError, decide, list_notices, notice_detail
+from node.notices.stats import stats_rows
 from protocol.models import utcnow
-
-from .. import audit
-from .models import STATES, NoticeApiToken
-from .queue import NoticeError, decide, list_notices, notice_detail
-from .stats import stats_rows
 
 TOKEN_BYTES = 32
 

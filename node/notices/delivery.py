@@ -29,15 +29,13 @@ import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from protocol.lab import LabNetwork
-
-from .. import audit
-from ..config import NoticeSettings, SmtpSettings
-from ..contacts import AbuseContact, HosterIdentity
-from ..models import ListEntry
-from ..net import make_client
-from . import xarf
-from .models import (
+from node import audit
+from node.config import NoticeSettings, SmtpSettings
+from node.contacts.model import AbuseContact, HosterIdentity
+from node.models import ListEntry
+from node.net import make_client
+from node.notices import xarf
+from node.notices.models import (
     APPROVED,
     DELIVERY_FAILED,
     DELIVERY_PENDING,
@@ -48,6 +46,7 @@ from .models import (
     NoticeRound,
     NoticeUrl,
 )
+from protocol.lab import LabNetwork
 
 MAX_BACKOFF = timedelta(days=1)
 SMTP = "smtp"

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from ..models import UtcDateTime, _now
+from node.models import UtcDateTime, _now
 
 # Notice.state
 PENDING_APPROVAL = "pending_approval"

@@ -18,10 +18,10 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from .. import audit
-from ..config import NoticeSettings
-from ..models import RUNNING, CrawlCycle, ListEntry, Sighting
-from .models import (
+from node import audit
+from node.config import NoticeSettings
+from node.models import RUNNING, CrawlCycle, ListEntry, Sighting
+from node.notices.models import (
     APPROVED,
     PENDING_APPROVAL,
     REJECTED,

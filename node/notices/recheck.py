@@ -32,14 +32,12 @@ from typing import Protocol
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from protocol.models import HashResult
-
-from .. import audit
-from ..config import NoticeSettings
-from ..dispatch import AnalyzeFailure
-from ..matcher import MatchIndex
-from .delivery import PlanTarget, target_for
-from .models import (
+from node import audit
+from node.config import NoticeSettings
+from node.dispatch import AnalyzeFailure
+from node.matching.matcher import MatchIndex
+from node.notices.delivery import PlanTarget, target_for
+from node.notices.models import (
     CLOSED,
     ESCALATED,
     SENT,
@@ -48,6 +46,7 @@ from .models import (
     NoticeUrl,
     RecheckObservation,
 )
+from protocol.models import HashResult
 
 PRESENT = "present"
 GONE = "gone"

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.engine import Engine
 
-from ..config import NodeSettings
-from .service import notices_once
+from node.config import NodeSettings
+from node.notices.service import notices_once
 
 NOTICES_JOB = "notices"
 

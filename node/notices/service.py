@@ -18,17 +18,23 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from node.config import NodeSettings, NoticeSettings, lab_of
+from node.contacts.model import NO_CONTACT, ContactResolver
+from node.contacts.resolver import contact_resolver
+from node.dispatch import FunctionClient, load_request_signer
+from node.matching.index.persist import current as persisted_index
+from node.matching.matcher import MatchIndex
+from node.notices.delivery import (
+    Channels,
+    DeliveryOutcome,
+    deliver_due,
+    first_round_targets,
+    open_round,
+)
+from node.notices.queue import Created, build_notices
+from node.notices.recheck import FunctionLike, RecheckSummary, due_rounds, recheck
+from node.service import list_key_of, thresholds
 from protocol.models import utcnow
-
-from ..config import NodeSettings, NoticeSettings
-from ..contacts import NO_CONTACT, ContactResolver, contact_resolver
-from ..dispatch import FunctionClient, load_request_signer
-from ..index.persist import current as persisted_index
-from ..matcher import MatchIndex
-from ..service import lab_of, list_key_of, thresholds
-from .delivery import Channels, DeliveryOutcome, deliver_due, first_round_targets, open_round
-from .queue import Created, build_notices
-from .recheck import FunctionLike, RecheckSummary, due_rounds, recheck
 
 NOTICES_LOCK_FILE = "notices.lock"
 

@@ -25,9 +25,8 @@ from datasketches import kll_floats_sketch
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from node.notices.models import Notice, NoticeRound, NoticeUrl
 from protocol.models import HosterRemovals, Period
-
-from .models import Notice, NoticeRound, NoticeUrl
 
 KLL_K = 200
 DAY = 86_400

@@ -18,8 +18,8 @@ from coordinator.config import CoordinatorSettings
 from coordinator.db import new_session
 from coordinator.models import AuditRow, NodeKeyRow
 from coordinator.registry import revoke_node
-from node.keys import create_signing_key, load_signing_key
-from node.signing_rotation import (
+from node.keys.files import create_signing_key, load_signing_key
+from node.keys.signing_rotation import (
     RotationError,
     pending_key_path,
     rotate_signing_key,

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from coordinator.db import create_schema, make_engine
 from coordinator.models import NodeKeyRow
-from node.cli import app
-from node.keys import load_signing_key
+from node.cli.main import app
+from node.keys.files import load_signing_key
 from tests.node.test_enroll_cli import _approve, _init, _invite
 from tests.node.test_outbox_restart import Coordinator, _free_port
 

@@ -14,7 +14,7 @@ from libra.demo.history import PERIODS, History
 from libra.demo.lists import write_node_lists
 from libra.demo.world import KIND_EVASIVE, World
 from node.lists import ImportedRecord, get_importer
-from node.matcher import MatchIndex, Thresholds
+from node.matching.matcher import MatchIndex, Thresholds
 from worker_function.hashing import hash_image
 from worker_function.trim import border_box
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from node.config import load_settings as load_node_settings
-from node.crypto_store import load_list_key
-from node.keys import load_federation_key, load_signing_key
+from node.keys.files import load_federation_key, load_signing_key
+from node.keys.list_encryption import load_list_key
 from protocol.keys import NodeKey
 from tests.deploy.compose_model import (
     COMPOSE,

@@ -81,7 +81,7 @@ def test_the_matcher_follows_dockers_rules(patterns: str, path: str, excluded: b
         "coordinator/coordinator-signing.key",
         "node/lists.key",
         "protocol/__pycache__/keys.cpython-311.pyc",
-        "node/index/__pycache__/kernel.kernel_search-1.py311.nbi",
+        "node/matching/index/__pycache__/kernel.kernel_search-1.py311.nbi",
         "tests/artifacts/demo/report.json",
         "tests/deploy/test_compose.py",
         ".mypy_cache/3.11/x.json",

@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from node.contacts import AbuseContact, HosterIdentity
+from node.contacts.model import AbuseContact, HosterIdentity
 from node.notices import xarf
 from tests.node.fake_coordinator import RunningApp, free_port
 

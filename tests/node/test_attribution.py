@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from node.attribution import Attribution, Attributor, GeoDatabaseError
+from node.attribution.attributor import Attribution, Attributor, GeoDatabaseError
 from protocol.models import UNKNOWN_ASN, UNKNOWN_COUNTRY, UNKNOWN_HOSTER
 from tests.node.conftest import write_geoip
 

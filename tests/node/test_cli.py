@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from node.cli import EX_TEMPFAIL, app
+from node.cli.main import EX_TEMPFAIL, app
 from node.config import load_settings
-from node.keys import load_signing_key
+from node.keys.files import load_signing_key
 from tests.node.conftest import rand_hex
 from tests.node.fake_coordinator import CoordinatorState, RunningCoordinator, free_port
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from node.config import ConfigError, load_settings
-from node.keys import (
+from node.keys.files import (
     KeyFileError,
     create_federation_key,
     create_signing_key,

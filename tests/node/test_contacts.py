@@ -7,10 +7,11 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from node.attribution.operators import parse_operator_table
 from node.config import NodeSettings
-from node.contacts import AbuseContact, HosterIdentity, Resolver, contact_resolver
-from node.operators import parse_operator_table
-from node.rdap import RdapResolver
+from node.contacts.model import AbuseContact, HosterIdentity
+from node.contacts.rdap import RdapResolver
+from node.contacts.resolver import Resolver, contact_resolver
 from tests.node.rdap_fake import FakeRdap, fake_rdap
 
 TABLE = b"""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from node import audit
-from node.cli import app
+from node.cli.main import app
 from node.config import load_settings
 from node.service import open_engine
 from tests.node.rdap_fake import FakeRdap, fake_rdap

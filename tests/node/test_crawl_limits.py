@@ -8,7 +8,7 @@ from contextlib import aclosing
 
 import httpx
 
-from node.crawler import Crawler, CrawlLimits, PageFailed, PageFetched
+from node.crawl.crawler import Crawler, CrawlLimits, PageFailed, PageFetched
 from node.net import make_client
 from protocol.lab import LabNetwork
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from node import crawl_robots
-from node.crawl_content import decode_html, looks_like_html, media_type, sniff_image
-from node.crawl_robots import parse_robots
-from node.links import background_urls, extract_links, looks_like_image, normalize_url, parse_srcset
+from node.crawl import robots as crawl_robots
+from node.crawl.content import decode_html, looks_like_html, media_type, sniff_image
+from node.crawl.links import (
+    background_urls,
+    extract_links,
+    looks_like_image,
+    normalize_url,
+    parse_srcset,
+)
+from node.crawl.robots import parse_robots
 
 PAGE = "http://site-a.test/dir/page.html"
 

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.crawler import Crawler, CrawlLimits, ImageFound, PageFailed, PageFetched
-from node.frontier.sqlite import SqliteFrontier
+from node.crawl.crawler import Crawler, CrawlLimits, ImageFound, PageFailed, PageFetched
+from node.crawl.frontier.sqlite import SqliteFrontier
+from node.crawl.politeness import HostPolicy, Politeness, parse_retry_after
+from node.crawl.scope import Scope, ScopeError, ScopeRules, registered_domain
+from node.crawl.sitemaps import SitemapError, parse_sitemap
 from node.net import make_client
-from node.politeness import HostPolicy, Politeness, parse_retry_after
-from node.scope import Scope, ScopeError, ScopeRules, registered_domain
-from node.sitemaps import SitemapError, parse_sitemap
 
 from .test_crawl_kit import Route, html, synthetic_web
 from .test_crawl_site import crawl
@@ -346,7 +346,7 @@ async def test_data_uris_are_emitted_and_never_stored(tmp_path: Path) -> None:
 
 def test_override_audit_hook_writes_the_audit_log(tmp_path: Path) -> None:
     from node import audit
-    from node.crawl_setup import audit_hook
+    from node.crawl.setup import audit_hook
     from node.db import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'n.sqlite3'}")
@@ -389,7 +389,7 @@ _URLS = st.one_of(
 
 @given(_URLS)
 def test_canonical_keys_are_stable_and_scope_never_raises(raw: str) -> None:
-    from node.links import canonical_key, normalize_url
+    from node.crawl.links import canonical_key, normalize_url
 
     url = normalize_url(raw)
     if url is None:

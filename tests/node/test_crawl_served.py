@@ -6,9 +6,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from node.crawler import Crawler, CrawlLimits, PageFetched
-from node.frontier import FrontierItem, Served
-from node.frontier.sqlite import SqliteFrontier
+from node.crawl.crawler import Crawler, CrawlLimits, PageFetched
+from node.crawl.frontier import FrontierItem, Served
+from node.crawl.frontier.sqlite import SqliteFrontier
 from node.net import make_client
 
 from .test_crawl_kit import html, synthetic_web

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from node.crawler import Crawler, CrawlEvent, CrawlLimits, ImageFound, PageFailed, PageFetched
+from node.crawl.crawler import Crawler, CrawlEvent, CrawlLimits, ImageFound, PageFailed, PageFetched
 from node.net import make_client
 
 from .test_crawl_kit import BIG_BODY, PNG_MAGIC, Route, Web, html, synthetic_web

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from typer.testing import CliRunner
 
-from node.cli import app
+from node.cli.main import app
 from node.cycle import CycleSummary, breakdown
 from tests.node.conftest import hash_result, image_hashes, write_geoip
 from tests.node.fake_coordinator import RunningApp, free_port

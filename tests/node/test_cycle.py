@@ -10,12 +10,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from node import cycle
-from node.attribution import Attributor
-from node.crawler import ImageFound, PageFailed, PageFetched
+from node.attribution.attributor import Attributor
+from node.crawl.crawler import ImageFound, PageFailed, PageFetched
 from node.cycle import CycleError, CycleStats, mark_interrupted
 from node.dispatch import AnalyzeFailure
 from node.lists import ImportedRecord, import_records
-from node.matcher import Match, MatchIndex
+from node.matching.matcher import Match, MatchIndex
 from node.models import (
     AnalysedImage,
     AnalysisFailure,

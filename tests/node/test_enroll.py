@@ -20,7 +20,7 @@ from coordinator.app import create_app
 from coordinator.config import CoordinatorSettings
 from coordinator.db import create_schema, make_engine, new_session
 from coordinator.membership import approve, create_invitation
-from node.enroll import (
+from node.federation.enroll import (
     EnrollError,
     create_x25519_key,
     enroll,

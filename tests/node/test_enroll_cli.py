@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from coordinator.db import create_schema, make_engine, new_session
 from coordinator.membership import approve, create_invitation
-from node.cli import app
-from node.keys import load_federation_key
+from node.cli.main import app
+from node.keys.files import load_federation_key
 from protocol.models import utcnow
 from tests.node.test_outbox_restart import Coordinator, _free_port
 

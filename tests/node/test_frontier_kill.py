@@ -20,7 +20,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from node.cli import app
+from node.cli.main import app
 
 from .test_crawl_kit import Route, html, synthetic_web
 

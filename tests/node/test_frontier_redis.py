@@ -20,11 +20,11 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from node.crawl_worker import RedisCrawler
-from node.crawler import CrawlLimits, PageFailed, PageFetched
-from node.frontier import FrontierItem
-from node.frontier.redis_streams import RedisFrontier
-from node.links import canonical_key
+from node.crawl.crawler import CrawlLimits, PageFailed, PageFetched
+from node.crawl.frontier import FrontierItem
+from node.crawl.frontier.redis_streams import RedisFrontier
+from node.crawl.links import canonical_key
+from node.crawl.worker import RedisCrawler
 from node.net import make_client
 
 from .test_crawl_kit import Route, html, synthetic_web
@@ -101,7 +101,7 @@ def _worker(config: Path, name: str) -> subprocess.Popen[str]:
         [
             sys.executable,
             "-m",
-            "node.crawl_worker",
+            "node.crawl.worker",
             "--config",
             str(config),
             "--name",

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.index import IndexFormatError, MultiIndex, brute_force, mih
+from node.matching.index import IndexFormatError, MultiIndex, brute_force, mih
 
 
 def codes_of(values: list[int], bits: int) -> npt.NDArray[np.uint64]:

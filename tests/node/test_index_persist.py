@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from node.crypto_store import ListKey, ListKeyError, create_list_key
 from node.db import make_engine
-from node.index import persist
+from node.keys.list_encryption import ListKey, ListKeyError, create_list_key
 from node.lists import ImportedRecord, import_records, remove_version
+from node.matching.index import persist
 from protocol.hashes import HashFamily
 from tests.node.conftest import rand_hex
 

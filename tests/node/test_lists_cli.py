@@ -9,9 +9,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from node.cli import app
+from node.cli.main import app
 from node.config import load_settings
-from node.index.persist import INDEX_FILE
+from node.matching.index.persist import INDEX_FILE
 from tests.node.conftest import flip_bits, rand_hex
 
 runner = CliRunner()

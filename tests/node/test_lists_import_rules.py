@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from node.cli import app
+from node.cli.main import app
 from node.config import load_settings
 from node.lists import (
     ImportedRecord,

@@ -13,11 +13,11 @@ from sqlalchemy.exc import DatabaseError
 from sqlmodel import Session, select
 
 from node import audit
-from node.crypto_store import ListKey, ListKeyError, create_list_key, load_list_key
 from node.db import make_engine
+from node.keys.list_encryption import ListKey, ListKeyError, create_list_key, load_list_key
 from node.lists import ListFormatError, get_importer, import_list, list_versions, remove_version
 from node.lists.export import ExportError, export
-from node.matcher import MatchIndex
+from node.matching.matcher import MatchIndex
 from node.models import AnalysedImage, CrawlCycle, ListEntry
 from protocol.hashes import HashFamily
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from node.lists import get_importer, import_list
-from node.matcher import Match, MatchIndex, Method, Thresholds, best, pack
+from node.matching.matcher import Match, MatchIndex, Method, Thresholds, best, pack
 from protocol.hashes import FAMILIES, HashFamily, hamming
 from protocol.models import ImageHashes
 from tests.node.conftest import flip_bits, image_hashes, rand_hex

@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.matcher import MatchIndex, Thresholds
+from node.matching.matcher import MatchIndex, Thresholds
 from protocol.hashes import HashFamily, hamming
 from tests.node.conftest import flip_bits, image_hashes, rand_hex
 

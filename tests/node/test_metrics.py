@@ -17,14 +17,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from node import metrics as node_metrics
-from node import outbox
 from node.config import NodeSettings
+from node.crawl.frontier import FrontierItem
+from node.crawl.frontier.sqlite import SqliteFrontier
 from node.dispatch import FunctionClient
-from node.frontier import FrontierItem
-from node.frontier.sqlite import SqliteFrontier
+from node.federation import outbox
+from node.federation.reporter import queue_report
 from node.metrics import NodeMetrics, asn_bucket, code_label, country_label, parse_listen
 from node.models import AnalysisFailure
-from node.reporter import queue_report
 from protocol.keys import NodeKey
 from protocol.models import Period
 from tests.node.conftest import hash_result, image_hashes

@@ -111,7 +111,7 @@ def test_make_engine_brings_a_database_to_head(tmp_path: Path) -> None:
 def test_cli_db_current_and_upgrade(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from node.cli import app
+    from node.cli.main import app
 
     config = tmp_path / "node.toml"
     config.write_text(

@@ -20,12 +20,12 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from node.cli import app
+from node.cli.main import app
 from node.config import load_settings
-from node.keys import load_signing_key
+from node.federation.reporter import period_containing
+from node.keys.files import load_signing_key
 from node.models import AnalysedImage, CrawlCycle, OutboxItem, Sighting
 from node.notices.models import Notice
-from node.reporter import period_containing
 from node.service import open_engine
 from protocol.hashes import HashFamily
 from protocol.models import utcnow

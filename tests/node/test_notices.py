@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from node import audit
 from node.config import NoticeSettings
 from node.dispatch import AnalyzeFailure
-from node.matcher import MatchIndex
+from node.matching.matcher import MatchIndex
 from node.models import CrawlCycle, ListEntry, ListVersion, Sighting
 from node.notices import xarf
 from node.notices.api import create_app, create_token, revoke_token

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from node import audit
-from node.cli import app
+from node.cli.main import app
 from node.config import load_settings
 from node.notices.models import APPROVED, REJECTED
 from node.notices.queue import list_notices

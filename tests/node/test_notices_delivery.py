@@ -16,9 +16,9 @@ from sqlmodel import Session, col, select
 
 from node import audit
 from node.config import NoticeSettings, SmtpSettings
-from node.contacts import AbuseContact
+from node.contacts.model import AbuseContact
 from node.dispatch import AnalyzeFailure
-from node.matcher import MatchIndex
+from node.matching.matcher import MatchIndex
 from node.models import ListEntry
 from node.notices.delivery import Channels, retry_failed
 from node.notices.models import (

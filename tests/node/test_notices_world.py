@@ -33,13 +33,14 @@ from sqlmodel import Session, col, select
 
 from libra.demo.imagegen import PNG, encode, generate_image
 from node import audit
-from node.attribution import Attributor
+from node.attribution.attributor import Attributor
 from node.config import NoticeSettings, SmtpSettings
-from node.contacts import AbuseContact
-from node.crawler import ImageFound, PageFetched
+from node.contacts.model import AbuseContact
+from node.crawl.crawler import ImageFound, PageFetched
 from node.cycle import run as run_cycle
 from node.dispatch import FunctionClient
-from node.matcher import MatchIndex
+from node.federation.reporter import period_containing, queue_report
+from node.matching.matcher import MatchIndex
 from node.models import ListEntry, ListVersion, OutboxItem
 from node.notices import xarf
 from node.notices.api import create_app, create_token
@@ -47,7 +48,6 @@ from node.notices.delivery import Channels
 from node.notices.models import CLOSED, ESCALATED, Notice, NoticeUrl
 from node.notices.service import run_notices
 from node.notices.stats import stats_rows
-from node.reporter import period_containing, queue_report
 from protocol import REPORT_PAYLOAD_TYPE
 from protocol.dsse import parse_envelope, verify
 from protocol.keys import NodeKey

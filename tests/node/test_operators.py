@@ -14,15 +14,20 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from node import cycle
-from node.attribution import Attribution, Attributor, GeoDatabaseError, open_operator_table
-from node.models import AttributionSnapshot, Sighting, SightingAttribution
-from node.operators import (
+from node.attribution.attributor import (
+    Attribution,
+    Attributor,
+    GeoDatabaseError,
+    open_operator_table,
+)
+from node.attribution.operators import (
     OperatorTableError,
     load_operator_table,
     normalise_domain,
     parse_operator_table,
 )
-from node.reporter import queue_report
+from node.federation.reporter import queue_report
+from node.models import AttributionSnapshot, Sighting, SightingAttribution
 from protocol.keys import NodeKey
 from protocol.models import AttributionSource, Period, Report
 from tests.node.conftest import write_geoip

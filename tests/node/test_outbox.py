@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy.engine import Engine
 
-from node import outbox
-from node.reporter import queue_report
+from node.federation import outbox
+from node.federation.reporter import queue_report
 from protocol.keys import NodeKey
 from protocol.models import Period
 from tests.node.fake_coordinator import CoordinatorState, RunningCoordinator, free_port

@@ -23,8 +23,8 @@ from coordinator.db import create_schema
 from coordinator.db import make_engine as coordinator_engine
 from coordinator.models import ReportRow
 from coordinator.registry import add_node
-from node import outbox
 from node.db import make_engine as node_engine
+from node.federation import outbox
 from node.models import OutboxItem
 from protocol import PROTOCOL_VERSION, REPORT_PAYLOAD_TYPE
 from protocol.dsse import sign

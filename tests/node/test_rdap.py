@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from node import audit
-from node.rdap import (
+from node.contacts.rdap import (
     Bootstrap,
     RdapError,
     RdapResolver,

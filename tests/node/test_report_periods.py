@@ -16,8 +16,8 @@ from sqlmodel import Session, select
 
 from node.clock import LAB_ONLY, LabClockRefused, clock_for, lab_clock, real_clock
 from node.config import ConfigError, load_settings
+from node.federation.reporter import PERIOD_LENGTHS, period_containing
 from node.models import RUNNING, CrawlCycle
-from node.reporter import PERIOD_LENGTHS, period_containing
 from node.scheduler import report_interval_minutes
 from node.service import QueuedReport, build_and_queue, open_engine
 from protocol.models import Period, utcnow

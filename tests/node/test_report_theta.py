@@ -17,15 +17,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from node import cycle
-from node.attribution import Attributor
+from node.attribution.attributor import Attributor
 from node.clock import lab_clock
-from node.crawler import ImageFound, PageFailed, PageFetched
+from node.crawl.crawler import ImageFound, PageFailed, PageFetched
 from node.cycle import mark_interrupted
 from node.db import make_engine
+from node.federation.reporter import queue_report
 from node.lists import ImportedRecord, import_records
-from node.matcher import MatchIndex
+from node.matching.matcher import MatchIndex
 from node.models import RUNNING, AnalysedImage, CrawlCycle, HosterPages, HostPages
-from node.reporter import queue_report
 from protocol.hashes import HashFamily
 from protocol.keys import NodeKey
 from protocol.models import HashResult, ImageHashes, Period, Report, ReportCell

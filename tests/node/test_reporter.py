@@ -11,8 +11,9 @@ from nacl.signing import VerifyKey
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from node import reporter
 from node.db import make_engine
+from node.federation import reporter
+from node.federation.reporter import pending_periods, period_containing, queue_report
 from node.models import (
     CrawlCycle,
     HostPages,
@@ -22,7 +23,6 @@ from node.models import (
     OutboxItem,
     Sighting,
 )
-from node.reporter import pending_periods, period_containing, queue_report
 from protocol import REPORT_PAYLOAD_TYPE
 from protocol.dsse import parse_envelope, verify
 from protocol.errors import UnknownKey

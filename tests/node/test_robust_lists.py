@@ -16,12 +16,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from node.crypto_store import ListKey, create_list_key
 from node.db import make_engine
-from node.index import persist
+from node.keys.list_encryption import ListKey, create_list_key
 from node.lists import ImportedRecord, RejectedRecord, get_importer, import_list
 from node.lists.export import export
-from node.matcher import Match, MatchIndex, Method
+from node.matching.index import persist
+from node.matching.matcher import Match, MatchIndex, Method
 from node.models import ListEntry
 from protocol.hashes import HashFamily
 from tests.node.conftest import image_hashes, rand_hex

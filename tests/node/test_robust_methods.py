@@ -12,15 +12,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from node import cycle
-from node.attribution import Attributor
+from node.attribution.attributor import Attributor
 from node.config import MatchSettings, NodeSettings
-from node.crawler import ImageFound, PageFailed, PageFetched
+from node.crawl.crawler import ImageFound, PageFailed, PageFetched
 from node.dispatch import AnalyzeFailure
-from node.index import persist
+from node.federation.reporter import build_cells
 from node.lists import ImportedRecord, import_records
-from node.matcher import Match, MatchIndex, Method
+from node.matching.index import persist
+from node.matching.matcher import Match, MatchIndex, Method
 from node.models import CrawlCycle, Sighting
-from node.reporter import build_cells
 from protocol.hashes import HashFamily
 from protocol.models import HashResult
 from tests.node.conftest import flip_bits, hash_result, image_hashes, rand_hex, write_geoip

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from node.config import load_settings
-from node.crypto_store import create_list_key
+from node.keys.list_encryption import create_list_key
 from node.service import CrawlBusy, crawl_lock, default_period, thresholds
 
 CONFIG = """node_id = "node-a"

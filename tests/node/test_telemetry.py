@@ -27,11 +27,11 @@ from coordinator.config import CoordinatorSettings
 from coordinator.db import create_schema, new_session
 from coordinator.db import make_engine as coordinator_engine
 from coordinator.registry import add_node
-from node import outbox
 from node import telemetry as node_telemetry
 from node.db import make_engine as node_engine
 from node.dispatch import FunctionClient
-from node.reporter import queue_report
+from node.federation import outbox
+from node.federation.reporter import queue_report
 from protocol.keys import NodeKey
 from protocol.lab import LabNetwork
 from protocol.models import HashResult, Period

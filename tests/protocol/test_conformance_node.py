@@ -15,10 +15,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from node.db import make_engine
-from node.keys import create_signing_key
+from node.federation.reporter import queue_report
+from node.keys.files import create_signing_key
+from node.keys.signing_rotation import rotate_signing_key
 from node.models import OutboxItem
-from node.reporter import queue_report
-from node.signing_rotation import rotate_signing_key
 from protocol.conformance_check import check_body
 from protocol.keys import NodeKey
 from tests.node.test_reporter import DAY, FED_KEY, T0, add_cycle

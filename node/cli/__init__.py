@@ -1,0 +1,1 @@
+"""`libra node ...`: the command line, one module per command group."""

@@ -1,0 +1,1 @@
+"""Abuse contacts of hosters: the operator table first, then RDAP (cached)."""
