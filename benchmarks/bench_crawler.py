@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT_HINT = 0
@@ -59,6 +60,26 @@ def page_body(host: str, port: int, index: int, pages: int) -> bytes:
     ).encode()
 
 
+_PNGS: dict[int, bytes] = {}
+
+
+def png(index: int) -> bytes:
+    """One of 64 small distinct pictures (64 x 48 PNG) for page ``index``."""
+    key = index % 64
+    if key not in _PNGS:
+        import io
+
+        from PIL import Image, ImageDraw
+
+        image = Image.new("RGB", (64, 48), ((key * 37) % 256, (key * 91) % 256, (key * 53) % 256))
+        draw = ImageDraw.Draw(image)
+        draw.rectangle((key % 32, key % 24, key % 32 + 20, key % 24 + 16), fill=(255, 255, 255))
+        out = io.BytesIO()
+        image.save(out, "PNG")
+        _PNGS[key] = out.getvalue()
+    return _PNGS[key]
+
+
 async def _serve(ips: list[str], port: int, pages: int) -> None:
     robots = b"User-agent: *\nDisallow: /private/\n"
 
@@ -73,6 +94,9 @@ async def _serve(ips: list[str], port: int, pages: int) -> None:
                 elif path.startswith("/p") and path.endswith(".html"):
                     status, ctype = b"200 OK", b"text/html; charset=utf-8"
                     body = page_body(local, port, int(path[2:-5]), pages)
+                elif path.startswith("/img/") and path.endswith(".png") and path[5:-4].isdigit():
+                    # Crawlers never fetch it; the full-cycle benchmark's function does.
+                    status, ctype, body = b"200 OK", b"image/png", png(int(path[5:-4]))
                 else:
                     status, ctype, body = b"404 Not Found", b"text/html", b"<html>404</html>"
                 writer.write(
@@ -97,6 +121,19 @@ async def _serve(ips: list[str], port: int, pages: int) -> None:
 
 def _server_process(ips: list[str], port: int, pages: int) -> None:
     asyncio.run(_serve(ips, port, pages))
+
+
+def start_web(hosts: int, pages: int, port: int) -> list[multiprocessing.Process]:
+    """The synthetic web in two server processes (terminate them when done)."""
+    ips = [host_ip(n) for n in range(hosts)]
+    servers = [
+        multiprocessing.Process(target=_server_process, args=(ips[i::2], port, pages), daemon=True)
+        for i in range(2)
+    ]
+    for server in servers:
+        server.start()
+    time.sleep(1.0)
+    return servers
 
 
 def free_port() -> int:
@@ -206,16 +243,17 @@ def run_scrapy(seeds: list[str]) -> None:
 # ----------------------------------------------------------------------------- driver
 
 
-def measure(args: list[str]) -> dict[str, float]:
-    proc = subprocess.Popen(
-        [sys.executable, __file__, *args], stdout=subprocess.PIPE, cwd=ROOT, text=True
-    )
+def measure(args: list[str], *, script: bool = False) -> dict[str, Any]:
+    """Run a role of this script (or, with ``script``, of the script ``args[0]``) in its own
+    process; its printed counts with its CPU time (os.wait4)."""
+    command = [sys.executable, *args] if script else [sys.executable, __file__, *args]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT, text=True)
     assert proc.stdout is not None
     out = proc.stdout.read()
     _pid, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
         raise SystemExit(f"{args[0]} run failed ({status})")
-    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     result["cpu_s"] = usage.ru_utime + usage.ru_stime
     result["pages_per_s"] = result["pages"] / result["wall_s"]
     result["cpu_ms_per_page"] = 1000 * result["cpu_s"] / max(1, result["pages"])
@@ -246,16 +284,7 @@ def main() -> None:
         return
 
     port = free_port()
-    ips = [host_ip(n) for n in range(args.hosts)]
-    servers = [
-        multiprocessing.Process(
-            target=_server_process, args=(ips[i::2], port, args.pages), daemon=True
-        )
-        for i in range(2)
-    ]
-    for server in servers:
-        server.start()
-    time.sleep(1.0)
+    servers = start_web(args.hosts, args.pages, port)
     common = ["--hosts", str(args.hosts), "--pages", str(args.pages), "--port", str(port)]
     try:
         runs = {

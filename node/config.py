@@ -125,6 +125,13 @@ class MatchSettings(_Section):
 
 class DispatchSettings(_Section):
     concurrency: int = Field(default=8, ge=1, description="Function calls in flight at once.")
+    batch_size: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="Most image URLs per function request (POST /v1/analyze:batch); 1: one "
+        "request per image. Batches form only from images already waiting.",
+    )
     retries: int = Field(default=3, ge=0, description="Retries of a transient function error.")
     timeout_s: float = Field(default=60.0, gt=0, description="Per-call timeout (seconds).")
 

@@ -220,6 +220,7 @@ class _Cycle:
         self.progress = progress
         self.stats = CycleStats()
         self._snapshot: int | None = None  # issue 7: attribution snapshot of this cycle
+        self.batch_size = 1  # images per function request (run() sets it)
 
     def _tick(self) -> None:
         if self.progress is not None:
@@ -263,12 +264,32 @@ class _Cycle:
     async def work(
         self, queue: asyncio.Queue[ImageFound | None], done: asyncio.Queue[Outcome | None]
     ) -> None:
-        while (image := await queue.get()) is not None:
+        """One dispatcher: takes an image and, with a batching client, whatever else is already
+        waiting (up to ``batch_size``, never waiting for more): batches when the crawler is
+        ahead of the function, one image at a time when it is not, so no image waits."""
+        batch = getattr(self.function, "analyze_batch", None) if self.batch_size > 1 else None
+        last = False
+        while not last and (image := await queue.get()) is not None:
+            images = [image]
+            while batch is not None and len(images) < self.batch_size and not queue.empty():
+                more = queue.get_nowait()
+                if more is None:  # the producer's end mark: this worker stops after the batch
+                    last = True
+                    break
+                images.append(more)
+            results: list[HashResult | AnalyzeFailure]
             try:
-                result = await self.function.analyze(image.url, dihedral=self.dihedral)
+                if batch is not None and len(images) > 1:
+                    results = await batch([i.url for i in images], dihedral=self.dihedral)
+                else:
+                    results = [await self.function.analyze(image.url, dihedral=self.dihedral)]
             except Exception as exc:  # a client bug must not end the cycle
-                result = AnalyzeFailure(image.url, CLIENT_ERROR, f"{type(exc).__name__}", None)
-            await done.put((image, result))
+                results = [
+                    AnalyzeFailure(i.url, CLIENT_ERROR, f"{type(exc).__name__}", None)
+                    for i in images
+                ]
+            for found, result in zip(images, results, strict=True):
+                await done.put((found, result))
         await done.put(None)
 
     async def record(self, done: asyncio.Queue[Outcome | None], workers: int) -> None:
@@ -523,12 +544,15 @@ async def run(
     progress: ProgressSink | None = None,
     run_key: str | None = None,
     clock: Clock = real_clock,
+    batch_size: int = 1,
 ) -> CycleSummary:
     """Run one cycle to the end and return its summary (also saved on the cycle row).
 
     With ``run_key`` (the crawler's key of the seed list; hold the node's crawl lock), a cycle a
     killed process left running over the same seeds is continued instead of starting a new one.
     ``clock`` gives every timestamp the cycle records (node.clock: a lab clock under ``--at``).
+    ``batch_size`` > 1: a function client with ``analyze_batch`` gets up to that many waiting
+    images per request (issue 17).
     """
     if run_key is None:
         cycle_id, resumed = _start_cycle(engine, clock=clock), False
@@ -542,8 +566,12 @@ async def run(
         engine, cycle_id, function, index, attributor, dihedral, progress, analysed, clock
     )
     cycle.stats = restored
+    cycle.batch_size = max(1, batch_size)
     workers = max(1, concurrency)
-    queue: asyncio.Queue[ImageFound | None] = asyncio.Queue(maxsize=workers * 4)
+    # Room for every worker's next batch: the crawler runs ahead while the function works.
+    queue: asyncio.Queue[ImageFound | None] = asyncio.Queue(
+        maxsize=workers * max(4, cycle.batch_size)
+    )
     done: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=MATCH_BATCH)
     try:
         async with asyncio.TaskGroup() as group:

@@ -114,6 +114,7 @@ async def _crawl(
             retries=settings.dispatch.retries,
             timeout_s=settings.dispatch.timeout_s,
             auth=load_request_signer(settings.node_id, settings.function_key_file),
+            batch_size=settings.dispatch.batch_size,
         )
         frontier = open_frontier(settings)
         try:
@@ -129,6 +130,7 @@ async def _crawl(
                 progress=progress,
                 run_key=seeds_run_key(settings.seeds),
                 clock=clock,
+                batch_size=settings.dispatch.batch_size,
             )
         finally:
             frontier.close()

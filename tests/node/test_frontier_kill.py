@@ -140,6 +140,7 @@ def test_sigkill_mid_crawl_then_resume_loses_and_repeats_nothing(tmp_path: Path)
 
 LISTED_MD5 = "5d41402abc4b2a76b9719d911017c592"
 DISPATCH_CONCURRENCY = 8  # node default: [dispatch] concurrency
+DISPATCH_BATCH = 32  # node default: [dispatch] batch_size (images per function request)
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -147,8 +148,33 @@ class _QuietServer(ThreadingHTTPServer):
         pass  # the killed node hangs up on the calls it had in flight
 
 
+def _result(url: str) -> dict[str, object]:
+    path = url.split("//", 1)[-1].split("/", 1)[-1]
+    md5 = LISTED_MD5 if path.startswith("m") else hashlib.md5(url.encode()).hexdigest()
+    return {
+        "url": url,
+        "final_url": url,
+        "server_ip": "127.0.0.1",
+        "format": "PNG",
+        "width": 64,
+        "height": 48,
+        "bytes": 1234,
+        "animated": False,
+        "hashes": {
+            "md5": md5,
+            "sha1": hashlib.sha1(url.encode()).hexdigest(),
+            "sha256": hashlib.sha256(url.encode()).hexdigest(),
+            "pdq": "3" * 64,  # the list holds md5 only: never a match
+            "pdq_quality": 90,
+            "phash": "4" * 16,
+            "dhash": "5" * 16,
+        },
+    }
+
+
 class _CountingFunction:
-    """A remote-hash function on loopback that counts /v1/analyze calls per image URL.
+    """A remote-hash function on loopback that counts the analyses asked per image URL, single
+    (/v1/analyze) or batched (/v1/analyze:batch, one count per item).
 
     Images whose path starts with /m answer with the listed md5 (a match); the others with an
     md5 of their URL (no match). Every answer takes 50 ms.
@@ -167,33 +193,16 @@ class _CountingFunction:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                url = str(body["url"])
+                batch = self.path.endswith("/v1/analyze:batch")
+                urls = [str(i["url"]) for i in body["items"]] if batch else [str(body["url"])]
                 with outer.lock:
-                    outer.calls[url] += 1
+                    for url in urls:
+                        outer.calls[url] += 1
                 time.sleep(0.05)
-                path = url.split("//", 1)[-1].split("/", 1)[-1]
-                md5 = LISTED_MD5 if path.startswith("m") else hashlib.md5(url.encode()).hexdigest()
-                answer = json.dumps(
-                    {
-                        "url": url,
-                        "final_url": url,
-                        "server_ip": "127.0.0.1",
-                        "format": "PNG",
-                        "width": 64,
-                        "height": 48,
-                        "bytes": 1234,
-                        "animated": False,
-                        "hashes": {
-                            "md5": md5,
-                            "sha1": hashlib.sha1(url.encode()).hexdigest(),
-                            "sha256": hashlib.sha256(url.encode()).hexdigest(),
-                            "pdq": "3" * 64,  # the list holds md5 only: never a match
-                            "pdq_quality": 90,
-                            "phash": "4" * 16,
-                            "dhash": "5" * 16,
-                        },
-                    }
-                ).encode()
+                results = [_result(url) for url in urls]
+                items = [{"url": u, "result": r, "error": None} for u, r in zip(urls, results)]
+                document = {"results": items} if batch else results[0]
+                answer = json.dumps(document).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
@@ -274,7 +283,7 @@ def test_sigkill_mid_cycle_then_resume_analyses_and_counts_each_image_once(
         assert len(_done(db)) < 2 * PAGES, "the kill did not land mid-crawl"
         # Sent before the kill, answer not committed: the only calls that may be repeated.
         in_flight = set(calls_at_kill) - analysed_at_kill
-        assert len(in_flight) <= DISPATCH_CONCURRENCY
+        assert len(in_flight) <= DISPATCH_CONCURRENCY * DISPATCH_BATCH
 
         second = _spawn(config)
         assert second.wait() == 0, second.stderr.read() if second.stderr else b""
