@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import tomli_w
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from libra.demo.budget import DemoBudget
 from libra.demo.checks import (
@@ -480,16 +480,20 @@ def run_demo(
         federation = Federation(history, workdir, console)
         try:
             with Progress(
-                SpinnerColumn(),
+                SpinnerColumn(finished_text="[green]✓[/green]"),
                 TextColumn("{task.description}"),
                 TimeElapsedColumn(),
                 console=console,
                 transient=False,
             ) as progress:
                 steps = 5 + len(periods) + 1
+                current: list[TaskID] = []
 
                 def step(index: int, text: str) -> None:
-                    progress.add_task(f"[{index}/{steps}] {text}", total=None)
+                    # The step before is done: its timer stops at its own duration.
+                    for task in current:
+                        progress.update(task, total=1, completed=1)
+                    current[:] = [progress.add_task(f"[{index}/{steps}] {text}", total=None)]
 
                 step(1, "synthetic web, abuse webhooks and lab GeoIP")
                 lab_file = federation.start_world()
@@ -537,6 +541,8 @@ def run_demo(
                     )
                     for a, b in itertools.pairwise(periods)
                 ]
+                for task in current:  # the last step is done too
+                    progress.update(task, total=1, completed=1)
             result = _result(
                 federation,
                 history,
