@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from protocol.hashes import HashFamily
+from protocol.hashes import Media, ReportFamily
 
 from .distinct import DistinctCount
 
@@ -22,15 +22,17 @@ METHODS = ("direct", "dihedral", "trimmed", "region", "unspecified")
 class PictureFilter:
     """period_start: reports whose period starts at or after it; period_end: reports whose
     period ends at or before it; hash_family, country, hoster (exact name), asn: only cells
-    of that family / country / hoster / ASN. Report, node and denominator counts cover every
+    of that family / country / hoster / ASN; media: only cells of image or of video families
+    (issue 13, protocol.hashes.media_of). Report, node and denominator counts cover every
     report in the period (they belong to reports, not cells)."""
 
     period_start: datetime | None = None
     period_end: datetime | None = None
-    hash_family: HashFamily | None = None
+    hash_family: ReportFamily | None = None
     country: str | None = None
     hoster: str | None = None
     asn: int | None = None
+    media: Media | None = None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from protocol.errors import ProtocolError
-from protocol.hashes import HashFamily
+from protocol.hashes import Media, ReportFamily
 from protocol.models import AttributionSource, ReportAck, UtcDatetime, utcnow
 from protocol.strictjson import StrictJsonError, loads
 
@@ -38,6 +38,7 @@ from .api.flows import flows_router
 from .api.invitations import invitations_router
 from .api.members import members_router
 from .api.removals import removals_router
+from .api.tlog import tlog_router
 from .auth import Principal, Scope
 from .config import CoordinatorSettings
 from .coverage import coverage_router
@@ -51,6 +52,7 @@ from .ratelimit import make_rate_limiter
 from .rawbody import read_limited, require_json
 from .registry import list_nodes
 from .snapshot import PICTURE_PAYLOAD_TYPE, load_or_create_key, sign_picture
+from .tlog import log_snapshot
 from .views import (
     SHIFT_COLUMNS,
     PictureSection,
@@ -430,7 +432,10 @@ def create_app(
         include_nodes: NodesQ = False,
     ) -> JSONResponse:
         picture = _picture(session, principal, filters, include_nodes)
-        return JSONResponse(sign_picture(picture, signing_key()).to_json())
+        envelope = sign_picture(picture, signing_key())
+        with write_lock:  # every signed snapshot goes into the transparency log
+            leaf = log_snapshot(session, envelope, clock())
+        return JSONResponse(envelope.to_json(), headers={"Libra-Log-Leaf-Hash": leaf.hex()})
 
     @app.get(
         "/v1/picture/shifts",
@@ -444,8 +449,11 @@ def create_app(
         before_end: Annotated[datetime, Query(description="End of the earlier period.")],
         after_start: Annotated[datetime, Query(description="Start of the later period.")],
         after_end: Annotated[datetime, Query(description="End of the later period.")],
-        hash_family: Annotated[HashFamily | None, Query()] = None,
+        hash_family: Annotated[ReportFamily | None, Query()] = None,
         format: Annotated[Literal["json", "csv"], Query()] = "json",
+        media: Annotated[
+            Media | None, Query(description="Only cells of image or of video families.")
+        ] = None,
     ) -> Any:
         principal.require(Scope.PICTURE_READ)
         before = _span(before_start, before_end, "before")
@@ -459,6 +467,7 @@ def create_app(
             clock(),
             None if detail else suppression,
             write_lock=write_lock,
+            media=media,
         )
         if format == "csv":
             rows = [*shifts.by_country, *shifts.by_hoster]
@@ -514,6 +523,7 @@ def create_app(
     app.include_router(coverage_router(settings, clock, write_lock))
     app.include_router(flows_router(settings, clock))
     app.include_router(invitations_router(clock))
+    app.include_router(tlog_router(clock, signing_key, write_lock))
     install_dashboard(app)
 
     @app.get("/healthz", response_model=Health, summary="Liveness and database reachability.")

@@ -575,6 +575,14 @@ def snapshot_verify(
     public_key: Annotated[
         str, typer.Option(help="Coordinator public key, base64, or @FILE (from `snapshot key`).")
     ],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Log checkpoint (GET /v1/log/checkpoint): also check log inclusion."),
+    ] = None,
+    inclusion_proof: Annotated[
+        Path | None,
+        typer.Option(help="GET /v1/log/proof/inclusion answer for the snapshot, at that size."),
+    ] = None,
 ) -> None:
     """Verify a signed snapshot offline; prints the picture's headline figures."""
     from protocol.errors import ProtocolError
@@ -595,6 +603,35 @@ def snapshot_verify(
         f"snapshot verifies: generated {picture.generated_at.isoformat()}, tier {picture.tier}, "
         f"{picture.reports} reports, {picture.totals.matches} matches"
     )
+    if checkpoint is not None or inclusion_proof is not None:
+        _snapshot_in_log(raw, public_key, checkpoint, inclusion_proof)  # issue 15
+
+
+def _snapshot_in_log(
+    raw: bytes, public_key: str, checkpoint: Path | None, proof: Path | None
+) -> None:
+    from protocol.dsse import parse_envelope
+    from protocol.errors import ProtocolError
+    from protocol.keys import decode_public_key
+
+    from .tlog import verify_snapshot_in_log
+
+    if checkpoint is None or proof is None:
+        raise _fail("log inclusion needs both --checkpoint and --inclusion-proof", 2)
+    try:
+        index, size = verify_snapshot_in_log(
+            parse_envelope(raw).payload_bytes(),
+            decode_public_key(_read_key(public_key)),
+            checkpoint.read_text(encoding="utf-8"),
+            proof.read_text(encoding="utf-8"),
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"cannot read the checkpoint or proof: {exc}", 2) from exc
+    except ProtocolError as exc:
+        raise _fail(f"snapshot NOT proven in the log: {exc.code}: {exc.message}") from exc
+    except ValueError as exc:
+        raise _fail(f"snapshot NOT proven in the log: {exc}") from exc
+    console.print(f"snapshot is in the log: leaf {index} of the signed checkpoint of size {size}")
 
 
 @db_app.command("upgrade")

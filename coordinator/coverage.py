@@ -27,7 +27,7 @@ from protocol.models import UtcDatetime
 from .auth import Scope
 from .config import CoordinatorSettings
 from .deps import FilterDep, PrincipalDep, SessionDep
-from .picture import CoverageSums, Filters, PictureFilter
+from .picture import CoverageSums, Filters, PictureFilter, aggregate_raw
 from .prevalence import Prevalence, prevalence
 from .views import SuppressionPolicy
 
@@ -100,7 +100,10 @@ def build_coverage(
     from .rollups import aggregate_rollups, refresh_rollups
 
     refresh_rollups(session, write_lock=write_lock)
-    sums = aggregate_rollups(session, filters, distinct=False).coverage
+    if filters.media is None:
+        sums = aggregate_rollups(session, filters, distinct=False).coverage
+    else:  # issue 13: the rollups hold no per-media rows; the cells give the same sums
+        sums = aggregate_raw(session, filters).coverage
     total = sums.get(("total",), CoverageSums())
     hosters_in: dict[str, int] = {}
     for key in sums:

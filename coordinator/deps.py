@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from sqlmodel import Session
 
-from protocol.hashes import HashFamily
+from protocol.hashes import Media, ReportFamily
 
 from .auth import Principal, Role, anonymous, authenticate
 from .db import new_session
@@ -95,7 +95,7 @@ def _filters(
         datetime | None, Query(description="Reports whose period ends at/before this.")
     ] = None,
     hash_family: Annotated[
-        HashFamily | None, Query(description="Only cells of this hash family.")
+        ReportFamily | None, Query(description="Only cells of this hash family.")
     ] = None,
     country: Annotated[
         str | None, Query(description="Only cells of this country (ISO 3166 alpha-2).")
@@ -104,6 +104,10 @@ def _filters(
         str | None, Query(max_length=200, description="Only cells of this hoster (exact name).")
     ] = None,
     asn: Annotated[int | None, Query(ge=0, le=4294967295, description="Only this ASN.")] = None,
+    media: Annotated[
+        Media | None,
+        Query(description="Only cells of image families or of video families (vpdq-frame: image)."),
+    ] = None,
 ) -> PictureFilter:
     start, end = checked_period(period_start, period_end)
     return PictureFilter(
@@ -113,6 +117,7 @@ def _filters(
         country=checked_country(country),
         hoster=hoster,
         asn=asn,
+        media=media,
     )
 
 

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from protocol.hashes import HashFamily
+from protocol.hashes import Media, ReportFamily, media_of
 from protocol.models import UtcDatetime
 from protocol.theta import THETA_LG_K, THETA_SEED, decode_theta, theta_bounds
 
@@ -168,8 +168,9 @@ class LeftOut(_Out):
 class Flows(_Out):
     generated_at: UtcDatetime
     by: FlowsBy
-    hash_family: HashFamily | None
+    hash_family: ReportFamily | None
     tier: Literal["full", "viewer"] = "full"
+    media: Media | None = None  # added field (issue 13): image or video families only
     periods: list[PeriodOut]
     steps: list[Step]
     skipped: list[Skipped]
@@ -377,7 +378,8 @@ def _sort_key(place: PlaceKey) -> tuple[str, ...]:
 class FlowFilter:
     period_start: datetime | None = None
     period_end: datetime | None = None
-    hash_family: HashFamily | None = None
+    hash_family: ReportFamily | None = None
+    media: Media | None = None
 
 
 def build_flows(
@@ -396,6 +398,9 @@ def build_flows(
     cell_where = [*report_where]
     if filters.hash_family is not None:
         cell_where.append(col(CellRow.hash_family) == filters.hash_family.value)
+    if filters.media is not None:
+        families = [f.value for f in ReportFamily if media_of(f) == filters.media]
+        cell_where.append(col(CellRow.hash_family).in_(families))
 
     sets = ItemSets()
     # Every report period counts, also one whose reports matched nothing: its places are
@@ -439,6 +444,7 @@ def build_flows(
         generated_at=now,
         by=by,
         hash_family=filters.hash_family,
+        media=filters.media,
         tier="full" if policy is None else "viewer",
         periods=periods,
         steps=steps,

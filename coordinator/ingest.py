@@ -52,6 +52,7 @@ from .models import (
     RollupQueueRow,
 )
 from .sketch_check import check_cell_sketch, check_removal_sketch, check_theta_count
+from .tlog import LeafInput, append_reports
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +275,15 @@ def _bulk_store(session: Session, items: Sequence[_Verified], now: datetime) -> 
         ],
     )
     _insert_children(connection, [item.report for item in items])
+    # Transparency log (issue 15): each accepted report's leaf, committed with the report.
+    append_reports(
+        session,
+        [
+            LeafInput(item.report.node_id, item.report.report_id, item.payload_sha256)
+            for item in items
+        ],
+        now,
+    )
 
 
 def _method_columns(cell: ReportCell) -> dict[str, int | None]:
@@ -590,3 +600,4 @@ def _store(
     session.flush()
     # Core executemany instead of an ORM object per row: reports may carry 100k cells.
     _insert_children(session.connection(), [report])
+    append_reports(session, [LeafInput(report.node_id, report.report_id, payload_sha256)], now)

@@ -390,3 +390,59 @@ class PictureRollupRow(CoordinatorModel, table=True):
     cov_images: int = Field(default=0, sa_type=BigCount, sa_column_kwargs={"server_default": "0"})
     cov_matches: int = Field(default=0, sa_type=BigCount, sa_column_kwargs={"server_default": "0"})
     cov_nodes: bytes | None = Field(default=None, sa_type=LargeBinary)
+
+
+class TlogLeafRow(CoordinatorModel, table=True):
+    """One entry of the transparency log (coordinator/tlog.py): digests only, never content.
+
+    Ingest adds the row in the report's own transaction with ``idx`` NULL; the sequencer then
+    gives pending rows consecutive leaf indexes (in ``id`` order) under the state-row lock, so
+    concurrent ingests never race for an index and the tree never has a gap.
+    """
+
+    __tablename__ = "tlog_leaves"
+
+    id: int | None = Field(default=None, primary_key=True)
+    idx: int | None = Field(default=None, sa_type=BigInteger, unique=True)
+    leaf_hash: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False, unique=True))
+    kind: str = Field(max_length=16)
+    data: str = Field(sa_type=Text)  # the canonical JSON leaf (protocol/tlog_leaf.py)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class TlogCheckpointRow(CoordinatorModel, table=True):
+    """A signed checkpoint (the note text with the log's signature) per tree size."""
+
+    __tablename__ = "tlog_checkpoints"
+
+    size: int = Field(primary_key=True, sa_type=BigInteger)
+    root: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
+    note: str = Field(sa_type=Text)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class TlogCosignatureRow(CoordinatorModel, table=True):
+    """A node's witness cosignature line on the checkpoint of one size (newest kept)."""
+
+    __tablename__ = "tlog_cosignatures"
+
+    size: int = Field(
+        sa_column=Column(
+            BigInteger, ForeignKey("tlog_checkpoints.size", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    node_id: str = Field(
+        sa_column=Column(String(63), ForeignKey("nodes.node_id"), primary_key=True)
+    )
+    line: str = Field(sa_type=Text)  # "— <name> <base64>" without the newline
+    timestamp: int = Field(sa_type=BigInteger)
+    received_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class TlogStateRow(CoordinatorModel, table=True):
+    """One row: the sequencer locks it, so leaf indexes are handed out by one writer at once."""
+
+    __tablename__ = "tlog_state"
+
+    id: int = Field(primary_key=True)
+    size: int = Field(default=0, sa_type=BigInteger)

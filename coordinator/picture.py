@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 from sqlalchemy import ColumnElement, case, func
 from sqlmodel import Session, col, select
 
-from protocol.hashes import HashFamily
+from protocol.hashes import Media, ReportFamily, media_of
 from protocol.models import UtcDatetime
 
 from .aggregates import METHODS, Aggregates, CoverageSums, PictureFilter
@@ -59,10 +59,11 @@ class _Out(BaseModel):
 class Filters(_Out):
     period_start: UtcDatetime | None
     period_end: UtcDatetime | None
-    hash_family: HashFamily | None
+    hash_family: ReportFamily | None
     country: str | None = None
     hoster: str | None = None
     asn: int | None = None
+    media: Media | None = None  # added field (issue 13): image or video families only
 
 
 # How matches were found (docs/protocol.md §3 `methods`), and "unspecified" for the matches of
@@ -106,6 +107,14 @@ class _Covered(_DistinctBounds):
     _coverage_nodes: int = PrivateAttr(default=0)
 
 
+class MediaCounts(_Out):
+    """Matches of image families and of video families (issue 13; vpdq-frame is an image:
+    a still found on the web). The two always sum to the totals' matches."""
+
+    image: int = 0
+    video: int = 0
+
+
 class Totals(_DistinctBounds):
     matches: int
     distinct: int
@@ -113,6 +122,7 @@ class Totals(_DistinctBounds):
     images_hashed: int
     hosts_seen: int
     by_method: MethodCounts = MethodCounts()  # added field: matches by how they were found
+    by_media: MediaCounts = MediaCounts()  # added field (issue 13): image vs video matches
     # Issue 16: matches per 10k images over the reports that carried coverage (their effort:
     # GET /v1/coverage); pages_fetched/images_hashed above stay every report's denominators.
     prevalence: Prevalence | None = None
@@ -137,9 +147,10 @@ class HosterRow(_Covered):
 
 
 class FamilyRow(_DistinctBounds):
-    hash_family: HashFamily
+    hash_family: ReportFamily
     matches: int
     distinct: int
+    media: Media = "image"  # added field (issue 13): what was found, from the family
 
 
 class PeriodRow(_DistinctBounds):
@@ -229,6 +240,11 @@ def build_picture(
 ) -> Picture:
     """The picture from the materialised rollups, first brought up to date with every report
     committed so far (see coordinator.rollups): exactly what ``build_picture_raw`` gives."""
+    if filters.media is not None:
+        # The rollups keep one row set per family or over all families, not per media: a
+        # media filter reads the cells (the same numbers, as build_picture_raw is the
+        # reference the rollups are tested against), slower over long windows.
+        return build_picture_raw(session, filters, now)
     refresh_rollups(session, write_lock=write_lock)
     return assemble(aggregate_rollups(session, filters), filters, now)
 
@@ -486,6 +502,7 @@ def assemble(agg: Aggregates, filters: PictureFilter, now: datetime) -> Picture:
             country=filters.country,
             hoster=filters.hoster,
             asn=filters.asn,
+            media=filters.media,
         ),
         reports=agg.reports,
         nodes=agg.nodes,
@@ -496,6 +513,7 @@ def assemble(agg: Aggregates, filters: PictureFilter, now: datetime) -> Picture:
             images_hashed=agg.images_hashed,
             hosts_seen=agg.hosts_seen,
             by_method=MethodCounts.of(agg.methods),
+            by_media=_media_counts(agg),
             prevalence=None
             if total_coverage is None
             else prevalence(total_coverage.matches, total_coverage.images_hashed),
@@ -515,9 +533,10 @@ def assemble(agg: Aggregates, filters: PictureFilter, now: datetime) -> Picture:
         by_family=sorted(
             (
                 FamilyRow(
-                    hash_family=HashFamily(family),
+                    hash_family=ReportFamily(family),
                     matches=m,
                     distinct=d,
+                    media=media_of(ReportFamily(family)),
                     **bounds(("family", family)),
                 )
                 for family, (m, d) in agg.by_family.items()
@@ -538,6 +557,14 @@ def assemble(agg: Aggregates, filters: PictureFilter, now: datetime) -> Picture:
             key=lambda r: (r.period_start, r.period_end),
         ),
     )
+
+
+def _media_counts(agg: Aggregates) -> MediaCounts:
+    """Split the matches by media from the per-family sums (exact: every cell has one family)."""
+    split = {"image": 0, "video": 0}
+    for family, (m, _) in agg.by_family.items():
+        split[media_of(ReportFamily(family))] += m
+    return MediaCounts(**split)
 
 
 def _covered_fields(sums: CoverageSums | None) -> dict[str, Any]:
@@ -577,6 +604,8 @@ def cell_conditions(filters: PictureFilter) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     if filters.hash_family is not None:
         where.append(col(CellRow.hash_family) == filters.hash_family.value)
+    if filters.media is not None:
+        where.append(col(CellRow.hash_family).in_(families_of_media(filters.media)))
     if filters.country is not None:
         where.append(col(CellRow.country) == filters.country)
     if filters.hoster is not None:
@@ -584,6 +613,11 @@ def cell_conditions(filters: PictureFilter) -> list[ColumnElement[bool]]:
     if filters.asn is not None:
         where.append(col(CellRow.asn) == filters.asn)
     return where
+
+
+def families_of_media(media: Media) -> list[str]:
+    """The wire names of the report families whose finds are of ``media``."""
+    return [family.value for family in ReportFamily if media_of(family) == media]
 
 
 def coverage_conditions(filters: PictureFilter) -> list[ColumnElement[bool]]:

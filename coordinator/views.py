@@ -19,12 +19,20 @@ from pydantic import BaseModel, ConfigDict, computed_field
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from protocol.hashes import HashFamily
+from protocol.hashes import Media, ReportFamily
 from protocol.models import UtcDatetime
 
 from .errors import InvalidRequest
 from .models import CellRow, CoverageRow, ReportRow
-from .picture import CountryRow, HosterRow, Picture, PictureFilter, Suppression
+from .picture import (
+    CountryRow,
+    HosterRow,
+    Picture,
+    PictureFilter,
+    Suppression,
+    aggregate_raw,
+    families_of_media,
+)
 from .prevalence import Prevalence, prevalence
 
 
@@ -148,13 +156,14 @@ class Shifts(_Out):
     before_end: UtcDatetime
     after_start: UtcDatetime
     after_end: UtcDatetime
-    hash_family: HashFamily | None
+    hash_family: ReportFamily | None
     tier: Literal["full", "viewer"]
     by_country: list[ShiftRow]
     by_hoster: list[ShiftRow]
     suppressed_rows: int
     # The length of each window (both are equal: unequal windows are refused).
     period_seconds: int | None = None
+    media: Media | None = None  # added field (issue 13): image or video families only
 
 
 def _direction(before: int, after: int) -> Direction:
@@ -174,7 +183,12 @@ def _counts(
     (country, hoster, asn)."""
     from .rollups import aggregate_rollups
 
-    agg = aggregate_rollups(session, filters)
+    # The rollups hold no per-media rows: a media filter counts from the cells (same numbers).
+    agg = (
+        aggregate_rollups(session, filters)
+        if filters.media is None
+        else aggregate_raw(session, filters)
+    )
     if by == "country":
         return {(country,): (m, n) for country, (m, n, _) in agg.by_country.items()}
     return {
@@ -216,6 +230,8 @@ def _effort(session: Session, filters: PictureFilter, by: Literal["country", "ho
     cell_when = [*when, col(CellRow.report_id).in_(covered)]
     if filters.hash_family is not None:
         cell_when.append(col(CellRow.hash_family) == filters.hash_family.value)
+    if filters.media is not None:
+        cell_when.append(col(CellRow.hash_family).in_(families_of_media(filters.media)))
     matches: dict[tuple[Any, ...], int] = {}
     for *group, value in session.exec(
         select(*_columns(*cell_key, total(col(CellRow.matches))))
@@ -240,11 +256,12 @@ def build_shifts(
     session: Session,
     before: tuple[datetime, datetime],
     after: tuple[datetime, datetime],
-    hash_family: HashFamily | None,
+    hash_family: ReportFamily | None,
     now: datetime,
     policy: SuppressionPolicy | None = None,
     *,
     write_lock: AbstractContextManager[Any] | None = None,
+    media: Media | None = None,
 ) -> Shifts:
     """Where counts fell and where they rose between two periods, per hoster and country,
     with the prevalence (matches per 10k images hashed) in each period beside the counts.
@@ -264,8 +281,8 @@ def build_shifts(
         )
 
     refresh_rollups(session, write_lock=write_lock)
-    f_before = PictureFilter(before[0], before[1], hash_family)
-    f_after = PictureFilter(after[0], after[1], hash_family)
+    f_before = PictureFilter(before[0], before[1], hash_family, media=media)
+    f_after = PictureFilter(after[0], after[1], hash_family, media=media)
     suppressed = 0
 
     def rows(key: Literal["country", "hoster"], make: Any) -> list[ShiftRow]:
@@ -324,6 +341,7 @@ def build_shifts(
         by_hoster=by_hoster,
         suppressed_rows=suppressed,
         period_seconds=int(length_before.total_seconds()),
+        media=media,
     )
 
 
@@ -395,7 +413,7 @@ _COVERED = (*_DISTINCT, "pages_fetched", "images_hashed", "per_10k", "per_10k_lo
 SECTION_COLUMNS: dict[str, tuple[str, ...]] = {
     "by_country": ("country", "matches", "distinct", "nodes", *_COVERED),
     "by_hoster": ("hoster", "asn", "country", "matches", "distinct", "nodes", *_COVERED),
-    "by_family": ("hash_family", "matches", "distinct", *_DISTINCT),
+    "by_family": ("hash_family", "matches", "distinct", *_DISTINCT, "media"),
     "by_period": ("period_start", "period_end", "matches", "distinct", *_DISTINCT),
     "by_node": ("node_id", "country", "reports", "matches"),
 }

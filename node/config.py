@@ -455,7 +455,22 @@ def _anchor_paths(settings: NodeSettings, base: Path) -> NodeSettings:
 
 
 def lab_of(settings: NodeSettings) -> LabNetwork | None:
-    return load_lab(settings.lab) if settings.lab is not None else None
+    """The lab network of a lab-mode node (None otherwise); ConfigError when the lab file
+    is missing or invalid (a clear message, not a traceback)."""
+    if settings.lab is None:
+        return None
+    try:
+        return load_lab(settings.lab)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the lab file {settings.lab}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"lab file {settings.lab} is not valid TOML: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid lab file {settings.lab}: {problems}") from exc
 
 
 def load_settings(config_path: Path | None = None) -> NodeSettings:

@@ -12,11 +12,15 @@ Resume: every analysed image URL is recorded (CycleImage) in the same transactio
 sighting or failure. A cycle left "running" by a killed process is continued (same cycle row)
 by the next run over the same seed list (same run_key); its analysed images are neither sent
 again nor counted again, so a cycle holds at most one sighting per image URL and is reported
-once, when it finishes. Only an image whose analysis was in flight at the kill (or whose
-result was still waiting to be recorded) is sent twice.
+once, when it finishes. Only an image whose analysis was in flight at the kill, or whose result
+was waiting to be recorded or in the batch being recorded, is sent twice.
 
-Matching is batched: one recorder task takes every function result waiting and matches them
-with one MatchIndex.match_many call, then records each image in its own transaction.
+Matching and recording are batched (issue 17): one recorder task takes every function result
+waiting (up to MATCH_BATCH), matches them with one MatchIndex.match_many call and records them
+all in ONE transaction (their CycleImage, AnalysedImage, Sighting and snapshot rows, or
+AnalysisFailure rows): a transaction per image cost more than hashing a small image. The
+batch commits whole or not at all, so each image is still recorded with its CycleImage row or
+not at all, and a kill loses at most the batch in flight (its images are analysed again).
 
 Effort is attributed like sightings (issue 16): every hashed image is placed (country, ASN,
 hoster) at record time by the same attributor call a sighting of it gets, and stored with its
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -37,6 +41,7 @@ from typing import Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
@@ -151,7 +156,17 @@ class ProgressSink(Protocol):
 class RichCycleProgress:
     """A live rich display of pages, images and matches while a cycle runs."""
 
-    def __init__(self, max_pages: int, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        max_pages: int,
+        console: Console | None = None,
+        known_pages: Callable[[], int | None] | None = None,
+    ) -> None:
+        # known_pages (issue 17, H3): the page URLs the crawler has scheduled so far (None:
+        # unknown). With it the pages total is that, capped by max_pages, growing as links are
+        # found (a budget of a million is no total); without it, max_pages.
+        self._max_pages = max_pages
+        self._known_pages = known_pages
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description:<8}"),
@@ -161,7 +176,8 @@ class RichCycleProgress:
             console=console,
             transient=False,
         )
-        self._pages = self._progress.add_task("pages", total=max_pages, extra="")
+        first = None if known_pages is not None else max_pages
+        self._pages = self._progress.add_task("pages", total=first, extra="")
         self._images = self._progress.add_task("images", total=0, extra="")
         self._matches = self._progress.add_task("matches", total=None, extra="")
 
@@ -175,12 +191,20 @@ class RichCycleProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc_type is None and self._known_pages is not None:
+            # The crawl is over: what was done is the whole (scheduled URLs that were images
+            # or sitemaps end in no page event).
+            task = next(t for t in self._progress.tasks if t.id == self._pages)
+            self._progress.update(self._pages, total=task.completed)
         self._progress.stop()
 
     def update(self, stats: CycleStats) -> None:
+        done = stats.pages_fetched + stats.pages_failed + stats.pages_robots_skipped
+        known = self._known_pages() if self._known_pages is not None else self._max_pages
         self._progress.update(
             self._pages,
-            completed=stats.pages_fetched + stats.pages_failed + stats.pages_robots_skipped,
+            total=None if known is None else max(done, min(known, self._max_pages)),
+            completed=done,
             extra=f"{stats.pages_failed} failed, {stats.pages_robots_skipped} robots.txt, "
             f"{stats.hosts_seen} hosts",
         )
@@ -294,8 +318,7 @@ class _Cycle:
 
     async def record(self, done: asyncio.Queue[Outcome | None], workers: int) -> None:
         """The one writer: takes every function result waiting (up to MATCH_BATCH), matches
-        their hashes in one batched call, then records each image in its own transaction
-        (as before: an image is recorded with its CycleImage row or not at all)."""
+        their hashes in one batched call and records them in one transaction."""
         finished = 0
         while finished < workers:
             batch = [await done.get()]
@@ -303,83 +326,113 @@ class _Cycle:
                 batch.append(done.get_nowait())
             outcomes = [item for item in batch if item is not None]
             finished += len(batch) - len(outcomes)
-            hashed = [r.hashes for _, r in outcomes if isinstance(r, HashResult)]
-            matches = iter(self.index.match_many(hashed))
-            for image, result in outcomes:
-                if isinstance(result, HashResult):
-                    self.record_result(image, result, next(matches))
-                else:
-                    self.record_failure(image, result)
+            if outcomes:
+                self.record_batch(outcomes)
                 self._tick()
 
-    def record_failure(self, image: ImageFound, failure: AnalyzeFailure) -> None:
-        self.stats.analysis_failures += 1
-        self.stats.image_failures[failure.code] += 1
-        with Session(self.engine) as session, session.begin():
-            session.add(
-                CycleImage(cycle_id=self.cycle_id, url=storable_url(image.url), outcome="failed")
-            )
-            session.add(
-                AnalysisFailure(
-                    cycle_id=self.cycle_id,
-                    url=storable_url(image.url),
-                    code=failure.code,
-                    message=failure.message[:500],
-                    http_status=failure.http_status,
-                    failed_at=self.clock(),
-                )
-            )
+    def record_batch(self, outcomes: Sequence[Outcome]) -> None:
+        """Record ``outcomes`` in ONE transaction: each image's CycleImage row with its
+        AnalysedImage (and Sighting with its snapshot row) or AnalysisFailure, so an image is
+        recorded with its CycleImage row or not at all and a kill loses at most this batch.
+        The counts move only once the transaction is committed.
 
-    def record_result(
-        self, image: ImageFound, result: HashResult, matches: list[Match] | None = None
-    ) -> None:
-        self.stats.images_hashed += 1
-        match = self.index.best(result.hashes) if matches is None else best(matches)
-        now = self.clock()
+        The plain rows are inserted as one executemany each (building an ORM object per row
+        cost more than the insert); only sightings, rare, are ORM objects (their ids are
+        needed for their snapshot rows)."""
+        hashed = [r.hashes for _, r in outcomes if isinstance(r, HashResult)]
+        matches = iter(self.index.match_many(hashed) if hashed else [])
+        images: list[dict[str, object]] = []
+        analysed: list[dict[str, object]] = []
+        failed: list[dict[str, object]] = []
+        sightings: list[tuple[Sighting, str | None]] = []
+        failures: Counter[str] = Counter()
+        for image, result in outcomes:
+            url = storable_url(image.url)
+            now = self.clock()
+            if isinstance(result, HashResult):
+                images.append({"cycle_id": self.cycle_id, "url": url, "outcome": "hashed"})
+                found = self._hashed_rows(url, result, best(next(matches)), now, analysed)
+                if found is not None:
+                    sightings.append(found)
+                continue
+            failures[result.code] += 1
+            images.append({"cycle_id": self.cycle_id, "url": url, "outcome": "failed"})
+            failed.append(
+                {
+                    "cycle_id": self.cycle_id,
+                    "url": url,
+                    "code": result.code,
+                    "message": result.message[:500],
+                    "http_status": result.http_status,
+                    "failed_at": now,
+                }
+            )
+        with Session(self.engine) as session, session.begin():
+            for table, rows in (
+                (CycleImage, images),
+                (AnalysedImage, analysed),
+                (AnalysisFailure, failed),
+            ):
+                if rows:
+                    session.execute(insert(table), rows)
+            if sightings:
+                session.add_all(sighting for sighting, _ in sightings)
+                # issue 7: which database versions placed each sighting (attribution.snapshot)
+                session.flush()
+                if self._snapshot is None:
+                    first = sightings[0][0].seen_at
+                    self._snapshot = snapshot_id(session, self.attributor.sources(), first)
+                for sighting, operator_id in sightings:
+                    assert sighting.id is not None
+                    record_sighting(session, sighting.id, self._snapshot, operator_id)
+        self.stats.images_hashed += len(hashed)
+        self.stats.analysis_failures += failures.total()
+        self.stats.image_failures.update(failures)
+        self.stats.matches += len(sightings)
+
+    def _hashed_rows(
+        self,
+        url: str,
+        result: HashResult,
+        match: Match | None,
+        now: datetime,
+        analysed: list[dict[str, object]],
+    ) -> tuple[Sighting, str | None] | None:
+        """Add a hashed image's AnalysedImage row to ``analysed``; its Sighting (with its
+        operator) when it matched."""
         # One attribution for the image and its sighting: coverage and cells agree by design.
         where: Attribution = self.attributor.lookup(result.server_ip, host_of(result.final_url))
-        with Session(self.engine) as session, session.begin():
-            session.add(
-                CycleImage(cycle_id=self.cycle_id, url=storable_url(image.url), outcome="hashed")
-            )
-            session.add(
-                AnalysedImage(
-                    cycle_id=self.cycle_id,
-                    url=storable_url(image.url),
-                    final_url=result.final_url,
-                    server_ip=result.server_ip,
-                    analysed_at=now,
-                    entry_id=match.entry_id if match else None,
-                    distance=match.distance if match else None,
-                    country=where.country,
-                    asn=where.asn,
-                    hoster=where.hoster,
-                )
-            )
-            if match is None:
-                return
-            sighting = Sighting(
-                cycle_id=self.cycle_id,
-                url=storable_url(image.url),
-                final_url=result.final_url,
-                server_ip=result.server_ip,
-                country=where.country,
-                asn=where.asn,
-                hoster=where.hoster,
-                family=match.family.value,
-                entry_id=match.entry_id,
-                distance=match.distance,
-                seen_at=now,
-                method=match.method.value,
-            )
-            session.add(sighting)
-            # issue 7: which database versions placed this sighting (node/attribution/snapshot)
-            session.flush()
-            assert sighting.id is not None
-            if self._snapshot is None:
-                self._snapshot = snapshot_id(session, self.attributor.sources(), now)
-            record_sighting(session, sighting.id, self._snapshot, where.operator_id)
-        self.stats.matches += 1
+        analysed.append(
+            {
+                "cycle_id": self.cycle_id,
+                "url": url,
+                "final_url": result.final_url,
+                "server_ip": result.server_ip,
+                "analysed_at": now,
+                "entry_id": match.entry_id if match else None,
+                "distance": match.distance if match else None,
+                "country": where.country,
+                "asn": where.asn,
+                "hoster": where.hoster,
+            }
+        )
+        if match is None:
+            return None
+        sighting = Sighting(
+            cycle_id=self.cycle_id,
+            url=url,
+            final_url=result.final_url,
+            server_ip=result.server_ip,
+            country=where.country,
+            asn=where.asn,
+            hoster=where.hoster,
+            family=match.family.value,
+            entry_id=match.entry_id,
+            distance=match.distance,
+            seen_at=now,
+            method=match.method.value,
+        )
+        return sighting, where.operator_id
 
     def finish(self, status: str, error: str | None) -> CycleSummary:
         finished = self.clock()

@@ -297,3 +297,36 @@ class RdapContact(SQLModel, table=True):
     handle: str | None = None  # RDAP handle of the abuse entity (or the object) answering
     server: str | None = None  # RDAP base URL asked
     error: str | None = None
+
+
+# ---- issue 15: the node as a witness of the coordinator's transparency log
+
+
+class SentReport(SQLModel, table=True):
+    """A report the coordinator acknowledged: what `libra node log verify` expects in the log.
+
+    Only ids and the SHA-256 of the signed payload (the same digest the log leaf holds).
+    """
+
+    __tablename__ = "tlog_sent"
+
+    report_id: str = Field(primary_key=True)
+    node_id: str
+    payload_sha256: str
+    delivered_at: datetime = Field(default_factory=_now, sa_type=UtcDateTime)
+    # Set once an inclusion proof verified; later runs only check consistency for it.
+    verified_size: int | None = None
+
+
+class LogWitnessState(SQLModel, table=True):
+    """One row (id = 1): the log key pinned on first use and the last checkpoint verified."""
+
+    __tablename__ = "tlog_witness"
+
+    id: int = Field(default=1, primary_key=True)
+    origin: str
+    public_key: str  # standard base64 Ed25519 key of the log (pinned on first verify)
+    size: int
+    root: str  # standard base64
+    checkpoint: str = Field(sa_type=Text)  # the note as verified (evidence in a dispute)
+    verified_at: datetime = Field(default_factory=_now, sa_type=UtcDateTime)

@@ -4,6 +4,10 @@ Both jobs start at once and then repeat; a job never overlaps itself (max_instan
 missed runs collapse into one (coalesce). A failing job is logged and retried on its next
 interval: the node keeps serving. The report job runs at least once per report period, so a
 node on 5-minute periods reports near real time whatever ``schedule.report_minutes`` says.
+
+The attributor (GeoIP/ASN databases, operator table) is opened once by `serve` and shared by
+every cycle. Each cycle prints one line with its counts, the reasons of its failures and the
+page budget; a cycle that could fetch no page or analyse no image says so in red.
 """
 
 from __future__ import annotations
@@ -17,32 +21,67 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.engine import Engine
 
-from node.attribution.attributor import GeoDatabaseError
+from node.attribution.attributor import Attributor, GeoDatabaseError
 from node.config import NodeSettings
+from node.crawl.budget import budget_reached, describe_budget
+from node.crawl.crawler import CrawlStats
 from node.crawl.recrawl import first_run, recrawl_jobs
-from node.cycle import CycleError
+from node.cycle import CycleError, CycleSummary, breakdown
 from node.federation.reporter import PERIOD_LENGTHS
 from node.keys.files import KeyFileError
 from node.notices.schedule import notices_jobs  # issue 7
 from node.retention import scheduled_job  # issue 7
-from node.service import CrawlBusy, crawl_once, report_once
+from node.service import CrawlBusy, CrawlWatch, crawl_once, report_once
 
 CRAWL_JOB = "crawl"
 REPORT_JOB = "report"
 RETENTION_JOB = "retention"  # issue 7
 
 
-def _jobs(settings: NodeSettings, engine: Engine, console: Console) -> dict[str, Any]:
+def cycle_lines(
+    summary: CycleSummary, crawled: CrawlStats | None, settings: NodeSettings
+) -> list[str]:
+    """The cycle's line (rich markup), and a red one when it measured nothing."""
+    pages = f"{summary.pages_fetched} pages"
+    if summary.pages_failed:
+        pages += f" ({summary.pages_failed} failed: {breakdown(summary.page_failures)})"
+    images = f"{summary.images_hashed} images"
+    if summary.analysis_failures:
+        images += f" ({summary.analysis_failures} failed: {breakdown(summary.image_failures)})"
+    line = (
+        f"crawl cycle {summary.cycle_id} {summary.status}: {pages}, "
+        f"{summary.pages_robots_skipped} skipped by robots.txt, {images}, "
+        f"{summary.matches} matches"
+    )
+    if crawled is not None and budget_reached(crawled):
+        limits = settings.crawl
+        line += "; page budget " + describe_budget(
+            crawled, limits.max_pages, limits.max_pages_per_site
+        )
+    lines = [escape(line)]
+    if summary.pages_fetched == 0 and summary.pages_failed:
+        lines.append(f"[red]crawl cycle {summary.cycle_id} could fetch no page[/]")
+    elif summary.nothing_analysed:
+        lines.append(
+            f"[red]crawl cycle {summary.cycle_id} could analyse no image:[/] check that the "
+            f"function at {escape(settings.function_url)} runs and accepts this node's key"
+        )
+    return lines
+
+
+def _jobs(
+    settings: NodeSettings, engine: Engine, console: Console, attributor: Attributor | None
+) -> dict[str, Any]:
     async def crawl_job() -> None:
+        watch = CrawlWatch()
         try:
-            summary = await crawl_once(settings, engine)
+            summary = await crawl_once(settings, engine, attributor=attributor, watch=watch)
         except (CrawlBusy, CycleError, GeoDatabaseError) as exc:
             console.print(f"[red]crawl failed:[/] {escape(str(exc))}")
             return
-        console.print(
-            f"crawl cycle {summary.cycle_id} {summary.status}: {summary.pages_fetched} pages, "
-            f"{summary.images_hashed} images, {summary.matches} matches"
-        )
+        crawled = watch.stats if watch.frontier_known else None
+        for line in cycle_lines(summary, crawled, settings):
+            console.print(line, highlight=False)
 
     async def report_job() -> None:
         try:
@@ -71,10 +110,14 @@ def report_interval_minutes(settings: NodeSettings) -> float:
 
 
 def build_scheduler(
-    settings: NodeSettings, engine: Engine, console: Console | None = None
+    settings: NodeSettings,
+    engine: Engine,
+    console: Console | None = None,
+    attributor: Attributor | None = None,
 ) -> AsyncIOScheduler:
-    """The scheduler with its two jobs (not started)."""
-    jobs = _jobs(settings, engine, console or Console())
+    """The scheduler with its jobs (not started). ``attributor``: the open one every crawl
+    cycle shares (None: each cycle opens its own)."""
+    jobs = _jobs(settings, engine, console or Console(), attributor)
     scheduler = AsyncIOScheduler(timezone=UTC)
     now = datetime.now(UTC)
     minutes = {
@@ -93,7 +136,7 @@ def build_scheduler(
             misfire_grace_time=None,
         )
     # issue 5: hotspots re-crawled on their own intervals (node/crawl/recrawl.py).
-    for job_id, every, func in recrawl_jobs(settings, engine, console or Console()):
+    for job_id, every, func in recrawl_jobs(settings, engine, console or Console(), attributor):
         scheduler.add_job(
             func,
             "interval",
@@ -132,8 +175,13 @@ def build_scheduler(
     return scheduler
 
 
-async def run_forever(settings: NodeSettings, engine: Engine, console: Console) -> None:
-    scheduler = build_scheduler(settings, engine, console)
+async def run_forever(
+    settings: NodeSettings,
+    engine: Engine,
+    console: Console,
+    attributor: Attributor | None = None,
+) -> None:
+    scheduler = build_scheduler(settings, engine, console, attributor)
     scheduler.start()
     try:
         await asyncio.Event().wait()  # until cancelled (Ctrl-C / SIGTERM)

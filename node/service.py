@@ -9,7 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,8 +20,9 @@ from sqlalchemy.engine import Engine
 from node.attribution.attributor import Attributor, open_operator_table
 from node.clock import Clock, real_clock
 from node.config import NodeSettings, lab_of
-from node.crawl.crawler import seeds_run_key
+from node.crawl.crawler import Crawler, CrawlStats, seeds_run_key
 from node.crawl.setup import make_crawler, open_frontier  # crawler, limits, frontier backend
+from node.crawl.worker import RedisCrawler
 from node.cycle import CycleSummary, ProgressSink, run
 from node.db import make_engine
 from node.dispatch import FunctionClient, load_request_signer
@@ -69,6 +70,44 @@ def list_key_of(settings: NodeSettings) -> ListKey:
     return load_list_key(settings.list_key_path)
 
 
+def open_attributor(settings: NodeSettings) -> Attributor:
+    """The node's attributor: its GeoIP/ASN databases and operator table, opened now.
+
+    Raises GeoDatabaseError (clear message) for a configured file that cannot be opened.
+    `serve` opens it once at start (and refuses to start without it); a foreground crawl
+    opens its own. Close it (or use it as a context manager) when done.
+    """
+    operators = open_operator_table(settings.attribution.operators_file)
+    return Attributor(settings.geoip.country_db, settings.geoip.asn_db, operators)
+
+
+class CrawlWatch:
+    """The crawler's live counters (node.crawl.crawler.CrawlStats) of the cycle a caller runs,
+    for a progress display and the summary: pages known so far, pages a budget left out,
+    examples of failures. Empty until the cycle's crawler exists."""
+
+    def __init__(self) -> None:
+        self._crawler: Crawler | RedisCrawler | None = None
+
+    def attach(self, crawler: Crawler | RedisCrawler) -> None:
+        self._crawler = crawler
+
+    @property
+    def stats(self) -> CrawlStats:
+        """The latest counters (the crawler replaces its stats when its crawl starts)."""
+        return self._crawler.stats if self._crawler is not None else CrawlStats()
+
+    @property
+    def frontier_known(self) -> bool:
+        """True when ``pages_scheduled`` counts pages ahead of their events (the in-process
+        crawler); the Redis crawler counts pages only as their events arrive."""
+        return isinstance(self._crawler, Crawler)
+
+    def pages_known(self) -> int:
+        """Page URLs scheduled so far: the seeds and every link admitted (within the budget)."""
+        return self.stats.pages_scheduled
+
+
 def thresholds(settings: NodeSettings) -> Thresholds:
     m = settings.match
     return Thresholds(
@@ -85,23 +124,37 @@ async def crawl_once(
     *,
     progress: ProgressSink | None = None,
     clock: Clock = real_clock,
+    attributor: Attributor | None = None,
+    watch: CrawlWatch | None = None,
 ) -> CycleSummary:
     """One crawl cycle over the configured seeds with the real crawler and function client;
-    ``clock`` stamps what it records (node.clock: a lab clock under ``--at``)."""
+    ``clock`` stamps what it records (node.clock: a lab clock under ``--at``).
+
+    ``attributor``: an open one to use (``serve`` opens it once; it stays open), else the
+    cycle opens and closes its own (GeoDatabaseError when it cannot). ``watch`` is given the
+    cycle's crawler, so the caller can read its counters live and after the cycle.
+    """
     with crawl_lock(settings.data_dir):
         # run() continues a cycle a killed process left running over the same seeds and marks
         # any other cycle left running as interrupted.
-        return await _crawl(settings, engine, progress, clock)
+        return await _crawl(settings, engine, progress, clock, attributor, watch)
 
 
 async def _crawl(
-    settings: NodeSettings, engine: Engine, progress: ProgressSink | None, clock: Clock
+    settings: NodeSettings,
+    engine: Engine,
+    progress: ProgressSink | None,
+    clock: Clock,
+    shared: Attributor | None,
+    watch: CrawlWatch | None,
 ) -> CycleSummary:
     crawl = settings.crawl
     index = persisted_index(engine, settings.index_dir, list_key_of(settings), thresholds(settings))
     # issue 7: the operator table overrides GeoIP (node/attribution/operators.py)
-    operators = open_operator_table(settings.attribution.operators_file)
-    with Attributor(settings.geoip.country_db, settings.geoip.asn_db, operators) as attributor:
+    opened: AbstractContextManager[Attributor] = (
+        nullcontext(shared) if shared is not None else open_attributor(settings)
+    )
+    with opened as attributor:
         client = make_client(
             lab_of(settings),
             timeout=crawl.timeout_s,
@@ -118,9 +171,12 @@ async def _crawl(
         )
         frontier = open_frontier(settings)
         try:
+            crawler = make_crawler(settings, client, frontier, engine)
+            if watch is not None:
+                watch.attach(crawler)
             return await run(
                 engine=engine,
-                crawler=make_crawler(settings, client, frontier, engine),
+                crawler=crawler,
                 function=function,
                 index=index,
                 attributor=attributor,

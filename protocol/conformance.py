@@ -45,6 +45,7 @@ from .testvector import (
     VECTOR_SKETCH_PATH,
     vector_keys,
 )
+from .testvector_video import VECTOR_VIDEO_PATH
 from .vector_template import Binding, Signed, envelope_template, expand
 
 Clock = Callable[[], datetime]
@@ -344,6 +345,12 @@ class CoordinatorRun:
                 "accepted",
             )
             self.generated(accepted, within)  # sequence 6
+            self.positive(  # issue 13: video families (sequence 7)
+                "report-v1-video",
+                accepted,
+                _load(vectors / VECTOR_VIDEO_PATH.name),
+                "accepted",
+            )
             phase(reports, "after_reports", accepted)
             phase(rotations, "active", rotating)
             self.rotation_positive(rotating, _load(vectors / KEY_ROTATION_PATH.name))

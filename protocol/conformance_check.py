@@ -217,7 +217,12 @@ def _members(data: Any, where: str, required: set[str], optional: set[str] = fro
 
 
 PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
-FAMILIES = {"sha256", "sha1", "md5", "pdq", "phash", "dhash"}
+# The report families (protocol.hashes.ReportFamily): the image hash families and, since
+# issue 13, the report-only video families. Spelt out: the check stands apart from the models.
+FAMILIES = {
+    *("sha256", "sha1", "md5", "pdq", "phash", "dhash"),
+    *("video-md5", "video-sha1", "video-sha256", "vpdq", "vpdq-frame"),
+}
 
 
 def _probe(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 
 class HashFamily(StrEnum):
@@ -74,3 +75,77 @@ def family_from_length(value: str) -> HashFamily:
 
 def hamming(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+class ReportFamily(StrEnum):
+    """The family a report cell counts matches under (issue 13).
+
+    Every HashFamily value (same wire strings, so older reports stay valid byte for byte) plus
+    the video families. Kept apart from HashFamily on purpose: HashFamily/FAMILIES drive hashing
+    and the matcher's index, which these report-only names must not enter.
+    """
+
+    MD5 = "md5"
+    SHA1 = "sha1"
+    SHA256 = "sha256"
+    PDQ = "pdq"
+    PHASH = "phash"
+    DHASH = "dhash"
+    # A listed video file's cryptographic hash matched the fetched video's bytes.
+    VIDEO_MD5 = "video-md5"
+    VIDEO_SHA1 = "video-sha1"
+    VIDEO_SHA256 = "video-sha256"
+    # A fetched video matched a listed video under vPDQ.
+    VPDQ = "vpdq"
+    # A fetched IMAGE matched a frame of a listed video: a still taken from a known video.
+    VPDQ_FRAME = "vpdq-frame"
+
+
+Media = Literal["image", "video"]
+MEDIA: tuple[Media, ...] = ("image", "video")
+
+_VIDEO_REPORT_FAMILIES = frozenset(
+    {
+        ReportFamily.VIDEO_MD5,
+        ReportFamily.VIDEO_SHA1,
+        ReportFamily.VIDEO_SHA256,
+        ReportFamily.VPDQ,
+    }
+)
+
+_VIDEO_BYTES_FAMILY = {
+    HashFamily.MD5: ReportFamily.VIDEO_MD5,
+    HashFamily.SHA1: ReportFamily.VIDEO_SHA1,
+    HashFamily.SHA256: ReportFamily.VIDEO_SHA256,
+}
+
+
+def media_of(family: ReportFamily) -> Media:
+    """What was found: "video" for the video-* and vpdq families. vpdq-frame is "image": the
+    thing found on the web was a still, even though the listed item is a video."""
+    return "video" if ReportFamily(family) in _VIDEO_REPORT_FAMILIES else "image"
+
+
+def report_family_of(family: HashFamily, media: str, listed_media: str = "image") -> ReportFamily:
+    """The report family for a sighting matched by ``family`` on fetched ``media``.
+
+    Images matched against listed images keep their hash family's name. On a video, a
+    cryptographic hash becomes its video-* family and a perceptual match is vPDQ (the only
+    perceptual family for video). An image matched by PDQ against a frame of a listed video
+    (``listed_media="video"``) is vpdq-frame.
+    """
+    hash_family = HashFamily(family)
+    for name, value in (("media", media), ("listed_media", listed_media)):
+        if value not in MEDIA:
+            raise ValueError(f"{name} must be 'image' or 'video', got {value!r}")
+    if media == "image" and listed_media == "image":
+        return ReportFamily(hash_family.value)
+    if media == "image":
+        if hash_family is HashFamily.PDQ:
+            return ReportFamily.VPDQ_FRAME
+        raise ValueError(f"an image matches a listed video only by pdq, not {hash_family.value}")
+    if hash_family in _VIDEO_BYTES_FAMILY:
+        return _VIDEO_BYTES_FAMILY[hash_family]
+    if hash_family is HashFamily.PDQ:
+        return ReportFamily.VPDQ
+    raise ValueError(f"{hash_family.value} has no video report family")

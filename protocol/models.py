@@ -28,7 +28,7 @@ from pydantic_core import PydanticCustomError
 from . import PROTOCOL_VERSION
 from .canonical import canonical_json
 from .errors import BadPeriod, MalformedPayload, UnsupportedVersion
-from .hashes import HashFamily
+from .hashes import ReportFamily
 from .strictjson import StrictJsonError, loads
 
 
@@ -102,8 +102,37 @@ class ImageHashes(_Strict):
     pdq_regions: list[str] | None = Field(default=None, max_length=64)
 
 
+# Issue 13 (docs/protocol.md): a video's sampled frames. 7200 = two hours at the default one
+# frame per second, or four minutes of 30 fps video hashed frame by frame.
+MAX_VIDEO_FRAMES = 7200
+
+
+class VideoFrame(_Strict):
+    """One sampled frame: vPDQ's ``frame,quality,pdq,timestamp`` (PDQ of the full frame)."""
+
+    frame: int = Field(ge=0)  # decoded frame number, from 0
+    timestamp: float = Field(ge=0)  # seconds, from the stream's time base
+    pdq: str = Field(pattern=r"^[0-9a-f]{64}$")
+    quality: int = Field(ge=0, le=100)
+
+
+class VideoHashes(_Strict):
+    """The frames of a video, sampled by timestamp every ``frame_interval`` seconds."""
+
+    duration: float = Field(ge=0)  # seconds
+    frames_decoded: int = Field(ge=0)
+    frame_interval: float | None  # seconds between sampled frames; None = every frame
+    frames: list[VideoFrame] = Field(max_length=MAX_VIDEO_FRAMES)
+
+
 class HashResult(_Strict):
-    """What the remote-hash function returns: hashes and metadata, never image bytes."""
+    """What the remote-hash function returns: hashes and metadata, never image bytes.
+
+    For a video (issue 13) ``format`` is its container ("mp4", "mov", "webm", "mkv", "avi"),
+    ``width``/``height`` its frame size, ``hashes`` those of its best-quality sampled frame
+    (with the bytes' MD5/SHA-1/SHA-256) and ``video`` its frames; for an image ``video`` is
+    absent (left out of the JSON, so an image's answer keeps its shape).
+    """
 
     url: str
     final_url: str
@@ -114,6 +143,8 @@ class HashResult(_Strict):
     bytes: int = Field(ge=1)
     animated: bool = False
     hashes: ImageHashes
+    # Added within version 1: absent, not null, for images (older readers forbid extras).
+    video: VideoHashes | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class ErrorBody(_Strict):
@@ -230,7 +261,7 @@ class ReportCell(_Strict):
     asn: StrictInt = Field(ge=0, le=4294967295)
     # Printable text only: control characters have no place in a name and break some databases.
     hoster: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
-    hash_family: HashFamily
+    hash_family: ReportFamily
     matches: StrictInt = Field(ge=0, le=MAX_COUNT)
     distinct: StrictInt = Field(ge=0, le=MAX_COUNT)
     # Base64 Apache DataSketches HLL over HMAC(federation key, item): mergeable across nodes

@@ -33,6 +33,8 @@ from .testvector import (
 )
 from .testvector_coverage import build_coverage_vector
 from .testvector_negative import negative_vectors
+from .testvector_tlog import TLOG_VECTOR_PATH, build_tlog_vector
+from .testvector_video import VECTOR_VIDEO_PATH, build_video_vector
 
 
 def positive_vectors() -> dict[Path, dict[str, Any]]:
@@ -46,6 +48,8 @@ def positive_vectors() -> dict[Path, dict[str, Any]]:
         BATCH_PATH: build_batch_vector(),
         ENROLL_PATH: build_enroll_vector(),
         FEDERATION_KEY_PATH: build_federation_key_vector(),
+        TLOG_VECTOR_PATH: build_tlog_vector(),
+        VECTOR_VIDEO_PATH: build_video_vector(),  # issue 13
     }
 
 

@@ -41,14 +41,17 @@ from .auth import (
     parse_authorized_keys,
     require_signature_headers,
 )
-from .batch import BATCH_PATH, BatchRunner, Source, parse_batch
+from .batch import BATCH_PATH, BatchRunner, Obtain, Source, parse_batch
 from .datauri import obtain
 from .errors import AnalysisFailed, FunctionError, RequestTooLarge, describe_validation
 from .fetch import Fetcher
+from .hashing import ImageDigest
 from .isolation import DecodePool
 from .settings import FunctionSettings
 from .ssrf import Guard, Resolver, system_resolver
 from .urls import url_ref
+from .video.pool import VideoPool
+from .video.sniff import sniff_video
 
 log = logging.getLogger("worker_function")
 
@@ -76,9 +79,12 @@ class Overloaded(FunctionError):
 class Analyzer:
     """Fetch -> decode -> hash for one URL. Stateless apart from its configuration."""
 
-    def __init__(self, fetcher: Fetcher, decoder: DecodePool) -> None:
+    def __init__(
+        self, fetcher: Fetcher, decoder: DecodePool, video: VideoPool | None = None
+    ) -> None:
         self.fetcher = fetcher
         self.decoder = decoder
+        self.video = video  # None: videos are not hashed (answered not_an_image)
 
     @property
     def max_bytes(self) -> int:
@@ -92,9 +98,28 @@ class Analyzer:
         # data: URIs carry the image inline (worker_function/datauri.py); others are fetched.
         return await obtain(self.fetcher.capped(max_bytes), request.url, max_bytes=max_bytes)
 
+    @asynccontextmanager
+    async def session(self, connections: int) -> AsyncIterator[Obtain]:
+        """``obtain`` for the items of one batch: their fetches share keep-alive connections
+        per host name and checked IP (fetch.FetchSession), all closed when the batch ends."""
+        async with self.fetcher.session(connections) as session:
+
+            async def obtain_in_session(request: AnalyzeRequest, max_bytes: int) -> Source:
+                fetcher = session.fetcher(max_bytes)
+                return await obtain(fetcher, request.url, max_bytes=max_bytes)
+
+            yield obtain_in_session
+
     async def digest(self, request: AnalyzeRequest, fetched: Source) -> HashResult:
         # Decoding runs in an isolated worker so a hostile image costs only this request.
-        digest = await self.decoder.hash(fetched.data, dihedral=request.dihedral)
+        video = None
+        digest: ImageDigest
+        if self.video is not None and sniff_video(fetched.data) is not None:
+            # Issue 13: videos go to their own isolated pool (worker_function/video/).
+            clip = await self.video.hash(fetched.data)
+            digest, video = clip, clip.video
+        else:
+            digest = await self.decoder.hash(fetched.data, dihedral=request.dihedral)
         return HashResult(
             url=request.url,
             final_url=fetched.final_url,
@@ -105,6 +130,7 @@ class Analyzer:
             bytes=len(fetched.data),
             animated=digest.animated,
             hashes=digest.hashes,
+            video=video,
         )
 
 
@@ -187,15 +213,20 @@ def create_app(
         settings.worker_limits(),
         settings.decode_isolation,
     )
-    analyzer = Analyzer(fetcher, decoder)
+    video = VideoPool(settings.video, settings.decode_isolation) if settings.video.enabled else None
+    analyzer = Analyzer(fetcher, decoder, video)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         decoder.warm_up()
+        if video is not None:
+            video.warm_up()  # as the image decoders: IPC made at start-up, before any request
         try:
             yield
         finally:
             decoder.close()
+            if video is not None:
+                video.close()
 
     lab_mode = lab is not None
     # Closed in production unless configured: the schema and docs describe nothing a caller

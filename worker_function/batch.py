@@ -13,6 +13,10 @@ Bounds on one batch, besides the pre-authentication body limit (app.py):
   fetch an item reserves up to the per-item cap (``max_bytes``) from what is left, waiting while
   other items' reservations are open; an item that finds nothing left, or whose image is over
   the smaller share it got, is ``batch_too_large`` (the bytes of finished items count as spent).
+
+The items of one batch fetch through one session (fetch.FetchSession): connections are kept
+alive between items going to the same host name and checked IP, and all of them are closed when
+the batch ends.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from pydantic import ValidationError
@@ -114,13 +119,18 @@ class Source(Protocol):
     def server_ip(self) -> str | None: ...
 
 
+# An item's image under a byte cap, within the batch's fetch session.
+Obtain = Callable[[AnalyzeRequest, int], Awaitable[Source]]
+
+
 class ItemAnalyzer(Protocol):
-    """What a batch needs of app.Analyzer: an item's image under a byte cap, then its hashes."""
+    """What a batch needs of app.Analyzer: a session giving items' images under byte caps,
+    then their hashes."""
 
     @property
     def max_bytes(self) -> int: ...
 
-    async def obtain(self, request: AnalyzeRequest, max_bytes: int) -> Source: ...
+    def session(self, connections: int) -> AbstractAsyncContextManager[Obtain]: ...
 
     async def digest(self, request: AnalyzeRequest, fetched: Source) -> HashResult: ...
 
@@ -145,7 +155,11 @@ class BatchRunner:
         started = time.monotonic()
         budget = ByteBudget(self.max_batch_bytes, self.analyzer.max_bytes)
         slots = asyncio.Semaphore(self.concurrency)
-        results = await asyncio.gather(*(self._item(i, budget, slots) for i in batch.items))
+        # The session's clients are closed when the batch ends, also on error or cancellation.
+        async with self.analyzer.session(self.concurrency) as obtain:
+            results = await asyncio.gather(
+                *(self._item(i, obtain, budget, slots) for i in batch.items)
+            )
         outcomes = Counter(r.error.code if r.error else "ok" for r in results)
         log.info(
             "analyze:batch %d items -> %s in %.0f ms",
@@ -156,7 +170,7 @@ class BatchRunner:
         return results
 
     async def _item(
-        self, item: AnalyzeRequest, budget: ByteBudget, slots: asyncio.Semaphore
+        self, item: AnalyzeRequest, obtain: Obtain, budget: ByteBudget, slots: asyncio.Semaphore
     ) -> AnalyzeBatchItem:
         async with slots:
             started = time.monotonic()
@@ -165,7 +179,7 @@ class BatchRunner:
             try:
                 if share == 0:
                     raise BatchTooLarge(f"the batch already brought in its {budget.total} bytes")
-                fetched = await self.analyzer.obtain(item, share)
+                fetched = await obtain(item, share)
                 used = len(fetched.data)
                 result = await self.analyzer.digest(item, fetched)
             except TooLarge as exc:

@@ -147,6 +147,38 @@ class DecodeFailed(ImageError):
     http_status = 422
 
 
+# Video limits (issue 13, worker_function/video/): each its own code, so that an operator sees
+# which bound refused a video. ImageError subclasses: the decoder's verdict on the bytes.
+
+
+class VideoTooLong(ImageError):
+    """Declared or decoded duration over ``video.max_duration_seconds``."""
+
+    code = "video_too_long"
+    http_status = 413
+
+
+class TooManyFrames(ImageError):
+    """More frames decoded than ``video.max_frames``, or more hashed than the protocol carries."""
+
+    code = "too_many_frames"
+    http_status = 413
+
+
+class FrameTooLarge(ImageError):
+    """One frame (declared or decoded) over ``video.max_frame_pixels``."""
+
+    code = "frame_too_large"
+    http_status = 413
+
+
+class VideoTooManyPixels(ImageError):
+    """All decoded frames together over ``video.max_total_pixels`` (bounds decoding work)."""
+
+    code = "video_too_many_pixels"
+    http_status = 413
+
+
 class AnalysisFailed(FunctionError):
     """Catch-all for the unexpected: reported as a 502, never as a 500 with a traceback."""
 
@@ -173,6 +205,10 @@ ALL_ERRORS: tuple[type[FunctionError], ...] = (
     UnsupportedFormat,
     PixelLimit,
     DecodeFailed,
+    VideoTooLong,
+    TooManyFrames,
+    FrameTooLarge,
+    VideoTooManyPixels,
     AnalysisFailed,
 )
 

@@ -4,16 +4,25 @@ Every hop (the first request and each redirect) is validated, resolved and check
 then requested from the checked IP itself (Host header / TLS SNI carry the name), so DNS cannot
 change the destination after the check. Bytes are capped while streaming, the whole fetch has
 one deadline, and nothing is ever written anywhere.
+
+A single fetch uses its own client without keep-alive. The items of one batch share a
+FetchSession (issue 17): keep-alive inside the batch only, one client per (scheme, host name,
+port, pinned IP), so a connection opened for one name never serves another name on the same IP,
+a changed DNS answer never reuses a connection to an address the Guard did not just check, and
+every client is closed when the batch ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import ipaddress
 import re
 import ssl
 import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, replace
 
 import httpx
@@ -49,6 +58,10 @@ _EARLY_SNIFF_BYTES = 512
 MAX_LOCATION_CHARS = 8192
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _LOCATIONS = "libra.locations"  # response extension: the raw Location header values
+# In a batch, redirect and error bodies up to this size are read to their end (for keep-alive),
+# for at most this long; larger or slower ones cost their connection instead.
+_DRAIN_BYTES = 16 * 1024
+_DRAIN_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -80,19 +93,43 @@ class Fetcher:
         *,
         user_agent: str = "LIBRA-remote-hash/0.1",
         ssl_context: ssl.SSLContext | None = None,
+        session: FetchSession | None = None,
     ) -> None:
         self.guard = guard
         self.limits = limits or FetchLimits()
         self.user_agent = user_agent
         # Building a context loads the CA bundle: do it once, share it across requests.
         self._ssl = ssl_context or ssl.create_default_context()
+        self._session = session  # None: a client of its own per fetch, no keep-alive
 
     def capped(self, max_bytes: int) -> Fetcher:
         """The same fetcher with a lower byte cap (a batch item's share of its batch's bytes)."""
         if max_bytes >= self.limits.max_bytes:
             return self
-        limits = replace(self.limits, max_bytes=max_bytes)
-        return Fetcher(self.guard, limits, user_agent=self.user_agent, ssl_context=self._ssl)
+        return self._with(replace(self.limits, max_bytes=max_bytes), self._session)
+
+    def session(self, connections: int) -> FetchSession:
+        """Keep-alive for the fetches of one batch (async context manager); ``connections`` per
+        (name, IP) client: the batch's concurrency, so no item waits for another's connection."""
+        return FetchSession(self, connections)
+
+    def _with(self, limits: FetchLimits, session: FetchSession | None) -> Fetcher:
+        return Fetcher(
+            self.guard, limits, user_agent=self.user_agent, ssl_context=self._ssl, session=session
+        )
+
+    def _client(self, connections: int, keepalive: bool) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            trust_env=False,
+            follow_redirects=False,
+            verify=self._ssl,
+            timeout=httpx.Timeout(self.limits.deadline_seconds),
+            limits=httpx.Limits(
+                max_connections=connections,
+                max_keepalive_connections=connections if keepalive else 0,
+            ),
+            event_hooks={"response": [_take_location]},
+        )
 
     async def fetch(self, url: str) -> Fetched:
         target = parse_target(url)
@@ -105,35 +142,35 @@ class Fetcher:
             ) from None
 
     async def _follow(self, target: Target) -> Fetched:
-        # No keep-alive: a pooled TLS connection opened for one name must never serve another
-        # name on the same IP, and nothing should outlive the request.
-        async with httpx.AsyncClient(
-            trust_env=False,
-            follow_redirects=False,
-            verify=self._ssl,
-            timeout=httpx.Timeout(self.limits.deadline_seconds),
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=0),
-            event_hooks={"response": [_take_location]},
-        ) as client:
-            redirects = 0
-            while True:
-                addresses = await self.guard.addresses(target)
-                outcome = await self._request(client, target, addresses)
-                if isinstance(outcome, Fetched):
-                    return outcome
-                if redirects >= self.limits.max_redirects:
-                    raise TooManyRedirects(f"more than {self.limits.max_redirects} redirects")
-                redirects += 1
-                target = _redirect_target(target, outcome)
+        if self._session is not None:
+            return await self._hops(target, self._session.client)
+        # Outside a batch, no keep-alive: a pooled TLS connection opened for one name must never
+        # serve another name on the same IP, and nothing should outlive the request.
+        async with self._client(connections=1, keepalive=False) as client:
+            return await self._hops(target, lambda _target, _address: nullcontext(client))
+
+    async def _hops(self, target: Target, clients: ClientFor) -> Fetched:
+        redirects = 0
+        while True:
+            # Every hop, in a session too: the Guard checks the addresses it is about to use.
+            addresses = await self.guard.addresses(target)
+            outcome = await self._request(clients, target, addresses)
+            if isinstance(outcome, Fetched):
+                return outcome
+            if redirects >= self.limits.max_redirects:
+                raise TooManyRedirects(f"more than {self.limits.max_redirects} redirects")
+            redirects += 1
+            target = _redirect_target(target, outcome)
 
     async def _request(
-        self, client: httpx.AsyncClient, target: Target, addresses: list[IPAddress]
+        self, clients: ClientFor, target: Target, addresses: list[IPAddress]
     ) -> Fetched | str:
         """One hop: the image, or the Location of a redirect. Tries each checked address."""
         last_error: Exception | None = None
         for address in addresses:
             try:
-                return await self._request_one(client, target, address)
+                async with clients(target, address) as client:
+                    return await self._request_one(client, target, address)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 last_error = exc
         raise FetchFailed(f"cannot connect to {target.host}: {last_error}")
@@ -183,8 +220,10 @@ class Fetcher:
                 raise UpstreamStatus(f"upstream returned HTTP {status} without Location", status)
             if len(locations) > 1:
                 raise BadRedirect("redirect has more than one Location header")
+            await self._drain(response)
             return locations[0]  # validated (or refused as bad_redirect) by _redirect_target
         if not 200 <= status < 300 or status in (204, 205):
+            await self._drain(response)
             raise UpstreamStatus(f"upstream returned HTTP {status}", status)
         declared = response.headers.get("content-length")
         if (
@@ -198,6 +237,21 @@ class Fetcher:
         if not body:
             raise NotAnImage("the response body is empty")
         return Fetched(data=body, final_url=str(target.url), server_ip=_ip_text(address))
+
+    async def _drain(self, response: httpx.Response) -> None:
+        """In a session, read a short redirect or error body to its end so that its connection
+        can serve the batch's next item. Anything else (no session, no or a large
+        Content-Length, a slow body) is left unread: closing the response closes the connection."""
+        if self._session is None:
+            return
+        declared = response.headers.get("content-length", "")
+        if not (declared.isascii() and declared.isdigit()) or int(declared) > _DRAIN_BYTES:
+            return
+        with contextlib.suppress(httpx.HTTPError, TimeoutError):
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                async for _raw in response.aiter_raw():
+                    if response.num_bytes_downloaded > _DRAIN_BYTES:
+                        return
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
         cap = self.limits.max_bytes
@@ -227,6 +281,83 @@ class Fetcher:
         except httpx.HTTPError as exc:
             raise FetchFailed(f"reading the body failed: {type(exc).__name__}") from None
         return bytes(buffer)
+
+
+# The client for one hop, held while the hop runs: (target, checked address) -> client.
+ClientFor = Callable[[Target, IPAddress], AbstractAsyncContextManager[httpx.AsyncClient]]
+ClientKey = tuple[str, str, int, str]  # scheme, host name, port, pinned IP
+
+
+class FetchSession:
+    """The clients of one batch, with keep-alive inside it only (``async with``).
+
+    Clients are kept per (scheme, host name, port, pinned IP): httpx pools connections by the
+    URL's origin, which for a pinned request is the IP, so a shared client would let a
+    connection opened for one name serve another name on the same IP. Keyed by name, a client
+    only ever speaks to one name; keyed by IP too, a DNS answer that changes mid-batch never
+    reuses a connection to an address the Guard did not check for this hop. Each client holds
+    one connection and serves one hop at a time (a hop takes an idle client of its key, else a
+    new one, up to ``connections`` per key): a pool of several connections re-checks every idle
+    one on each request, which costs more CPU than reuse saves. All clients are closed when the
+    session ends, by success, error or cancellation.
+    """
+
+    def __init__(self, fetcher: Fetcher, connections: int) -> None:
+        self._fetcher = fetcher
+        self._connections = max(1, connections)
+        self._idle: dict[ClientKey, asyncio.Queue[httpx.AsyncClient]] = {}
+        self._made: dict[ClientKey, int] = {}
+        self._clients: list[httpx.AsyncClient] = []
+        self._closed = False
+        self._closing: asyncio.Task[None] | None = None
+
+    @property
+    def open_clients(self) -> int:
+        return len(self._clients)
+
+    def fetcher(self, max_bytes: int | None = None) -> Fetcher:
+        """The session's fetcher, under a lower byte cap if given (a batch item's share)."""
+        base = self._fetcher if max_bytes is None else self._fetcher.capped(max_bytes)
+        return base._with(base.limits, self)
+
+    @asynccontextmanager
+    async def client(self, target: Target, address: IPAddress) -> AsyncIterator[httpx.AsyncClient]:
+        """A client of this (name, IP) key for one hop; back to the key's idle ones after."""
+        if self._closed:
+            raise FetchFailed("the batch's fetch session is closed")
+        key = (target.scheme, target.host, target.port, _ip_text(address))
+        idle = self._idle.setdefault(key, asyncio.Queue())
+        if idle.empty() and self._made.get(key, 0) < self._connections:
+            self._made[key] = self._made.get(key, 0) + 1
+            client = self._fetcher._client(1, keepalive=True)
+            self._clients.append(client)
+        else:
+            client = await idle.get()  # the item's deadline bounds this wait
+        try:
+            yield client
+        finally:
+            idle.put_nowait(client)
+
+    async def __aenter__(self) -> FetchSession:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every client. Shielded: a cancelled batch still closes its connections."""
+        self._closed = True
+        clients, self._clients = self._clients, []
+        self._idle.clear()
+        if clients:
+            self._closing = asyncio.ensure_future(_close_all(clients))
+            await asyncio.shield(self._closing)
+
+
+async def _close_all(clients: list[httpx.AsyncClient]) -> None:
+    for client in clients:
+        with contextlib.suppress(Exception):
+            await client.aclose()
 
 
 async def _take_location(response: httpx.Response) -> None:
@@ -269,4 +400,4 @@ def _ip_text(address: IPAddress) -> str:
     return address.compressed if isinstance(address, ipaddress.IPv6Address) else str(address)
 
 
-__all__ = ["FetchLimits", "Fetched", "Fetcher", "parse_target"]
+__all__ = ["FetchLimits", "FetchSession", "Fetched", "Fetcher", "parse_target"]

@@ -28,6 +28,7 @@ import typer
 
 if TYPE_CHECKING:
     from .hashing import ImageDigest
+    from .video.decode import VideoDigest
 
 # Below this many files per extra process, forking costs more than it saves.
 FILES_PER_WORKER = 32
@@ -36,7 +37,7 @@ CHUNK = 8
 
 
 def hash_command(
-    files: Annotated[list[Path], typer.Argument(help="Image files to hash (read only).")],
+    files: Annotated[list[Path], typer.Argument(help="Image or video files to hash (read only).")],
     dihedral: Annotated[
         bool, typer.Option(help="Also print the 8 dihedral PDQ hashes (rotations and flips).")
     ] = False,
@@ -51,21 +52,39 @@ def hash_command(
             help="Processes hashing at once; 0 = one per CPU for large batches, 1 = this one.",
         ),
     ] = 0,
+    frame_interval: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Videos: seconds between sampled frames (by timestamp); 0 = every frame."
+        ),
+    ] = 1.0,
+    vpdq_text: Annotated[
+        bool,
+        typer.Option(
+            "--vpdq-text",
+            help="Videos: print vPDQ's text form instead, one `frame,quality,pdq,timestamp` line "
+            "per sampled frame (Meta's reference format); images keep their JSON line.",
+        ),
+    ] = False,
 ) -> None:
-    """Hash local image files with the function's exact decode rules; one JSON line per file.
+    """Hash local image and video files with the function's exact decode rules; one JSON line
+    per file (a video's line carries its sampled frames under "video").
 
     Reads the files and writes nothing. Exits 1 if any file could not be hashed.
     """
     if jobs < 0:
         raise typer.BadParameter("must be 0 (one per CPU) or more", param_hint="--jobs")
-    options = _Options(dihedral=dihedral, regions=regions)
+    options = _Options(dihedral=dihedral, regions=regions, frame_interval=frame_interval)
     workers = worker_count(jobs, len(files))
     failed = False
     with _progress(len(files)) as advance:
         for line in hash_lines(files, options, workers):
             failed = failed or "error" in line
             # Progress draws on stderr; results go to stdout, one complete line each.
-            sys.stdout.write(json.dumps(line, sort_keys=False) + "\n")
+            if vpdq_text and "video" in line:
+                sys.stdout.write(vpdq_lines(line))
+            else:
+                sys.stdout.write(json.dumps(line, sort_keys=False) + "\n")
             sys.stdout.flush()
             advance()
     if failed:
@@ -75,12 +94,14 @@ def hash_command(
 class _Options:
     """What every file is hashed with (module-level and picklable: forked workers use it)."""
 
-    def __init__(self, *, dihedral: bool, regions: bool) -> None:
+    def __init__(self, *, dihedral: bool, regions: bool, frame_interval: float = 1.0) -> None:
         from .hashing import DecodeLimits  # here, so that `libra hash --help` answers at once
+        from .video.settings import VideoLimits
 
         self.dihedral = dihedral
         self.regions = regions
         self.limits = DecodeLimits()
+        self.video_limits = VideoLimits(frame_interval_seconds=frame_interval)
 
 
 _options: _Options | None = None  # set in the parent before forking; workers inherit it
@@ -162,11 +183,14 @@ def _hash_in_worker(path: Path) -> dict[str, object]:
 def hash_file(path: Path, options: _Options) -> dict[str, object]:
     from .errors import ImageError
     from .hashing import hash_image
+    from .video.sniff import sniff_video
 
     try:
         data = path.read_bytes()
     except OSError as exc:
         return _error_line(path, "read_failed", f"cannot read file: {exc.strerror or exc}")
+    if sniff_video(data) is not None:
+        return _hash_video_file(path, data, options)
     try:
         digest = hash_image(
             data, dihedral=options.dihedral, limits=options.limits, regions=options.regions
@@ -186,6 +210,33 @@ def _digest_line(path: Path, digest: ImageDigest, size: int) -> dict[str, object
         "animated": digest.animated,
         "hashes": digest.hashes.model_dump(mode="json", exclude_none=True),
     }
+
+
+def _hash_video_file(path: Path, data: bytes, options: _Options) -> dict[str, object]:
+    """A video (issue 13): PyAV is imported only now, so images never pay for it."""
+    from .errors import ImageError
+    from .video.decode import hash_video
+
+    try:
+        digest = hash_video(data, limits=options.video_limits)
+    except ImageError as exc:
+        return _error_line(path, exc.code, exc.message)
+    return _video_line(path, digest, len(data))
+
+
+def _video_line(path: Path, digest: VideoDigest, size: int) -> dict[str, object]:
+    line = _digest_line(path, digest, size)
+    line["video"] = digest.video.model_dump(mode="json")
+    return line
+
+
+def vpdq_lines(line: dict[str, object]) -> str:
+    """A video's frames in vPDQ's text form: ``frame,quality,pdq,timestamp`` per line."""
+    video = line["video"]
+    assert isinstance(video, dict)
+    return "".join(
+        f"{f['frame']},{f['quality']},{f['pdq']},{f['timestamp']:.3f}\n" for f in video["frames"]
+    )
 
 
 def _error_line(path: Path, code: str, message: str) -> dict[str, object]:

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
 
-import imagehash
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
@@ -35,8 +34,8 @@ from PIL import Image
 from protocol.models import ImageHashes
 
 from .errors import DecodeFailed, ImageError, PixelLimit, UnsupportedFormat
-from .pdq import pdq_dihedral_from_luma, pdq_hex
-from .phash import phash_hex
+from .pdq import pdq_dihedral_from_luma, pdq_from_luma, pdq_hex
+from .phash import dhash_hex, phash_hex
 from .regions import crop_target, region_hashes
 from .sniff import sniff_format
 from .trim import border_box
@@ -201,7 +200,7 @@ def _compute_hashes(data: bytes, luma: Image.Image, dihedral: bool, regions: boo
         pixels, resize_to = np.asarray(thumb, dtype=np.uint8), None
         small = _box_reduce(thumb, SMALL_HASH_MIN_SIDE)
     # One filter pass and one DCT; the 7 other dihedral hashes are sign changes of it.
-    vectors, quality = pdq_dihedral_from_luma(pixels, resize_to)
+    vectors, quality = _pdq(pixels, resize_to, dihedral)
     trimmed, trimmed_quality = _trimmed(pixels, dihedral)
     return ImageHashes(
         md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
@@ -210,7 +209,7 @@ def _compute_hashes(data: bytes, luma: Image.Image, dihedral: bool, regions: boo
         pdq=pdq_hex(vectors[0]),
         pdq_quality=quality,
         phash=phash_hex(small),
-        dhash=str(imagehash.dhash(small)),
+        dhash=dhash_hex(small),
         pdq_dihedral=[pdq_hex(v) for v in vectors] if dihedral else None,
         pdq_trimmed=trimmed,
         pdq_trimmed_quality=trimmed_quality,
@@ -225,8 +224,20 @@ def _trimmed(pixels: npt.NDArray[np.uint8], dihedral: bool) -> tuple[list[str] |
     if box is None:
         return None, None
     inner = np.ascontiguousarray(pixels[box.top : box.bottom, box.left : box.right])
-    vectors, quality = pdq_dihedral_from_luma(inner, crop_target(inner.shape))
-    return [pdq_hex(v) for v in (vectors if dihedral else vectors[:1])], quality
+    vectors, quality = _pdq(inner, crop_target(inner.shape), dihedral)
+    return [pdq_hex(v) for v in vectors], quality
+
+
+def _pdq(
+    pixels: npt.NDArray[np.uint8], resize_to: tuple[int, int] | None, dihedral: bool
+) -> tuple[list[npt.NDArray[np.uint8]], int]:
+    """The PDQ bits (the 8 dihedral variants, or only the original's) and the quality. Without
+    ``dihedral`` the 7 variants are not derived: a sixth of a small image's hashing (issue 17);
+    the original's bits are the same either way (its variant changes no sign)."""
+    if dihedral:
+        return pdq_dihedral_from_luma(pixels, resize_to)
+    bits, quality = pdq_from_luma(pixels, resize_to)
+    return [bits], quality
 
 
 def thumbnail_size(size: tuple[int, int], bound: tuple[int, int]) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from .auth import parse_authorized_keys
 from .fetch import FetchLimits
 from .hashing import DecodeLimits
 from .isolation import WorkerLimits
+from .video.settings import VideoSettings
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Pre-authentication allowance per batch item: an 8192-character URL plus its JSON.
@@ -108,6 +109,9 @@ class FunctionSettings(BaseSettings):
     # mode only, closed in production; true/false decide explicitly.
     metrics: bool | None = None
     api_docs: bool | None = None
+    # Issue 13: video hashing ([video] table, LIBRA_FUNCTION_VIDEO__*; worker_function/video/).
+    # Videos share max_bytes with images: raise it for longer videos.
+    video: VideoSettings = Field(default_factory=VideoSettings)
 
     @model_validator(mode="after")
     def _batch_fits_the_bucket(self) -> FunctionSettings:

@@ -7,6 +7,7 @@ each only through its own plugin, so a file cannot smuggle itself into a riskier
 from __future__ import annotations
 
 from .errors import NotAnImage, UnsupportedFormat
+from .video.sniff import could_be_video
 
 # Pillow format names we decode. Everything else is refused before decoding.
 ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
@@ -76,6 +77,8 @@ def could_be_image(prefix: bytes) -> bool:
 
     Lets the fetcher stop reading an HTML page or other non-image early.
     """
+    if could_be_video(prefix):
+        return True  # issue 13: the function hashes videos too (worker_function/video/)
     try:
         sniff_format(prefix)
     except NotAnImage:

@@ -13,7 +13,7 @@ from coordinator.config import CoordinatorSettings
 from coordinator.deps import PrincipalDep, SessionDep, checked_period
 from coordinator.flows import FlowFilter, Flows, FlowsBy, build_flows
 from coordinator.views import SuppressionPolicy
-from protocol.hashes import HashFamily
+from protocol.hashes import Media, ReportFamily
 
 
 def flows_router(settings: CoordinatorSettings, clock: Callable[[], datetime]) -> APIRouter:
@@ -42,7 +42,10 @@ def flows_router(settings: CoordinatorSettings, clock: Callable[[], datetime]) -
         ] = None,
         by: Annotated[FlowsBy, Query(description="Places are hosters or countries.")] = "hoster",
         hash_family: Annotated[
-            HashFamily | None, Query(description="Only items matched by this hash family.")
+            ReportFamily | None, Query(description="Only items matched by this hash family.")
+        ] = None,
+        media: Annotated[
+            Media | None, Query(description="Only items of image or of video families.")
         ] = None,
     ) -> Flows:
         principal.require(Scope.PICTURE_READ)
@@ -50,7 +53,7 @@ def flows_router(settings: CoordinatorSettings, clock: Callable[[], datetime]) -
         detail = principal.can(Scope.PICTURE_DETAIL)
         return build_flows(
             session,
-            FlowFilter(start, end, hash_family),
+            FlowFilter(start, end, hash_family, media),
             by,
             clock(),
             None if detail else suppression,

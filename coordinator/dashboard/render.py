@@ -11,7 +11,7 @@ from html import escape
 from importlib import resources
 from string import Template
 
-from protocol.hashes import HashFamily
+from protocol.hashes import MEDIA, ReportFamily, media_of
 
 from ..auth import Principal, Scope
 
@@ -90,11 +90,43 @@ def hoster_param(value: str | None) -> str:
     return value[:MAX_HOSTER] if value else ""
 
 
+# Issue 13: the video families read as what they are; image families keep their short names
+# (the value is always the wire name, so links and the API stay the same).
+FAMILY_LABELS: dict[ReportFamily, str] = {
+    ReportFamily.VIDEO_MD5: "video file MD5",
+    ReportFamily.VIDEO_SHA1: "video file SHA-1",
+    ReportFamily.VIDEO_SHA256: "video file SHA-256",
+    ReportFamily.VPDQ: "vPDQ (video)",
+    ReportFamily.VPDQ_FRAME: "still from a listed video (vPDQ frame)",
+}
+MEDIA_LABELS = {"": "All", "image": "Images", "video": "Videos"}
+
+
+def family_label(family: ReportFamily) -> str:
+    return FAMILY_LABELS.get(family, family.value)
+
+
 def family_options(selected: str | None) -> str:
+    """The family select, grouped by what was found (vpdq-frame is an image: a still)."""
     options = ['<option value="">all</option>']
-    for family in HashFamily:
-        mark = " selected" if family.value == selected else ""
-        options.append(f'<option value="{family.value}"{mark}>{family.value}</option>')
+    for media, group in (("image", "Images"), ("video", "Videos")):
+        options.append(f'<optgroup label="{group}">')
+        for family in ReportFamily:
+            if media_of(family) != media:
+                continue
+            mark = " selected" if family.value == selected else ""
+            label = escape(family_label(family))
+            options.append(f'<option value="{family.value}"{mark}>{label}</option>')
+        options.append("</optgroup>")
+    return "".join(options)
+
+
+def media_options(selected: str | None) -> str:
+    """All / Images / Videos (the API's ``media`` filter); anything else selects All."""
+    options = []
+    for value in ("", *MEDIA):
+        mark = " selected" if value and value == selected else ""
+        options.append(f'<option value="{value}"{mark}>{MEDIA_LABELS[value]}</option>')
     return "".join(options)
 
 
@@ -167,6 +199,7 @@ def page_html(
             a_from=date_param(query.get("a_from")),
             a_to=date_param(query.get("a_to")),
             families=family_options(family),
+            media=media_options(query.get("media")),
         )
     else:
         content = template(page.key).substitute()
@@ -176,6 +209,7 @@ def page_html(
             action=escape(page.path),
             **{"from": date_param(query.get("from")), "to": date_param(query.get("to"))},
             families=family_options(family),
+            media=media_options(query.get("media")),
             country=escape(country_param(query.get("country"))),
             hoster=escape(hoster_param(query.get("hoster"))),
             asn=asn_param(query.get("asn")),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -12,16 +12,34 @@ from pathlib import Path
 
 import httpx
 
+from libra.demo.listen import free_port
+
+__all__ = ["DemoStepFailed", "ProcessGroup", "error_line", "free_port", "libra_argv"]
+
+# Rich's traceback boxes and rules: a child's pretty traceback is framed in these.
+_BOX = re.compile(r"[\u2500-\u257f]+")
+# The last line of a Python traceback ("ValueError: ...", "pkg.mod.SomeError: ..."), or a CLI's
+# own error line ("Error: ...", "error: ...").
+_ERROR = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b|error\b).*", re.I)
+
 
 class DemoStepFailed(RuntimeError):
     """A component of the demo did not start or a command failed; the message says which."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+def error_line(output: str) -> str:
+    """One line saying why a child failed, from what it printed: the last error line (a
+    traceback's last line or a CLI's "Error: ..."), else the last line; without the boxes of
+    a pretty traceback. The whole output stays in the child's log."""
+    lines = [_BOX.sub(" ", line).strip(" |") for line in output.splitlines()]
+    lines = [" ".join(line.split()) for line in lines if line.strip(" |")]
+    for index in range(len(lines) - 1, -1, -1):
+        line = lines[index]
+        if line.lower() == "error" and index + 1 < len(lines):
+            return f"Error: {lines[index + 1]}"  # a CLI's error panel: its title, then the text
+        if _ERROR.match(line):
+            return line
+    return lines[-1] if lines else "no output"
 
 
 def libra_argv(*args: str) -> list[str]:
@@ -63,8 +81,10 @@ class ProcessGroup:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
+                output = self._log(name).read_text(encoding="utf-8", errors="replace")
                 raise DemoStepFailed(
-                    f"{name} exited with {proc.returncode} at start-up; see {self._log(name)}"
+                    f"{name} exited with {proc.returncode} at start-up: {error_line(output)}; "
+                    f"see {self._log(name)}"
                 )
             try:
                 if httpx.get(health_url, timeout=1.0, trust_env=False).status_code == 200:
@@ -98,9 +118,9 @@ class ProcessGroup:
         with self._log(name).open("a", encoding="utf-8") as log:
             log.write(proc.stdout + proc.stderr)
         if proc.returncode not in ok_codes:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
             raise DemoStepFailed(
-                f"`libra {' '.join(args[:3])}` failed ({proc.returncode}): " + " | ".join(tail)
+                f"`libra {' '.join(args[:3])}` failed (exit {proc.returncode}): "
+                f"{error_line(proc.stderr or proc.stdout)}; see {self._log(name)}"
             )
         return proc.stdout
 
@@ -121,7 +141,10 @@ class ProcessGroup:
                 f"(libra/demo/budget.py); see {self._log(name)}"
             ) from exc
         if code not in ok_codes:
-            raise DemoStepFailed(f"{name} exited with {code}; see {self._log(name)}")
+            output = self._log(name).read_text(encoding="utf-8", errors="replace")
+            raise DemoStepFailed(
+                f"{name} failed (exit {code}): {error_line(output)}; see {self._log(name)}"
+            )
 
     def stop_all(self) -> None:
         for _, proc in reversed(self.services):

@@ -35,7 +35,6 @@ from typing import Any
 import httpx
 import tomli_w
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from libra.demo.budget import DemoBudget
 from libra.demo.checks import (
@@ -52,12 +51,14 @@ from libra.demo.compare import Comparison, compare_picture, expected_from_truth
 from libra.demo.defaults import DEFAULT_SCALE, DEFAULT_SEED
 from libra.demo.history import History, day_periods
 from libra.demo.labgeo import write_lab_geoip
+from libra.demo.listen import DEFAULT_HOST, http_url
 from libra.demo.lists import node_list_families, write_node_lists
 from libra.demo.live import LiveWorld
 from libra.demo.noticesim import NoticeSimulation
 from libra.demo.policy import REMOVES_AFTER, policy_text
 from libra.demo.processes import DemoStepFailed, ProcessGroup, free_port
-from libra.demo.web import SyntheticWeb
+from libra.demo.steps import Steps
+from libra.demo.web import SyntheticWeb, WebError
 from libra.demo.world import World
 from protocol.keys import NodeKey
 
@@ -75,6 +76,9 @@ class DemoOptions:
     workdir: Path | None = None
     keep_workdir: bool = False
     today: datetime | None = None  # default: now; the periods are the days before it
+    # Where the coordinator listens (loopback only: libra/demo/listen.py); port None: any free.
+    host: str = DEFAULT_HOST
+    port: int | None = None
 
 
 @dataclass
@@ -143,14 +147,23 @@ def _stamp(moment: datetime) -> str:
 @contextmanager
 def _workdir(options: DemoOptions) -> Iterator[Path]:
     if options.workdir is not None:
-        options.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            options.workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file of that name, no permission: say so, no traceback
+            raise DemoStepFailed(
+                f"cannot use --workdir {options.workdir}: {exc.strerror or exc}"
+            ) from exc
         yield options.workdir
         return
     path = Path(tempfile.mkdtemp(prefix="libra-demo-"))
+    keep = options.keep_workdir
     try:
         yield path
+    except Exception:
+        keep = True  # a failed step's message points at the logs in here
+        raise
     finally:
-        if not options.keep_workdir:
+        if not keep:
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -185,7 +198,10 @@ class Federation:
         self.notice_seconds: list[float] = []  # real duration of every notices run
 
     def start_world(self) -> Path:
-        self.web.start()
+        try:
+            self.web.start()
+        except WebError as exc:
+            raise DemoStepFailed(f"the synthetic web did not start: {exc}") from exc
         lab_file = self.workdir / "lab.toml"
         lab_file.write_text(
             tomli_w.dumps(self.web.lab_network().model_dump(mode="json")), encoding="utf-8"
@@ -243,9 +259,11 @@ class Federation:
             env={"LIBRA_FUNCTION_AUTHORIZED_KEYS": authorized},
         )
 
-    def start_coordinator(self) -> None:
-        port = free_port()
-        self.coordinator_url = f"http://127.0.0.1:{port}"
+    def start_coordinator(self, host: str = DEFAULT_HOST, port: int | None = None) -> None:
+        """The coordinator on `host:port` (a free port when None); the caller has checked
+        that the address is loopback and the port free (libra/demo/listen.py)."""
+        port = free_port(host) if port is None else port
+        self.coordinator_url = http_url(host, port)
         data_dir = self.coordinator_config.parent
         data_dir.mkdir(parents=True, exist_ok=True)
         config = {
@@ -261,7 +279,7 @@ class Federation:
                 "--config",
                 str(self.coordinator_config),
                 "--host",
-                "127.0.0.1",
+                host,
                 "--port",
                 str(port),
             ],
@@ -443,13 +461,18 @@ class Federation:
                     proc.wait()
 
     def get(self, path: str, params: dict[str, str]) -> Any:
-        response = httpx.get(
-            f"{self.coordinator_url}{path}",
-            params=params,
-            headers={"authorization": f"Bearer {self.viewer_token}"},
-            timeout=self.budget.request_s,
-            trust_env=False,
-        )
+        try:
+            response = httpx.get(
+                f"{self.coordinator_url}{path}",
+                params=params,
+                headers={"authorization": f"Bearer {self.viewer_token}"},
+                timeout=self.budget.request_s,
+                trust_env=False,
+            )
+        except httpx.HTTPError as exc:  # one clear line, not httpx's traceback
+            raise DemoStepFailed(
+                f"GET {path} from the coordinator: {type(exc).__name__}: {exc}"
+            ) from exc
         if response.status_code != 200:
             raise DemoStepFailed(f"GET {path}: {response.status_code} {response.text[:300]}")
         return response.json()
@@ -479,47 +502,29 @@ def run_demo(
         periods = day_periods(today, history.periods)
         federation = Federation(history, workdir, console)
         try:
-            with Progress(
-                SpinnerColumn(finished_text="[green]✓[/green]"),
-                TextColumn("{task.description}"),
-                TimeElapsedColumn(),
-                console=console,
-                transient=False,
-            ) as progress:
-                steps = 5 + len(periods) + 1
-                current: list[TaskID] = []
-
-                def step(index: int, text: str) -> None:
-                    # The step before is done: its timer stops at its own duration.
-                    for task in current:
-                        progress.update(task, total=1, completed=1)
-                    current[:] = [progress.add_task(f"[{index}/{steps}] {text}", total=None)]
-
-                step(1, "synthetic web, abuse webhooks and lab GeoIP")
+            with Steps(console, total=5 + len(periods) + 1) as steps:
+                steps.start("synthetic web, abuse webhooks and lab GeoIP")
                 lab_file = federation.start_world()
                 geo = write_lab_geoip(history.world, workdir / "geoip")
-                step(2, "remote-hash function")
+                steps.start("remote-hash function")
                 federation.start_function(lab_file)
-                step(3, "coordinator")
-                federation.start_coordinator()
-                step(4, "three nodes: keys, registration, notices to hosters")
+                steps.start("coordinator")
+                federation.start_coordinator(options.host, options.port)
+                steps.start("three nodes: keys, registration, notices to hosters")
                 federation.enroll_nodes(lab_file, geo)
-                step(5, "private hash lists")
+                steps.start("private hash lists")
                 federation.import_lists()
                 pictures: list[dict[str, Any]] = []
                 coverage: list[dict[str, Any]] = []
                 for index, period in enumerate(periods):
-                    step(
-                        6 + index,
-                        f"{period[0]:%a %d %b}: crawl, notices, reports",
-                    )
+                    steps.start(f"{period[0]:%a %d %b}: crawl, notices, reports")
                     federation.live.set_epoch(index)
                     federation.crawl_all(period[0] + CRAWL_AT)
                     federation.notices_and_reports(notice_moment(period[0], index), period)
                     pictures.append(federation.picture(period))
                     span = {"period_start": _stamp(period[0]), "period_end": _stamp(period[1])}
                     coverage.append(federation.get("/v1/coverage", span))
-                step(steps, "removals and displacement flows")
+                steps.start("removals and displacement flows")
                 window = {
                     "period_start": _stamp(periods[0][0]),
                     "period_end": _stamp(periods[-1][1]),
@@ -541,8 +546,6 @@ def run_demo(
                     )
                     for a, b in itertools.pairwise(periods)
                 ]
-                for task in current:  # the last step is done too
-                    progress.update(task, total=1, completed=1)
             result = _result(
                 federation,
                 history,
@@ -559,6 +562,8 @@ def run_demo(
                 _serve_until_interrupted(console, federation)
             return result
         except DemoStepFailed as exc:
+            if str(workdir) in str(exc):  # it names its log already
+                raise
             raise DemoStepFailed(f"{exc} (logs: {workdir / 'logs'})") from exc
         finally:
             federation.stop()

@@ -1,11 +1,18 @@
-"""The demo's printed summary: tables that fit 80 columns, each figure next to its truth."""
+"""The demo's printed summary: tables that fit 80 columns, each figure next to its truth.
+
+Everything the coordinator or the world named (hosters, differences) is escaped before Rich
+sees it: a name with square brackets is text, not markup. On a console that is not a terminal
+Rich writes no colour codes, so the same calls give a clean log.
+"""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from libra.demo.checks import FlowCheck, RemovalCheck
@@ -54,7 +61,7 @@ def _trend_table(result: DemoResult, section: str, key: str, title: str) -> Tabl
     for period in result.periods:
         table.add_column(f"{period.start:%d %b}", justify="right")
     for name, cells in sorted(_series(result.periods, section, key).items()):
-        table.add_row(name, *cells)
+        table.add_row(escape(name), *cells)
     return table
 
 
@@ -64,14 +71,14 @@ def _hours(seconds: int | None) -> str:
 
 def _removals_table(checks: list[RemovalCheck], tolerance: int) -> Table:
     table = Table(title=f"Time to removal, all days (median hours; truth +/- {tolerance} s)")
-    for name in ("hoster", "removes", "sent", "urls", "gone", "median", "truth", ""):
-        table.add_column(
-            name, justify="left" if name in ("hoster", "removes") else "right", no_wrap=True
-        )
+    # The figures never wrap; a hoster's name may, should the table be too wide for it.
+    table.add_column("hoster")
+    for name in ("removes", "sent", "urls", "gone", "median", "truth", ""):
+        table.add_column(name, justify="left" if name == "removes" else "right", no_wrap=True)
     for check in checks:
         truth = check.nominal_median
         table.add_row(
-            check.hoster,
+            escape(check.hoster),
             check.policy,
             f"{check.actual['notices_sent']}",
             f"{check.actual['urls_noticed']}",
@@ -90,8 +97,8 @@ def _flows_table(check: FlowCheck, labels: Mapping[int, str]) -> Table:
     for (day, source, target), (got, want) in sorted(check.flows.items(), key=str):
         table.add_row(
             labels[day],
-            str(source[-1]),
-            str(target[-1]),
+            escape(str(source[-1])),
+            escape(str(target[-1])),
             "-" if got is None else str(got),
             str(want),
             _mark(got == want),
@@ -110,7 +117,7 @@ def _prevalence_table(result: DemoResult) -> Table:
         table.add_column(name, justify="left" if name == "hoster" else "right")
     for hoster, (images, matches, per_10k, lower, upper) in sorted(result.coverage.last.items()):
         table.add_row(
-            hoster, str(images), str(matches), f"{per_10k:.0f}", f"{lower:.0f}-{upper:.0f}"
+            escape(hoster), str(images), str(matches), f"{per_10k:.0f}", f"{lower:.0f}-{upper:.0f}"
         )
     return table
 
@@ -156,4 +163,10 @@ def print_result(console: Console, result: DemoResult) -> None:
     else:
         console.print("[bold red]The federation differs from the ground truth:[/bold red]")
         for line in differences:
-            console.print(f"  - {line}")
+            console.print(_bullet(line, console.width), markup=False, soft_wrap=True)
+
+
+def _bullet(line: str, width: int) -> str:
+    """A bullet whose long line wraps under its own text, not under the bullet (and with no
+    padding to the console's width, as a table's cell would have)."""
+    return textwrap.fill(line, width=max(width, 40), initial_indent=" - ", subsequent_indent="   ")

@@ -9,6 +9,7 @@ that resolves names wrongly sees no content, and attribution by IP is always rig
 from __future__ import annotations
 
 import errno
+import logging
 import random
 import socket
 import sys
@@ -22,6 +23,9 @@ from libra.demo.world import Response, World
 from protocol.lab import LabNetwork
 
 LAB_RANGE = "127.0.1.0/24"
+# One line per failed request, never a traceback: the demo's console is for its steps and
+# summary (issue 17). Without a handler configured, Python prints warnings as the bare line.
+log = logging.getLogger("libra.demo.web")
 _PORT_ATTEMPTS = 20
 _PORT_RANGE = (20000, 60000)
 
@@ -40,16 +44,30 @@ class _Server(ThreadingHTTPServer):
         self.world = world
         self.live = live
         self.ip = ip
+        self.errors = 0  # requests that failed other than by the client hanging up
+        self._errors_lock = threading.Lock()  # handler threads count them
         # The hosts this IP serves: those of the hoster that owns it (its abuse webhook too).
         names = world.site_ips() if live is None else live.dns()
         self.hosts = frozenset(host for host, site_ip in names.items() if site_ip == ip)
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hangs up (a crawler cancelling a fetch) is normal on the web: quiet.
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+        # A client that hangs up (a crawler cancelling a fetch, the demo stopping) is normal
+        # on the web: quiet. Anything else is a fault of this server: one line that says what,
+        # where the base class would print a whole traceback.
+        error = sys.exc_info()[1]
+        if error is None or isinstance(error, ConnectionError | TimeoutError):
             return
-        super().handle_error(request, client_address)
+        with self._errors_lock:
+            self.errors += 1
+        client = client_address[0] if isinstance(client_address, tuple) else client_address
+        log.warning(
+            "synthetic web on %s: a request from %s failed: %s: %s",
+            self.ip,
+            client,
+            type(error).__name__,
+            error,
+        )
 
     def respond(self, host: str, path: str) -> Response:
         if self.live is not None:
@@ -77,7 +95,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         # A hoster's abuse webhook (history worlds only): notices arrive here.
         host = _host_name(self.headers.get("Host", ""))
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.send_error(400, "bad Content-Length")
+            return
         body = self.rfile.read(min(length, 8_000_000))
         status = 404
         if self.server.live is not None and host in self.server.hosts:

@@ -16,7 +16,9 @@ from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
     from node.config import NodeSettings
     from node.keys.list_encryption import ListKey
     from node.lists import ImportSummary
-    from node.matching.matcher import MatchIndex
+    from node.matching.index.persist import Rebuild
+    from node.matching.matcher import Match, MatchIndex
 
 from node.cli.common import ConfigOption, console, err, fail, settings_or_exit
 from protocol.hashes import HashFamily, InvalidHash, family_from_length, normalize
@@ -46,11 +49,17 @@ LIST_FORMATS = (
     "stopncii",
     "tcap",
     "vics",
+    "vpdq",
 )
 EXPORT_FORMATS = ("vics", "plain", "csv")
 
 list_app = typer.Typer(help="Private hash lists (encrypted at rest).", no_args_is_help=True)
 MATCH_BATCH = 10_000
+# Below this many queries in a batch, `list match` searches with numpy rather than the
+# compiled kernel (same results): the kernel's first call in a process imports numba and loads
+# its machine code (~1-4 s at load), more than numpy takes for ~2,000 PDQ queries at 1M
+# entries (~0.5 ms each); above it the kernel's ~0.05 ms per query wins (issue 17).
+COMPILED_FROM = 2_000
 LINE_FORMATS = ("plain", "csv", "hma", "icse")  # positions are line numbers; else records
 
 ReasonOption = Annotated[
@@ -64,12 +73,15 @@ ActorOption = Annotated[
 
 
 def _open(config: Path | None) -> tuple[NodeSettings, Engine, ListKey]:
-    from node.keys.list_encryption import ListKeyError
-    from node.service import list_key_of, open_engine
+    """The node's settings, database and list key (as node.service.open_engine opens them,
+    without importing the crawl: `list match` answers within a second, issue 17)."""
+    from node.db import make_engine
+    from node.keys.list_encryption import ListKeyError, load_list_key
 
     settings = settings_or_exit(config)
     try:
-        return settings, open_engine(settings), list_key_of(settings)
+        key = load_list_key(settings.list_key_path)
+        return settings, make_engine(settings.effective_database_url, key), key
     except ListKeyError as exc:
         fail(str(exc), 2)
 
@@ -77,10 +89,10 @@ def _open(config: Path | None) -> tuple[NodeSettings, Engine, ListKey]:
 def _index_before(settings: NodeSettings, key: ListKey) -> tuple[MatchIndex, str] | None:
     from node.keys.list_encryption import ListKeyError
     from node.matching.index import IndexFormatError, persist
-    from node.service import thresholds
+    from node.matching.matcher import Thresholds
 
     try:
-        return persist.load(settings.index_dir, key, thresholds(settings))
+        return persist.load(settings.index_dir, key, Thresholds.of(settings.match))
     except (IndexFormatError, ListKeyError):
         return None  # rebuilt after the change
 
@@ -387,16 +399,24 @@ def list_match(
 ) -> None:
     """Match hashes against the lists (persisted index); one JSON line per query."""
     from node import audit
+    from node.lists.store import entry_details
     from node.matching.index import persist
-    from node.service import thresholds
+    from node.matching.matcher import Thresholds
 
     if not file.is_file():
         fail(f"{file} does not exist", 2)
     settings, engine, key = _open(config)
     # issue 7: a consultation of the lists (the queried values are not logged)
     audit.log(engine, "list.match", subject=file.name, reason=reason, actor=actor)
-    index = persist.current(engine, settings.index_dir, key, thresholds(settings))
-    details = _entry_details(engine)
+    # Issue 17: the saved index when current (decrypted, searched in place), else rebuilt
+    # with progress; entry details come from the database for the hits only.
+    index = persist.current(
+        engine,
+        settings.index_dir,
+        key,
+        Thresholds.of(settings.match),
+        progress=_BuildProgress(),
+    )
     batch: list[tuple[int, str, HashFamily | str]] = []
 
     def flush() -> None:
@@ -404,30 +424,32 @@ def list_match(
         for n, (_, _, family) in enumerate(batch):
             if isinstance(family, HashFamily):
                 by_family.setdefault(family, []).append(n)
-        found: dict[int, list[dict[str, object]]] = {}
+        found: dict[int, list[Match]] = {}
+        index.use_compiled_search(len(batch) >= COMPILED_FROM)
         for family, members in by_family.items():
             hits = index.lookup(family, [batch[n][1] for n in members], max_distance)
-            for n, matches in zip(members, hits, strict=True):
-                found[n] = [
-                    {
-                        **details.get(m.entry_id, {}),
-                        "entry_id": m.entry_id,
-                        "family": m.family.value,
-                        "distance": m.distance,
-                    }
-                    for m in matches
-                ]
+            found.update(zip(members, hits, strict=True))
+        details = entry_details(engine, {m.entry_id for hits in found.values() for m in hits})
         for n, (line, value, family) in enumerate(batch):
             if isinstance(family, HashFamily):
                 record: dict[str, object] = {
                     "line": line,
                     "algorithm": family.value,
                     "value": value,
-                    "matches": found.get(n, []),
+                    "matches": [
+                        {
+                            **details.get(m.entry_id, {}),
+                            "entry_id": m.entry_id,
+                            "family": m.family.value,
+                            "distance": m.distance,
+                        }
+                        for m in found.get(n, [])
+                    ],
                 }
             else:
                 record = {"line": line, "input": value, "error": family}
             sys.stdout.write(json.dumps(record) + "\n")
+        sys.stdout.flush()  # a reader (or a pipe) sees each batch as soon as it is matched
         batch.clear()
 
     for query in _queries(file, algorithm):
@@ -437,24 +459,36 @@ def list_match(
     flush()
 
 
-def _entry_details(engine: Engine) -> dict[int, dict[str, object]]:
-    """entry id -> list source, version, label, category (for analysts' output)."""
-    from sqlmodel import Session, col, select
+class _BuildProgress:
+    """Shows a rebuild of the match index on stderr: why, entries read, where it was saved."""
 
-    from node.models import ListEntry, ListVersion
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
 
-    with Session(engine) as session:
-        sources = {v.id: v.source for v in session.exec(select(ListVersion)).all()}
-        rows = session.exec(
-            select(
-                ListEntry.id, ListEntry.label, ListEntry.category, ListEntry.list_version_id
-            ).where(col(ListEntry.retired).is_(False))
-        ).all()
-    return {
-        int(i): {"list_version_id": v, "source": sources.get(v), "label": lab, "category": cat}
-        for i, lab, cat, v in rows
-        if i is not None
-    }
+    def rebuilding(self, rebuild: Rebuild) -> None:
+        count = f"{rebuild.entries:,} {'entry' if rebuild.entries == 1 else 'entries'}"
+        err.print(f"[yellow]{escape(rebuild.reason)}[/] ({count})")
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),  # "n/?" while the total is unknown (no entries yet)
+            TextColumn("entries"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("reading the lists", total=rebuild.entries or None)
+
+    def rows(self, done: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=done)
+
+    def saved(self, path: Path) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        err.print(f"match index saved to {escape(str(path))} (encrypted)")
 
 
 @list_app.command("rotate-key")

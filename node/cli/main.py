@@ -1,8 +1,9 @@
 """`libra node ...`: set up a node, import lists, crawl, report, serve.
 
 Every command reads the node's TOML file: ``--config``, else $LIBRA_NODE_CONFIG, else
-./node.toml. Exit codes: 0 success, 1 an error or a report the coordinator refused, 2 bad
-usage or configuration, 75 (EX_TEMPFAIL) reports still queued for the next run.
+./node.toml. Exit codes: 0 success, 1 an error or a report the coordinator refused (and a crawl
+that could fetch no page or analyse no image), 2 bad usage or configuration, 75 (EX_TEMPFAIL)
+reports still queued for the next run, 78 (EX_CONFIG) `serve` cannot open its GeoIP databases.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from node.attribution.attributor import Attributor
     from node.config import NodeSettings
+    from node.crawl.crawler import CrawlStats
     from node.cycle import CycleSummary
     from node.federation import outbox
-    from node.service import ReportRun
+    from node.service import CrawlWatch, ReportRun
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -40,10 +43,12 @@ from node.cli.db import db_app
 from node.cli.federation import app as federation_app
 from node.cli.keys import rotate_signing_key_cmd
 from node.cli.lists import list_app
+from node.cli.log import log_app
 from node.cli.notices import notices_app
 from node.clock import Clock
 
 EX_TEMPFAIL = 75
+EX_CONFIG = 78  # sysexits.h: `serve` cannot start on its configuration (a GeoIP database)
 
 app = typer.Typer(
     help="An agency's LIBRA node: lists, crawling, signed reports.",
@@ -58,6 +63,7 @@ app.add_typer(notices_app, name="notices")  # node/cli/notices.py (issue 7)
 app.add_typer(contacts_app, name="contacts")  # node/cli/contacts.py (issue 7)
 app.add_typer(retention_app, name="retention")  # node/cli/contacts.py (issue 7)
 app.add_typer(db_app, name="db")  # node/cli/db.py
+app.add_typer(log_app, name="log")  # node/cli/log.py (issue 15)
 app.command("rotate-signing-key")(rotate_signing_key_cmd)  # node/cli/keys.py
 
 
@@ -229,10 +235,12 @@ def _with_reasons(count: int, reasons: Mapping[str, int]) -> str:
     return f"{count}: {why}" if count and why else str(count)
 
 
-def _print_cycle(summary: CycleSummary) -> None:
+def _print_cycle(
+    summary: CycleSummary, examples: Mapping[str, str] | None = None, budget: str | None = None
+) -> None:
     # Plain "label value" lines (no table): they stay whole in logs and grep.
     seconds = (summary.finished_at - summary.started_at).total_seconds()
-    rows = (
+    rows = [
         ("pages fetched", str(summary.pages_fetched)),
         ("pages skipped by robots.txt", str(summary.pages_robots_skipped)),
         ("pages failed", _with_reasons(summary.pages_failed, summary.page_failures)),
@@ -242,45 +250,138 @@ def _print_cycle(summary: CycleSummary) -> None:
         ("images failed", _with_reasons(summary.analysis_failures, summary.image_failures)),
         ("matches", str(summary.matches)),
         ("seconds", f"{seconds:.0f}"),
-    )
+    ]
+    if budget is not None:
+        rows.insert(3, ("page budget", budget))
     console.print(f"crawl cycle {summary.cycle_id}: {summary.status}", highlight=False)
     for label, value in rows:
         console.print(f"  {label:<28} {escape(value)}", highlight=False)
+        if label == "pages failed" and examples:
+            # One page per failure reason: where to look (this run's pages only).
+            for reason in sorted(summary.page_failures, key=lambda r: -summary.page_failures[r]):
+                if (example := examples.get(reason)) is not None:
+                    console.print(f"    {reason:<26} e.g. {escape(example)}", highlight=False)
 
 
-async def _crawl(settings: NodeSettings, engine: Engine, show: bool, clock: Clock) -> CycleSummary:
+async def _crawl(
+    settings: NodeSettings, engine: Engine, show: bool, clock: Clock, watch: CrawlWatch
+) -> CycleSummary:
     from node.cycle import RichCycleProgress
     from node.service import crawl_once
 
+    def known_pages() -> int | None:
+        # The in-process crawler's scheduled pages (capped by max_pages in the display);
+        # unknown for the Redis frontier, whose crawler counts pages as their events arrive.
+        return watch.pages_known() if watch.frontier_known else None
+
     if show:
-        with RichCycleProgress(settings.crawl.max_pages, console=err) as progress:
-            return await crawl_once(settings, engine, progress=progress, clock=clock)
-    return await crawl_once(settings, engine, clock=clock)
+        progress = RichCycleProgress(settings.crawl.max_pages, console=err, known_pages=known_pages)
+        with progress:
+            return await crawl_once(settings, engine, progress=progress, clock=clock, watch=watch)
+    return await crawl_once(settings, engine, clock=clock, watch=watch)
+
+
+def _lab_or_exit(settings: NodeSettings) -> None:
+    """Exit 2 when the node's lab file is missing or invalid (before any crawl starts)."""
+    from node.config import ConfigError, lab_of
+
+    try:
+        lab_of(settings)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
+def _seeds_or_exit(settings: NodeSettings, seeds_file: Path | None) -> NodeSettings:
+    """The settings with the seeds of ``--seeds-file`` (they replace the TOML's ``seeds`` for
+    this run); exit 2 on a bad file or when there is no seed at all."""
+    from node.crawl.seeds import SeedsFileError, read_seeds_file
+
+    if seeds_file is not None:
+        try:
+            seeds = read_seeds_file(seeds_file)
+        except SeedsFileError as exc:
+            fail(str(exc), 2)
+        settings = settings.model_copy(update={"seeds": seeds})
+    if not settings.seeds:
+        fail("no seeds configured (set `seeds` in the node TOML file or give --seeds-file)", 2)
+    return settings
+
+
+def _warn_refused_seeds(settings: NodeSettings) -> None:
+    """Seeds the lab refuses (a port missing from allow_ports, a host missing from the map)
+    are named before the crawl: every page under them would fail as blocked_destination."""
+    from node.crawl.setup import destination_problems
+
+    problems = destination_problems(settings, settings.seeds)
+    for seed, why in list(problems.items())[:10]:
+        err.print(f"[yellow]warning:[/] seed {escape(seed)} cannot be crawled: {escape(why)}")
+    if len(problems) > 10:
+        err.print(f"[yellow]warning:[/] and {len(problems) - 10} more seeds the lab refuses")
+
+
+def _failure_examples(settings: NodeSettings, crawled: CrawlStats) -> dict[str, str]:
+    """reason -> one page that failed with it; a page the lab refused says why."""
+    from node.crawl.setup import destination_problems
+
+    examples = dict(crawled.failure_examples)
+    blocked = examples.get("blocked_destination")
+    why = destination_problems(settings, [blocked]).get(blocked) if blocked else None
+    if blocked is not None and why is not None:
+        examples["blocked_destination"] = f"{blocked}: {why}"
+    return examples
 
 
 @app.command()
-def crawl(config: ConfigOption = None, at: AtOption = None) -> None:
+def crawl(
+    config: ConfigOption = None,
+    at: AtOption = None,
+    seeds_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--seeds-file",
+            help="Crawl the URLs of this file (one per line; blank lines and # comments "
+            "ignored) instead of the TOML's seeds.",
+        ),
+    ] = None,
+) -> None:
     """Run one crawl cycle in the foreground over the configured seeds.
 
-    With --at (lab mode only) the cycle is recorded as if it ran at that moment.
+    With --at (lab mode only) the cycle is recorded as if it ran at that moment. Exit 0 when
+    the cycle ran (a page budget reached included), 1 when not one page could be fetched or
+    images were found but none could be analysed (the reasons are printed), 2 bad usage.
     """
     from node.attribution.attributor import GeoDatabaseError
+    from node.crawl.budget import describe_budget
     from node.cycle import CycleError, breakdown
     from node.lists import entry_count
-    from node.service import CrawlBusy
+    from node.service import CrawlBusy, CrawlWatch
 
-    settings = settings_or_exit(config)
+    settings = _seeds_or_exit(settings_or_exit(config), seeds_file)
     clock = clock_or_exit(settings, at)
-    if not settings.seeds:
-        fail("no seeds configured (set `seeds` in the node TOML file)", 2)
+    _lab_or_exit(settings)
+    _warn_refused_seeds(settings)
     engine = _engine(settings)
     if not entry_count(engine):
         err.print("[yellow]warning:[/] the node holds no list entries: nothing can match")
+    watch = CrawlWatch()
     try:
-        summary = asyncio.run(_crawl(settings, engine, show=True, clock=clock))
+        summary = asyncio.run(_crawl(settings, engine, show=True, clock=clock, watch=watch))
     except (CrawlBusy, CycleError, GeoDatabaseError) as exc:
         fail(str(exc))
-    _print_cycle(summary)
+    crawled = watch.stats
+    examples = _failure_examples(settings, crawled)
+    limits = settings.crawl
+    budget = describe_budget(crawled, limits.max_pages, limits.max_pages_per_site)
+    _print_cycle(summary, examples, budget if watch.frontier_known else None)
+    if summary.pages_fetched == 0 and summary.pages_failed > 0:
+        # Not one page read: the cycle measured nothing (robots.txt refusals alone are not this:
+        # they are the site's choice, not a failure).
+        first = max(summary.page_failures, key=lambda r: summary.page_failures[r])
+        hint = f"; e.g. {examples[first]}" if first in examples else ""
+        fail(
+            f"no page could be fetched: {summary.pages_failed} page(s) failed "
+            f"({breakdown(summary.page_failures)}){hint}"
+        )
     if summary.nothing_analysed:
         # A cycle that hashed nothing measured nothing: not a success a script may rely on.
         fail(
@@ -294,18 +395,40 @@ def crawl(config: ConfigOption = None, at: AtOption = None) -> None:
 def crawl_worker(
     config: ConfigOption = None,
     name: str = typer.Option("", help="Worker (consumer) name; default host-pid."),
-    hosts_at_once: int = typer.Option(8, min=1, help="Hosts this worker owns at once."),
+    hosts_at_once: int = typer.Option(
+        0, min=0, help="Hosts this worker owns at once at most; 0: crawl.concurrency."
+    ),
+    forever: bool = typer.Option(
+        False,
+        "--forever",
+        help="Keep waiting for new seeds and jobs when the frontier is empty, until Ctrl-C or "
+        "SIGTERM (jobs in flight finish, unstarted ones go back to the frontier).",
+    ),
+    stop_grace: float = typer.Option(
+        10.0, min=0, help="Seconds jobs in flight may take to finish on stop; then requeued."
+    ),
 ) -> None:
-    """Work this node's shared Redis frontier (crawl.frontier = "redis") until it is empty."""
+    """Work this node's shared Redis frontier (crawl.frontier = "redis") until it is empty
+    (with --forever: until Ctrl-C or SIGTERM)."""
+    from redis.exceptions import RedisError
+
     from node.crawl.worker import run_worker  # issue 5: Redis Streams frontier
 
     settings = settings_or_exit(config)
     if settings.crawl.frontier != "redis":
         fail('crawl-worker needs crawl.frontier = "redis"', 2)
-    stats = asyncio.run(run_worker(settings, name or None, hosts_at_once))
+    try:
+        stats = asyncio.run(
+            run_worker(
+                settings, name or None, hosts_at_once, forever=forever, stop_grace_s=stop_grace
+            )
+        )
+    except RedisError as exc:
+        fail(f"Redis frontier at {settings.crawl.redis_url}: {exc}")
     err.print(
-        f"worker done: {stats.jobs_done} pages, {len(stats.hosts_owned)} hosts "
-        f"({len(stats.hosts_taken_over)} taken over), {stats.jobs_reclaimed} jobs reclaimed"
+        f"worker {'stopped' if forever else 'done'}: {stats.jobs_done} pages, "
+        f"{len(stats.hosts_owned)} hosts ({len(stats.hosts_taken_over)} taken over), "
+        f"{stats.jobs_reclaimed} jobs reclaimed, {stats.jobs_returned} returned unfinished"
     )
 
 
@@ -473,12 +596,31 @@ def _observability(settings: NodeSettings, engine: Engine) -> None:
 
 @app.command()
 def serve(config: ConfigOption = None) -> None:
-    """Run crawl cycles and reports on the `schedule` intervals until stopped."""
-    from node.scheduler import report_interval_minutes, run_forever  # APScheduler only here
+    """Run crawl cycles and reports on the `schedule` intervals until stopped.
+
+    The GeoIP/ASN databases and the operator table are opened once, at start: one that cannot
+    be opened stops `serve` at once with exit 78 (EX_CONFIG), not a failure every cycle.
+    """
+    from node.attribution.attributor import GeoDatabaseError
+    from node.service import open_attributor
 
     settings = settings_or_exit(config)
     if not settings.seeds:
         fail("no seeds configured (set `seeds` in the node TOML file)", 2)
+    _lab_or_exit(settings)
+    try:
+        attributor = open_attributor(settings)
+    except GeoDatabaseError as exc:
+        fail(f"{exc} (check [geoip] and [attribution] in the node TOML file)", EX_CONFIG)
+    try:
+        _serve(settings, attributor)
+    finally:
+        attributor.close()
+
+
+def _serve(settings: NodeSettings, attributor: Attributor) -> None:
+    from node.scheduler import report_interval_minutes, run_forever  # APScheduler only here
+
     engine = _engine(settings)
     _observability(settings, engine)  # issue 8
     console.print(
@@ -487,6 +629,6 @@ def serve(config: ConfigOption = None) -> None:
     )
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        asyncio.run(run_forever(settings, engine, console))
+        asyncio.run(run_forever(settings, engine, console, attributor))
     except KeyboardInterrupt:
         console.print("stopped")

@@ -140,10 +140,17 @@ class CrawlStats:
     pages_scheduled: int = 0
     robots_fetched: int = 0
     skipped_budget: int = 0  # distinct in-scope URLs not scheduled: a page budget was reached
+    # Of skipped_budget, those refused because max_pages itself was reached (the rest hit
+    # max_pages_per_site): the pages a larger budget would have crawled, at least.
+    skipped_max_pages: int = 0
     skipped_depth: int = 0  # distinct in-scope URLs beyond max_depth
     skipped_pattern: int = 0  # page links refused by include/exclude patterns
     offsite_links: int = 0  # page links out of scope (not followed; images are emitted)
     data_uris: int = 0  # data: URIs seen (data:image/... ones are emitted for the function)
+    # Issue 13: video URLs and HLS/DASH manifests on fetched pages (per page, not de-duplicated
+    # across pages). Counted only: the node does not yet send videos to the function.
+    video_links: int = 0
+    manifest_links: int = 0
     sitemaps_fetched: int = 0
     sitemap_urls: int = 0  # page URLs taken from sitemaps (before de-duplication)
     retries: int = 0
@@ -151,6 +158,8 @@ class CrawlStats:
     robots_overridden: int = 0  # hosts crawled against their robots.txt by node policy
     resumed_pages: int = 0  # pages still queued from an interrupted run of the same seeds
     failures: dict[str, int] = field(default_factory=dict)  # reason -> pages
+    # reason -> the first page URL that failed with it: the operator's lead to the cause.
+    failure_examples: dict[str, str] = field(default_factory=dict)
 
 
 # Outcomes of one HTTP request for a page.
@@ -337,17 +346,15 @@ class Run:
         over_site = limits.max_pages_per_site and (
             self._site_pages.get(site, 0) + batch.get(site, 0) >= limits.max_pages_per_site
         )
-        if (
-            depth > limits.max_depth
-            or over_site
-            or (self._stats.pages_scheduled + planned >= limits.max_pages)
-        ):
+        over_total = self._stats.pages_scheduled + planned >= limits.max_pages
+        if depth > limits.max_depth or over_site or over_total:
             if key not in self._skipped:
                 self._skipped.add(key)
                 if depth > limits.max_depth:
                     self._stats.skipped_depth += 1
                 else:
                     self._stats.skipped_budget += 1
+                    self._stats.skipped_max_pages += bool(over_total)
             return None
         batch[site] = batch.get(site, 0) + 1
         return key, FrontierItem(url=url, depth=depth, site=site, hops=hops, referrer=referrer)
@@ -397,6 +404,7 @@ class Run:
             elif isinstance(event, PageFailed):
                 outcome = event.reason
                 self._stats.failures[event.reason] = self._stats.failures.get(event.reason, 0) + 1
+                self._stats.failure_examples.setdefault(event.reason, event.url)
         if not events:
             outcome = "image"  # the URL was an image already emitted
         return events, new, outcome
@@ -490,6 +498,8 @@ class Run:
             return [self._fail(item, "not_html")]
         links = extract_links(decode_html(html.body, html.content_type), final_url)
         self._stats.data_uris += links.data_uris
+        self._stats.video_links += len(links.videos)
+        self._stats.manifest_links += len(links.manifests)
         events: list[CrawlEvent] = [
             PageFetched(
                 url=item.url,

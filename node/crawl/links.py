@@ -4,6 +4,11 @@ Parsing uses selectolax (lexbor), which recovers from broken markup like a brows
 forms found: ``<img src|srcset>`` (and the lazy-loading ``data-src``/``data-srcset``),
 ``<picture><source srcset>``, ``<a href>`` to a file with an image extension, ``og:image`` /
 ``twitter:image`` meta, and inline ``background``/``background-image: url(...)`` styles.
+
+Video forms found (issue 13): ``<video src>`` and its ``<source src>`` children, ``og:video`` /
+``twitter:player:stream`` meta, and ``<a href>`` to a file with a video extension; a video's
+``poster`` is an image. HLS (``.m3u8``) and DASH (``.mpd``) manifests are noted, not followed:
+their segments are not reassembled into a video (docs/operations-crawler.md).
 """
 
 from __future__ import annotations
@@ -27,6 +32,16 @@ IMAGE_EXTENSIONS = frozenset(
 _IMAGE_META = frozenset(
     {"og:image", "og:image:url", "og:image:secure_url", "twitter:image", "twitter:image:src"}
 )
+# Containers the function's video decoder takes (issue 13).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"})
+# Streaming manifests: noted (counted, listed) but not fetched as videos.
+MANIFEST_EXTENSIONS = frozenset({".m3u8", ".mpd"})
+_MANIFEST_TYPES = frozenset(
+    {"application/x-mpegurl", "application/vnd.apple.mpegurl", "application/dash+xml"}
+)
+_VIDEO_META = frozenset(
+    {"og:video", "og:video:url", "og:video:secure_url", "twitter:player:stream"}
+)
 _PAGE_SELECTOR = "a[href], area[href], iframe[src], frame[src]"
 _CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)'"]*?))\s*\)""", re.IGNORECASE)
 _BACKGROUND_PROPS = frozenset({"background", "background-image"})
@@ -43,6 +58,9 @@ class PageLinks:
     # which decodes them itself. The node never decodes them.
     data_uris: int = 0
     data_images: list[str] = field(default_factory=list)
+    videos: list[str] = field(default_factory=list)
+    # HLS/DASH manifests: listed so that they can be counted; never sent to the function.
+    manifests: list[str] = field(default_factory=list)
 
 
 @lru_cache(maxsize=131072)  # pages link the same URLs over and over; parsing is the hot path
@@ -90,11 +108,26 @@ def url_host(url: str) -> str:
         return ""
 
 
-def looks_like_image(url: str) -> bool:
-    """By extension of the path only (the query string does not count)."""
+def _extension(url: str) -> str:
+    """The lower-cased extension of the URL's last path segment ('' if none)."""
     path = httpx.URL(url).path.lower()
     dot = path.rfind(".")
-    return dot > path.rfind("/") and path[dot:] in IMAGE_EXTENSIONS
+    return path[dot:] if dot > path.rfind("/") else ""
+
+
+def looks_like_image(url: str) -> bool:
+    """By extension of the path only (the query string does not count)."""
+    return _extension(url) in IMAGE_EXTENSIONS
+
+
+def looks_like_video(url: str) -> bool:
+    """By extension of the path only, as for images."""
+    return _extension(url) in VIDEO_EXTENSIONS
+
+
+def looks_like_manifest(url: str) -> bool:
+    """An HLS or DASH manifest, by extension."""
+    return _extension(url) in MANIFEST_EXTENSIONS
 
 
 def parse_srcset(value: str) -> list[str]:
@@ -157,6 +190,8 @@ class _Collector:
         self.links = PageLinks()
         self._pages: set[str] = set()
         self._images: set[str] = set()
+        self._videos: set[str] = set()
+        self._manifests: set[str] = set()
         self._data: set[str] = set()
 
     def _resolve(self, raw: str | None) -> str | None:
@@ -182,19 +217,34 @@ class _Collector:
             self._images.add(url)
             self.links.images.append(url)
 
+    def video(self, raw: str | None, media_type: str = "") -> None:
+        url = self._resolve(raw)
+        if url is None:
+            return
+        if media_type.strip().lower() in _MANIFEST_TYPES or looks_like_manifest(url):
+            if url not in self._manifests:
+                self._manifests.add(url)
+                self.links.manifests.append(url)
+        elif url not in self._videos:
+            self._videos.add(url)
+            self.links.videos.append(url)
+
     def page(self, raw: str | None) -> None:
         url = self._resolve(raw)
         if url is None:
             return
         if looks_like_image(url):
             self.image(url)
+        elif looks_like_video(url) or looks_like_manifest(url):
+            self.video(url)
         elif url not in self._pages:
             self._pages.add(url)
             self.links.pages.append(url)
 
 
 def extract_links(html: str, page_url: str) -> PageLinks:
-    """Page links and image URLs of one HTML document, resolved against <base href> or the URL."""
+    """Page links, image and video URLs of one HTML document, resolved against <base href> or
+    the URL."""
     tree = LexborHTMLParser(html)
     base = page_url
     base_node = tree.css_first("base[href]")
@@ -216,11 +266,18 @@ def extract_links(html: str, page_url: str) -> PageLinks:
     for node in tree.css("picture source[srcset]"):
         for candidate in parse_srcset(node.attributes.get("srcset") or ""):
             out.image(candidate)
+    for node in tree.css("video"):
+        out.video(node.attributes.get("src"))
+        out.image(node.attributes.get("poster"))
+    for node in tree.css("video source[src]"):
+        out.video(node.attributes.get("src"), node.attributes.get("type") or "")
     for node in tree.css("meta[content]"):
         attrs = node.attributes
         key = (attrs.get("property") or attrs.get("name") or "").strip().lower()
         if key in _IMAGE_META:
             out.image(attrs.get("content"))
+        elif key in _VIDEO_META:
+            out.video(attrs.get("content"))
     for node in tree.css("[style]"):
         style = node.attributes.get("style") or ""
         if "url(" in style.lower():

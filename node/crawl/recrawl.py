@@ -15,15 +15,17 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.engine import Engine
 
+from node.attribution.attributor import Attributor
 from node.config import NodeSettings
 
 RECRAWL_JOB_PREFIX = "recrawl:"
 
 
 def recrawl_jobs(
-    settings: NodeSettings, engine: Engine, console: Console
+    settings: NodeSettings, engine: Engine, console: Console, attributor: Attributor | None = None
 ) -> list[tuple[str, float, Callable[[], Awaitable[None]]]]:
-    """(job id, interval minutes, coroutine function) for every configured hotspot."""
+    """(job id, interval minutes, coroutine function) for every configured hotspot;
+    ``attributor``: the one `serve` opened at start (None: each re-crawl opens its own)."""
     from node.cycle import CycleError
     from node.service import CrawlBusy, crawl_once
 
@@ -33,7 +35,7 @@ def recrawl_jobs(
 
         async def job(focused: NodeSettings = focused, url: str = entry.url) -> None:
             try:
-                summary = await crawl_once(focused, engine)
+                summary = await crawl_once(focused, engine, attributor=attributor)
             except (CrawlBusy, CycleError) as exc:
                 console.print(f"[yellow]re-crawl of {escape(url)} skipped:[/] {escape(str(exc))}")
                 return

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from node import metrics as node_metrics
 from node import telemetry
+from node.federation.tlog_witness import record_delivery
 from node.models import OutboxItem
 from protocol.models import ErrorResponse, ReportAck
 
@@ -81,6 +82,8 @@ def _delete(engine: Engine, item_id: int | None) -> None:
     with Session(engine) as session, session.begin():
         row = session.get(OutboxItem, item_id)
         if row is not None:
+            # Issue 15: remember what the coordinator acknowledged, to find it in its log.
+            record_delivery(session, row)
             session.delete(row)
 
 

@@ -47,7 +47,7 @@ from node.notices.stats import mark_reported, removals_for_period  # issue 7
 from protocol import PROTOCOL_VERSION, REPORT_PAYLOAD_TYPE
 from protocol.canonical import canonical_json
 from protocol.dsse import sign
-from protocol.hashes import HashFamily
+from protocol.hashes import HashFamily, ReportFamily, report_family_of
 from protocol.keys import NodeKey
 from protocol.models import (
     Denominators,
@@ -118,6 +118,19 @@ def unreported_cycles(session: Session, period: Period) -> list[int]:
     return [int(i) for i in rows if i is not None]
 
 
+def _report_family(family: str) -> ReportFamily:
+    """The report family of a sighting's stored family (issue 13).
+
+    Sightings today are all of fetched images matched against listed images, stored under their
+    hash family's name, which report_family_of keeps. A sighting stored under a report-only
+    family (video-md5, vpdq, vpdq-frame) once video matching records them passes through as is;
+    anything else is refused by the enum rather than miscounted.
+    """
+    if family in HashFamily.__members__.values():
+        return report_family_of(HashFamily(family), "image")
+    return ReportFamily(family)
+
+
 def build_cells(session: Session, cycle_ids: list[int], federation_key: bytes) -> list[ReportCell]:
     groups: dict[tuple[str, int, str, str], _CellAcc] = {}
     if cycle_ids:
@@ -149,7 +162,7 @@ def build_cells(session: Session, cycle_ids: list[int], federation_key: bytes) -
                 country=country,
                 asn=asn,
                 hoster=hoster,
-                hash_family=HashFamily(family),
+                hash_family=_report_family(family),
                 matches=acc.matches,
                 distinct=len(urls),
                 sketch=make_sketch(federation_key, urls),

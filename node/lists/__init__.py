@@ -6,6 +6,7 @@ from node.lists import libra_hash as _libra_hash  # noqa: F401  (registers libra
 from node.lists import ncmec as _ncmec  # noqa: F401
 from node.lists import plain as _plain  # noqa: F401
 from node.lists import vics as _vics  # noqa: F401
+from node.lists import vpdq_file as _vpdq_file  # noqa: F401  (registers vpdq, issue 13)
 from node.lists.base import (
     DeletedRecord,
     ImportedRecord,
@@ -18,6 +19,7 @@ from node.lists.base import (
     RejectedRecord,
     StoredFamily,
     UnknownFormat,
+    VideoFamily,
     formats,
     get_importer,
     register,
@@ -50,6 +52,7 @@ __all__ = [
     "RemoveSummary",
     "StoredFamily",
     "UnknownFormat",
+    "VideoFamily",
     "entry_count",
     "formats",
     "get_importer",

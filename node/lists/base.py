@@ -28,22 +28,53 @@ class StoredFamily(StrEnum):
     PHOTODNA = "photodna"
 
 
-ListFamily = HashFamily | StoredFamily
+class VideoFamily(StrEnum):
+    """Hashes of a whole video (issue 13): matched by the node's video index
+    (node/matching/video_index.py), never by the image index."""
+
+    VPDQ = "vpdq"
+
+
+ListFamily = HashFamily | StoredFamily | VideoFamily
 PHOTODNA_BYTES = 144
+# A listed video's frames at most: two hours at the function's default one frame a second.
+MAX_VPDQ_FRAMES = 7200
 _HEX = re.compile(r"^[0-9a-f]+$")
 
 
 def list_family(name: str) -> ListFamily:
+    for kind in (HashFamily, StoredFamily):
+        try:
+            return kind(name)
+        except ValueError:
+            continue
+    return VideoFamily(name)
+
+
+def normalize_vpdq(value: str) -> str:
+    """A vPDQ hash in any text form found in the field (Meta's ``frame,quality,pdq,timestamp``
+    lines, pytx/HMA's signal string, pytx's older object), stored as pytx's signal string:
+    one spelling per video, so a re-import is a duplicate."""
+    from node.matching.vpdq_text import VpdqTextError, format_pytx, parse
+
     try:
-        return HashFamily(name)
-    except ValueError:
-        return StoredFamily(name)
+        frames = parse(value)
+    except VpdqTextError as exc:
+        raise InvalidHash(f"vpdq: {exc}") from None
+    if not frames:
+        raise InvalidHash("vpdq: a video hash needs at least one frame")
+    if len(frames) > MAX_VPDQ_FRAMES:
+        raise InvalidHash(f"vpdq: {len(frames)} frames, more than {MAX_VPDQ_FRAMES}")
+    return format_pytx(frames)
 
 
 def normalize_value(family: ListFamily, value: str) -> str:
-    """Lowercase hex of a value of ``family``; PhotoDNA also from base64 or comma decimals."""
+    """Lowercase hex of a value of ``family``; PhotoDNA also from base64 or comma decimals;
+    vPDQ as its canonical signal string."""
     if isinstance(family, HashFamily):
         return normalize(family, value)
+    if isinstance(family, VideoFamily):
+        return normalize_vpdq(value)
     text = value.strip()
     raw: bytes | None = None
     if len(text) == PHOTODNA_BYTES * 2 and _HEX.match(text.lower()):
@@ -73,8 +104,8 @@ class ListFormatError(ValueError):
 
 
 class Media(StrEnum):
-    """What a listed hash was computed over. Video entries are stored and exported now;
-    matching video (frame hashes) is issue 13."""
+    """What a listed hash was computed over: an image's file or pixels, or a video's file or
+    frames (vPDQ, issue 13)."""
 
     IMAGE = "image"
     VIDEO = "video"
@@ -199,6 +230,8 @@ def parse_record(
         normal = normalize_value(family, value)
     except InvalidHash as exc:
         return RejectedRecord(line, value[:MAX_REJECTED_TEXT], str(exc))
+    if isinstance(family, VideoFamily):
+        media = Media.VIDEO  # whatever the format says, a vPDQ hash is of a video
     return ImportedRecord(family, normal, line, label, category, media, updates)
 
 
@@ -217,11 +250,13 @@ ALIASES: dict[str, ListFamily] = {
     "dhash": HashFamily.DHASH,
     "photodna": StoredFamily.PHOTODNA,
     "pdna": StoredFamily.PHOTODNA,
+    "vpdq": VideoFamily.VPDQ,
+    "video_vpdq": VideoFamily.VPDQ,
 }
 
 
 # Names that say the hash is of a video file (python-threatexchange signal types).
-VIDEO_ALIASES = frozenset({"video_md5", "video_sha256"})
+VIDEO_ALIASES = frozenset({"video_md5", "video_sha256", "vpdq", "video_vpdq"})
 
 
 def family_alias(name: str) -> ListFamily | None:

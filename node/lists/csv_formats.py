@@ -83,8 +83,6 @@ class CsvImporter:
 # python-threatexchange signal types the node cannot hold yet, with the reason a row of
 # them is refused (each row is refused on its own; the rest of the file is imported).
 HMA_REFUSED = {
-    "vpdq": "vpdq (video frame PDQ hashes) cannot be stored yet: video matching is issue 13",
-    "video_vpdq": "vpdq (video frame PDQ hashes) cannot be stored yet: video matching is issue 13",
     "video_tmk_pdqf": "TMK+PDQF video hashes are not supported (no matcher for them)",
     "url": "url signals are not hashes: not importable into a hash list",
     "url_md5": "url_md5 signals hash URLs, not media: not importable into a hash list",
@@ -96,9 +94,9 @@ HMA_REFUSED = {
 @dataclass(frozen=True)
 class HmaImporter:
     """python-threatexchange / HMA dataset CSV: ``signal_type,signal_str,collab,category,tags``.
-    The collaboration becomes the label, ``category`` the category. ``video_md5`` and
-    ``video_sha256`` rows are stored as video entries; ``vpdq`` and other signal types the
-    node cannot hold are refused row by row with the reason (HMA_REFUSED)."""
+    The collaboration becomes the label, ``category`` the category. ``video_md5``,
+    ``video_sha256`` and ``vpdq`` rows are stored as video entries; signal types the node
+    cannot hold are refused row by row with the reason (HMA_REFUSED)."""
 
     algorithm: HashFamily | None = None
     name: str = "hma"

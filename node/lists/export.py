@@ -24,7 +24,8 @@ VICS_CONTEXT = (
     "http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/CUSTOM/$metadata#Media"
 )
 VICS_FIELDS = {"md5": "MD5", "sha1": "SHA1", "sha256": "SHA256"}
-VICS_ALTERNATIVE = {"pdq": "PDQ", "phash": "pHash", "dhash": "dHash"}
+# vPDQ travels as its pytx signal string (what HMA exchanges); family_alias reads it back.
+VICS_ALTERNATIVE = {"pdq": "PDQ", "phash": "pHash", "dhash": "dHash", "vpdq": "vPDQ"}
 EXPORT_FORMATS = ("vics", "plain", "csv")
 CSV_HEADER = ("algorithm", "value", "category", "label", "media")
 BATCH = 5000

@@ -424,3 +424,41 @@ def entry_count(engine: Engine) -> dict[str, int]:
             .group_by(col(ListEntry.family))
         ).all()
     return {family: int(count) for family, count in rows}
+
+
+DETAILS_CHUNK = 500  # ids per `IN (...)` query (SQLite's variable limit is far above)
+
+
+def entry_details(engine: Engine, entry_ids: Iterable[int]) -> dict[int, dict[str, object]]:
+    """entry id -> list version id, source, label, category, for these entries only (an
+    analyst's hits: issue 17 -- never every entry's details at a million entries)."""
+    wanted = sorted(set(entry_ids))
+    out: dict[int, dict[str, object]] = {}
+    if not wanted:
+        return out
+    with Session(engine) as session:
+        rows: list[tuple[int | None, int, str | None, str | None]] = []
+        for start in range(0, len(wanted), DETAILS_CHUNK):
+            chunk = wanted[start : start + DETAILS_CHUNK]
+            rows.extend(
+                session.exec(
+                    select(
+                        ListEntry.id, ListEntry.list_version_id, ListEntry.label, ListEntry.category
+                    ).where(col(ListEntry.id).in_(chunk))
+                ).all()
+            )
+        versions = {v for _, v, _, _ in rows}
+        sources = dict(
+            session.exec(
+                select(ListVersion.id, ListVersion.source).where(col(ListVersion.id).in_(versions))
+            ).all()
+        )
+    for entry_id, version_id, label, category in rows:
+        if entry_id is not None:
+            out[int(entry_id)] = {
+                "list_version_id": version_id,
+                "source": sources.get(version_id),
+                "label": label,
+                "category": category,
+            }
+    return out

@@ -20,7 +20,7 @@ from coordinator.models import CellRow, DenominatorRow, ReportRow
 from coordinator.registry import add_node
 from protocol import PROTOCOL_VERSION, REPORT_PAYLOAD_TYPE
 from protocol.dsse import sign
-from protocol.hashes import HashFamily
+from protocol.hashes import HashFamily, ReportFamily
 from protocol.keys import NodeKey
 from protocol.models import (
     AttributionSource,
@@ -53,7 +53,7 @@ def cell(
     country: str = "DE",
     asn: int = 64501,
     hoster: str = "Hoster A Ltd",
-    family: HashFamily = HashFamily.PDQ,
+    family: HashFamily | ReportFamily = HashFamily.PDQ,
     matches: int = 3,
     distinct: int = 2,
     sketch: str | None = None,
@@ -63,7 +63,7 @@ def cell(
         country=country,
         asn=asn,
         hoster=hoster,
-        hash_family=family,
+        hash_family=ReportFamily(family.value),
         matches=matches,
         distinct=distinct,
         sketch=sketch,

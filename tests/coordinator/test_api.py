@@ -289,6 +289,7 @@ def test_picture_over_http(client: TestClient, key_a: NodeKey) -> None:
         "country": None,
         "hoster": None,
         "asn": None,
+        "media": None,  # issue 13
     }
     assert (body["reports"], body["nodes"]) == (1, 1)
     assert body["totals"] == {
@@ -298,6 +299,7 @@ def test_picture_over_http(client: TestClient, key_a: NodeKey) -> None:
         "images_hashed": 40,
         "hosts_seen": 3,
         "by_method": UNSPECIFIED_3,
+        "by_media": {"image": 3, "video": 0},  # issue 13
         "prevalence": None,
         **SKETCHLESS_2,
     }

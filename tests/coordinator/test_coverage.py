@@ -205,7 +205,7 @@ def test_picture_csv_has_the_new_columns(client: TestClient) -> None:
     assert big["distinct_exact"] == "False" and int(big["distinct_upper"]) >= int(big["distinct"])
     family = client.get("/v1/picture.csv", params={"section": "by_family"}).text
     assert family.splitlines()[0] == (
-        "hash_family,matches,distinct,distinct_exact,distinct_lower,distinct_upper"
+        "hash_family,matches,distinct,distinct_exact,distinct_lower,distinct_upper,media"
     )
 
 

@@ -48,3 +48,31 @@ def test_filter_values_are_valid_or_empty_and_always_escaped(
     # Nothing from the query becomes markup: the page has exactly its own script tags.
     assert len(re.findall("<script", out)) == SCRIPTS[page.key]
     assert 'data-now="2026-11-25T12:00:00Z"' in out
+
+
+def _select(page: str, name: str) -> str:
+    match = re.search(rf'<select name="{name}">(.*?)</select>', page, re.S)
+    assert match, name
+    return match.group(1)
+
+
+def test_media_selector_and_video_family_labels() -> None:
+    # Issue 13: All / Images / Videos, and video families named by what they are.
+    for page in FILTER_PAGES + [p for p in PAGES if p.key == "waterbed"]:
+        shown = page_html(page, VIEWER, {"media": "video", "family": "vpdq-frame"}, now=NOW)
+        media = _select(shown, "media")
+        assert re.findall(r'<option value="([^"]*)"', media) == ["", "image", "video"]
+        assert '<option value="video" selected>Videos</option>' in media
+        families = _select(shown, "family")
+        assert '<optgroup label="Videos">' in families
+        assert '<option value="video-md5">video file MD5</option>' in families
+        assert '<option value="vpdq">vPDQ (video)</option>' in families
+        # A still from a listed video is an image find: listed under Images, selected.
+        images = families.split('<optgroup label="Videos">')[0]
+        assert (
+            '<option value="vpdq-frame" selected>still from a listed video (vPDQ frame)</option>'
+            in images
+        )
+    # Anything but image/video selects All (the value is never echoed).
+    media = _select(page_html(FILTER_PAGES[0], VIEWER, {"media": '"><x>'}, now=NOW), "media")
+    assert " selected" not in media and "<x>" not in media

@@ -51,6 +51,7 @@ def test_empty_picture(engine: Engine) -> None:
         "images_hashed": 0,
         "hosts_seen": 0,
         "by_method": {"direct": 0, "dihedral": 0, "trimmed": 0, "region": 0, "unspecified": 0},
+        "by_media": {"image": 0, "video": 0},  # issue 13
         # Issue 16: nothing is counted exactly; no report carried coverage.
         "distinct_exact": True,
         "distinct_lower": 0,
@@ -218,6 +219,7 @@ def test_group_sums_nodes_and_ordering(nodes: Engine, key_a: NodeKey, key_b: Nod
         "images_hashed": 1200,
         "hosts_seen": 15,
         "by_method": {"direct": 0, "dihedral": 0, "trimmed": 0, "region": 0, "unspecified": 33},
+        "by_media": {"image": 33, "video": 0},
         "distinct_exact": False,  # HLL only (one cell has no sketch at all)
         "distinct_lower": 15,
         "distinct_upper": 16,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
 from libra.demo.web import SyntheticWeb, WebError
-from libra.demo.world import KIND_BENIGN, World, render_page
+from libra.demo.world import KIND_BENIGN, Response, World, render_page
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +148,73 @@ def test_taken_port_is_an_error(small_world: World) -> None:
         # Without a fixed port, the web finds one free on every IP.
         with SyntheticWeb(small_world) as web:
             assert web.port != port
+
+
+# --- the error path: no traceback on the demo's console (issue 17) -------------------------
+
+
+@pytest.fixture
+def failing(
+    web: SyntheticWeb, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[BaseException], httpx.Response | None]:
+    """Makes the first hoster's server fail its next request with the given exception (as
+    a write to a client that hung up, or a fault of ours, would), then sends that request;
+    the client's response, or None when the server closed the connection without one."""
+
+    def fail_with(error: BaseException) -> httpx.Response | None:
+        server = next(s for s in web._servers if s.ip == web.ips[0])
+
+        def respond(host: str, path: str) -> Response:
+            raise error
+
+        monkeypatch.setattr(server, "respond", respond)
+        site = next(s for s in web.world.sites if web.world.hoster_of(s.host).ip == server.ip)
+        # A fresh connection: the server's handler thread ends (and reports) before the
+        # client sees the connection close.
+        with httpx.Client(trust_env=False, timeout=60.0) as fresh:
+            try:
+                return get(fresh, web, site.host, "/")
+            except httpx.RemoteProtocolError:
+                return None
+
+    return fail_with
+
+
+def test_a_client_hanging_up_mid_response_is_quiet(
+    failing: Callable[[BaseException], httpx.Response | None],
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    for error in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "reset")):
+        assert failing(error) is None
+    assert not [r for r in caplog.records if r.name == "libra.demo.web"]
+    assert capfd.readouterr().err == ""
+
+
+def test_a_fault_is_one_line_without_traceback(
+    web: SyntheticWeb,
+    failing: Callable[[BaseException], httpx.Response | None],
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    server = next(s for s in web._servers if s.ip == web.ips[0])
+    before = server.errors
+    assert failing(RuntimeError("page model broken")) is None
+    records = [r for r in caplog.records if r.name == "libra.demo.web"]
+    assert len(records) == 1 and records[0].exc_info is None
+    line = records[0].getMessage()
+    assert "\n" not in line
+    assert "RuntimeError: page model broken" in line and web.ips[0] in line
+    assert server.errors == before + 1
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_bad_content_length_is_a_400(web: SyntheticWeb, client: httpx.Client) -> None:
+    site = web.world.sites[0]
+    ip = web.world.hoster_of(site.host).ip
+    with socket.create_connection((ip, web.port), timeout=60.0) as sock:
+        sock.sendall(
+            f"POST /xarf HTTP/1.1\r\nHost: {site.host}\r\nContent-Length: lots\r\n\r\n".encode()
+        )
+        answer = sock.makefile("rb").readline()
+    assert answer.startswith(b"HTTP/1.1 400")

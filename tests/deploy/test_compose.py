@@ -54,6 +54,14 @@ OFFICIAL_DATA_DIRS = {"postgres": "/var/lib/postgresql/data", "redis": "/data"}
 GEOIP_TARGET = "/var/lib/libra/geoip"
 
 
+def _seconds(duration: str) -> float:
+    """A compose duration such as ``15s``, ``1m30s`` or ``500ms`` in seconds."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
 def test_the_services_of_the_issue_are_all_there() -> None:
     assert set(SERVICES) == LIBRA | {"postgres", "redis"}
     assert SERVICES["postgres"]["image"].startswith("postgres:")
@@ -303,9 +311,14 @@ def test_redis_is_worked_by_a_crawl_worker_of_the_node_that_uses_it() -> None:
     worker = SERVICES["node-a-worker"]
     assert worker["configs"] == SERVICES["node-a"]["configs"]  # the same node, same frontier
     command = worker["command"]
-    assert command[-1] == "crawl-worker" and "--check=redis" in command
-    assert any(a.startswith("--repeat=") for a in command)  # crawl-worker exits when idle
-    assert worker.get("init") is True  # signals reach the repeated child
+    assert "--check=redis" in command
+    at = command.index("crawl-worker")
+    assert "--forever" in command[at:]  # waits for the next cycle's work instead of exiting
+    grace = next(a for a in command[at:] if a.startswith("--stop-grace="))
+    # docker stop sends SIGTERM, then SIGKILL after stop_grace_period: jobs in flight must
+    # finish (or go back to the frontier) before that.
+    assert float(grace.split("=", 1)[1]) + 5 <= _seconds(worker["stop_grace_period"])
+    assert worker.get("init") is True  # signals reach the worker
     assert "secrets" not in worker and "volumes" not in worker  # needs no key or state
     assert not reachable("node-a-worker", "coordinator")
     assert not reachable("node-a-worker", "function-a")

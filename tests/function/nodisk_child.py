@@ -61,11 +61,13 @@ import json  # noqa: E402
 
 import httpx  # noqa: E402
 
+from libra.demo.videogen import make_video  # noqa: E402
 from protocol.lab import LabNetwork  # noqa: E402
 from tests.function import helpers as h  # noqa: E402
 from worker_function.app import create_app  # noqa: E402
 from worker_function.hashing import hash_image  # noqa: E402
 from worker_function.settings import FunctionSettings  # noqa: E402
+from worker_function.video.decode import hash_video  # noqa: E402
 
 FORMATS = [
     ("JPEG", {"quality": 85}),
@@ -77,16 +79,24 @@ FORMATS = [
 ]
 
 
+# Issue 13: videos too (decoded by PyAV from memory, in the video decode workers over HTTP).
+VIDEOS = [("mp4", 0), ("webm", 1), ("avi", 2)]
+
+
 def main() -> int:
+    # Generated before the guards go up: the proof is about analysis, not the test's encoder.
+    videos = {
+        f"/clip-{seed}.{kind}": make_video(160, 90, 2.0, 10, kind, seed) for kind, seed in VIDEOS
+    }
     with h.ImageServer() as images:
         lab = LabNetwork(hosts={"img.example.test": "127.0.0.1"}, allow_ports=[images.port])
         app = create_app(FunctionSettings(lab=None), lab=lab)
         with h.FunctionServer(app) as server:
             install_guards()
-            return run_batch(images, server.url)
+            return run_batch(images, server.url, videos)
 
 
-def run_batch(images: h.ImageServer, function_url: str) -> int:
+def run_batch(images: h.ImageServer, function_url: str, videos: dict[str, bytes]) -> int:
     # The guard really bites: a write attempt must fail before we trust the result.
     try:
         with open("/tmp/libra-nodisk-probe", "w"):  # must be refused
@@ -104,6 +114,9 @@ def run_batch(images: h.ImageServer, function_url: str) -> int:
                 h.generated_image(100 + seed), fmt, **options
             )
     direct = {path: hash_image(data, dihedral=True).hashes.sha256 for path, data in batch.items()}
+    for path, data in videos.items():
+        direct[path] = hash_video(data).hashes.pdq  # frames' PDQ: decoded, not just digested
+    batch.update(videos)
 
     via_http: dict[str, str] = {}
     images.routes.update({path: h.Static(200, data) for path, data in batch.items()})
@@ -112,7 +125,8 @@ def run_batch(images: h.ImageServer, function_url: str) -> int:
             url = f"http://img.example.test:{images.port}{path}"
             response = client.post("/v1/analyze", json={"url": url, "dihedral": True})
             assert response.status_code == 200, response.text
-            via_http[path] = response.json()["hashes"]["sha256"]
+            key = "pdq" if path in videos else "sha256"
+            via_http[path] = response.json()["hashes"][key]
 
     print(
         json.dumps(

@@ -7,6 +7,7 @@ import sys
 
 import httpx
 
+from libra.demo.videogen import make_video
 from protocol.lab import LabNetwork
 from tests.function import helpers as h
 from worker_function.app import create_app
@@ -21,6 +22,10 @@ def main() -> int:
         for seed in range(3)
         for fmt, options in FORMATS
     }
+    # Issue 13: videos too, decoded by PyAV in the video decode worker.
+    batch.update(
+        {f"/clip.{kind}": make_video(160, 90, 2.0, 10, kind, 7) for kind in ("mp4", "mkv")}
+    )
     routes: dict[str, h.Static | h.Handler] = {p: h.Static(200, d) for p, d in batch.items()}
     analysed = 0
     with h.ImageServer(routes) as images:

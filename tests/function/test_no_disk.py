@@ -28,5 +28,5 @@ def test_batch_analysis_writes_nothing() -> None:
     summary = json.loads(completed.stdout.strip().splitlines()[-1])
     assert summary["probe_refused"] is True  # the guard is live
     assert summary["violations"] == []
-    assert summary["direct"] == summary["http"] == 24
+    assert summary["direct"] == summary["http"] == 24 + 3  # images + videos (issue 13)
     assert summary["agree"] is True

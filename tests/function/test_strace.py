@@ -91,7 +91,8 @@ def test_function_under_strace_writes_no_file(tmp_path: Path) -> None:
             pytest.fail(f"strace cannot trace here: {completed.stderr[-500:]}")
         pytest.skip("ptrace is not permitted in this environment")
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert completed.stdout.strip().splitlines()[-1] == "12"  # the whole batch was analysed
+    # The whole batch was analysed: 12 images and 2 videos (issue 13).
+    assert completed.stdout.strip().splitlines()[-1] == "14"
     trace = trace_file.read_text()
     assert "openat(" in trace  # the trace is real
     assert any("sem." in line for line in trace.splitlines())  # worker pool was traced too

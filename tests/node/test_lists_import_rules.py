@@ -28,6 +28,7 @@ from node.lists import (
     import_records,
     list_versions,
 )
+from node.lists.base import VideoFamily
 from node.lists.csv_formats import HMA_REFUSED
 from protocol.hashes import HashFamily
 from tests.node.conftest import rand_hex
@@ -38,12 +39,14 @@ RNG = random.Random(13)
 MD5, SHA256, PDQ = rand_hex(RNG, 128), rand_hex(RNG, 256), rand_hex(RNG, 256)
 
 
-def test_hma_video_rows_are_video_entries_and_vpdq_is_refused_with_its_reason() -> None:
+def test_hma_video_rows_are_video_entries_and_vpdq_is_read() -> None:
+    signal = f'"[""{PDQ},100,0.000"",""{PDQ},90,1.000""]"'  # pytx's string, CSV-quoted
     text = (
         "signal_type,signal_str,collab,category,tags\n"
         f"video_md5,{MD5},c,adult,\n"
         f"video_sha256,{SHA256},c,adult,\n"
         f"pdq,{PDQ},c,adult,\n"
+        f"vpdq,{signal},c,adult,\n"
         f"vpdq,{PDQ},c,adult,\n"
         "whirlpool,00,c,adult,\n"
     )
@@ -53,10 +56,12 @@ def test_hma_video_rows_are_video_entries_and_vpdq_is_refused_with_its_reason() 
         ImportedRecord(HashFamily.SHA256, SHA256, 3, "c", "adult", Media.VIDEO),
         ImportedRecord(HashFamily.PDQ, PDQ, 4, "c", "adult", Media.IMAGE),
     ]
-    vpdq, unknown = out[3:]
-    assert isinstance(vpdq, RejectedRecord) and vpdq.line == 5
-    assert vpdq.reason == HMA_REFUSED["vpdq"] and "issue 13" in vpdq.reason
+    canonical = f'["{PDQ},100,0.000", "{PDQ},90,1.000"]'
+    assert out[3] == ImportedRecord(VideoFamily.VPDQ, canonical, 5, "c", "adult", Media.VIDEO)
+    bad, unknown = out[4:]
+    assert isinstance(bad, RejectedRecord) and bad.line == 6 and bad.reason.startswith("vpdq:")
     assert isinstance(unknown, RejectedRecord) and "unknown signal type" in unknown.reason
+    assert "vpdq" not in HMA_REFUSED
 
 
 def test_video_entries_are_stored_as_video(engine: Engine) -> None:
@@ -121,7 +126,8 @@ def test_some_bad_records_import_and_print_them_all(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "imported 1, duplicate 0, rejected 2" in result.output
     assert "rejected records (all):" in result.output
-    assert "issue 13" in result.output and "line 3" in result.output
+    # A bare PDQ is no vPDQ hash: refused with the parser's reason.
+    assert "frame,quality,pdq,timestamp" in result.output and "line 3" in result.output
 
 
 def test_store_refuses_a_file_of_rejects(engine: Engine) -> None:

@@ -77,7 +77,7 @@ async def test_serve_runs_both_jobs_at_start_and_survives_failures(
     calls: list[str] = []
     done = asyncio.Event()
 
-    async def fake_crawl(settings: object, engine: object) -> None:
+    async def fake_crawl(settings: object, engine: object, **_: object) -> None:
         calls.append("crawl")
         raise CycleError("site down")
 

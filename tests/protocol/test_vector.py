@@ -34,6 +34,7 @@ from protocol.testvector import (
     render,
 )
 from protocol.testvector_files import all_vectors
+from protocol.testvector_video import VECTOR_VIDEO_PATH
 
 
 def _load(path: Path) -> Any:
@@ -67,6 +68,7 @@ def test_vector_generation_is_deterministic() -> None:
         VECTOR_SKETCH_PATH,
         VECTOR_METHODS_PATH,
         VECTOR_COVERAGE_PATH,
+        VECTOR_VIDEO_PATH,
     ],
 )
 def test_report_vectors_verify_from_the_file_alone(path: Path) -> None:

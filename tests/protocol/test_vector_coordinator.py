@@ -29,6 +29,7 @@ from protocol.testvector import (
     VECTOR_SKETCH_PATH,
     vector_key,
 )
+from protocol.testvector_video import VECTOR_VIDEO_PATH
 
 JSON = {"content-type": "application/json"}
 
@@ -85,6 +86,9 @@ def test_batch_then_reports_get_the_stated_answers(client: TestClient) -> None:
     coverage = _load(VECTOR_COVERAGE_PATH)
     response = client.post("/v1/reports", content=coverage["envelope_canonical"], headers=JSON)
     assert (response.status_code, response.json()) == (200, coverage["response"]["body"])
+    video = _load(VECTOR_VIDEO_PATH)  # issue 13: video families, sequence 7
+    response = client.post("/v1/reports", content=video["envelope_canonical"], headers=JSON)
+    assert (response.status_code, response.json()) == (200, video["response"]["body"])
 
 
 def test_rotation_gets_the_stated_answer(client: TestClient) -> None:

@@ -119,6 +119,7 @@ def test_offline_check_passes_the_positive_vectors() -> None:
         "report-v1-sketch.json",
         "report-v1-methods.json",
         "report-v1-coverage.json",
+        "report-v1-video.json",
     ):
         vector = json.loads((VECTOR_PATH.parent / name).read_text())
         found = check_body(vector["envelope_canonical"].encode(), public)

@@ -153,12 +153,23 @@
     const country = (query.get("country") || "").trim().toUpperCase();
     const hoster = (query.get("hoster") || "").trim();
     const asn = (query.get("asn") || "").trim();
+    const media = query.get("media");
     if (family) p.set("hash_family", family);
+    if (media === "image" || media === "video") p.set("media", media);
     if (country) p.set("country", country);
     if (hoster) p.set("hoster", hoster);
     if (asn) p.set("asn", asn);
     return p;
   };
+
+  // Issue 13: video families by what they are (image families keep their short names).
+  const FAMILY_LABELS = {
+    "video-md5": "video file MD5", "video-sha1": "video file SHA-1",
+    "video-sha256": "video file SHA-256", "vpdq": "vPDQ (video)",
+    "vpdq-frame": "still from a listed video (vPDQ frame)",
+  };
+  L.familyLabel = (family) => FAMILY_LABELS[family] || family;
+  L.mediaLabel = (media) => ({ image: "images", video: "videos" })[media] || media;
 
   // The filter bar as the API's query parameters (period bounds exactly as typed).
   L.apiFilters = function () {
@@ -225,8 +236,9 @@
       text = "Period shown: all reports (none yet)";
     }
     const f = picture.filters || {};
-    const extra = [["hash family", f.hash_family], ["country", f.country], ["hoster", f.hoster],
-      ["ASN", f.asn]].filter(([, v]) => v !== null && v !== undefined).map(([k, v]) => k + " " + v);
+    const extra = [["media:", f.media && L.mediaLabel(f.media)],
+      ["hash family", f.hash_family && L.familyLabel(f.hash_family)], ["country", f.country],
+      ["hoster", f.hoster], ["ASN", f.asn]].filter(([, v]) => v !== null && v !== undefined).map(([k, v]) => k + " " + v);
     if (extra.length) text += "; only " + extra.join(", ");
     el.textContent = text + ". Data generated " + L.time(picture.generated_at) + ".";
     el.dataset.generated = picture.generated_at;
@@ -348,7 +360,7 @@
     const filter = [];
     if (c.params) for (const [k, v] of c.params) filter.push(k + "=" + clean(v));
     lines.push("# filter: " + (filter.length ? filter.join("; ") : "none (all reports)"));
-    const asked = ["from", "to", "family", "country", "hoster", "asn"]
+    const asked = ["from", "to", "media", "family", "country", "hoster", "asn"]
       .filter((k) => query.get(k)).map((k) => k + "=" + clean(query.get(k)));
     if (asked.length) lines.push("# requested (UTC): " + asked.join("; "));
     if (c.tier) lines.push("# tier: " + c.tier);

@@ -21,18 +21,20 @@ The pure-numpy formulation (mih._numpy_search) gives identical results; the benc
 
 from __future__ import annotations
 
+import importlib.util
+import threading
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-njit: Any
-try:
-    from numba import njit
-except ImportError:  # pragma: no cover - numba is a declared dependency
-    njit = None
-
-AVAILABLE = njit is not None
+# numba is imported, and the loop compiled (or loaded from numba's cache), on the first search
+# only (issue 17): the import alone costs ~0.3 s idle and over 1 s at load, which a process
+# that never searches with the kernel (`libra --help`, a `list match` of a few hashes, which
+# uses the numpy path) should not pay.
+AVAILABLE = importlib.util.find_spec("numba") is not None
+_compile_lock = threading.Lock()
+_compiled: list[Any] = []
 
 
 def _popcount64(x: Any) -> Any:
@@ -202,11 +204,20 @@ def _search(
     return out_q[:count], out_r[:count], out_d[:count], touched
 
 
-if njit is not None:
-    _popcount64 = njit(inline="always", cache=True)(_popcount64)
-    _chunk_distance = njit(inline="always", cache=True)(_chunk_distance)
-    _first_start = njit(cache=True)(_first_start)
-    _search = njit(cache=True, nogil=True)(_search)
+def _compiled_search() -> Any:
+    """The compiled ``_search``, made once per process (thread-safe). Its helpers are
+    replaced by their compiled versions in this module's globals first: numba resolves the
+    global names a compiled function calls when it compiles it."""
+    with _compile_lock:
+        if not _compiled:
+            from numba import njit
+
+            module = globals()
+            module["_popcount64"] = njit(inline="always", cache=True)(_popcount64)
+            module["_chunk_distance"] = njit(inline="always", cache=True)(_chunk_distance)
+            module["_first_start"] = njit(cache=True)(_first_start)
+            _compiled.append(njit(cache=True, nogil=True)(_search))
+        return _compiled[0]
 
 
 def search(
@@ -224,7 +235,7 @@ def search(
     tau2: int,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """(query number, row, distance) of every live code within ``radius`` of a query."""
-    q, r, d, _ = _search(
+    q, r, d, _ = _compiled_search()(
         codes, alive, offsets, fps, rows, row_bytes, queries, masks, mask_bits, radius, tau1, tau2
     )
     return q, r, d

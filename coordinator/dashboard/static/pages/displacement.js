@@ -6,7 +6,7 @@ LIBRA.run(async function () {
   const resolved = await L.resolve();
   if (resolved === null) { L.ready(); return; }
   const flowParams = new URLSearchParams();
-  for (const k of ["period_start", "period_end", "hash_family"]) {
+  for (const k of ["period_start", "period_end", "hash_family", "media"]) {
     if (resolved.params.has(k)) flowParams.set(k, resolved.params.get(k));
   }
   const by = (level) => new URLSearchParams([...flowParams, ["by", level]]);
@@ -22,6 +22,7 @@ LIBRA.run(async function () {
   const flowFits = (f) => fits(f.source) || fits(f.target);
   L.describe({ by_period: hosters.periods.map((p) => ({ period_start: p.start, period_end: p.end })),
     generated_at: hosters.generated_at, filters: { hash_family: hosters.hash_family,
+      media: hosters.media || null,
       country: want.country || null, hoster: want.hoster || null, asn: want.asn || null } }, resolved);
   Object.assign(L.csvContext, { params: flowParams, generated_at: hosters.generated_at,
     tier: hosters.tier });

@@ -152,14 +152,21 @@ LIBRA.run(async function () {
     return li;
   }));
 
+  // Issue 13: the URLs are of videos too once a video family matched (or only, when filtered).
+  const distinctLabel = (t) => (!t.by_media || !t.by_media.video ? "Distinct image URLs"
+    : t.by_media.image ? "Distinct image and video URLs" : "Distinct video URLs");
   const totals = document.getElementById("totals");
   totals.replaceChildren();
   const t = picture.totals;
   const items = [
-    ["Matches", t.matches], ["Distinct image URLs", t.distinct, L.distinctBound(t)],
+    ["Matches", t.matches], [distinctLabel(t), t.distinct, L.distinctBound(t)],
     ["Pages fetched", picture.totals.pages_fetched], ["Images hashed", picture.totals.images_hashed],
     ["Hosts seen", picture.totals.hosts_seen], ["Reports", picture.reports], ["Nodes", picture.nodes],
   ];
+  if (t.by_media && t.by_media.video) {  // issue 13: shown once any video family matched
+    items.splice(1, 0, ["Image matches (incl. stills from listed videos)", t.by_media.image],
+      ["Video matches", t.by_media.video]);
+  }
   if (t.prevalence) items.push(["Matches per 10,000 images hashed", null, null, t.prevalence]);
   for (const [label, value, bound, rate] of items) {
     const div = document.createElement("div");

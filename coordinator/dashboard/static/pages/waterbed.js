@@ -4,6 +4,7 @@ LIBRA.run(async function () {
   const L = LIBRA;
   const q = L.query;
   const family = q.get("family");
+  const media = q.get("media") === "image" || q.get("media") === "video" ? q.get("media") : null;
   // Okabe-Ito orange and blue (distinguishable with every common colour-vision deficiency),
   // plus a hatch on rises and the sign on every label: colour is never the only cue.
   const ROSE = "#D55E00";
@@ -42,7 +43,10 @@ LIBRA.run(async function () {
     chosen = windows(span);
   } else {
     // Default: the last report period and the one before it of the same length.
-    const all = await L.json("/v1/picture", family ? new URLSearchParams({ hash_family: family }) : null);
+    const first = new URLSearchParams();
+    if (family) first.set("hash_family", family);
+    if (media) first.set("media", media);
+    const all = await L.json("/v1/picture", first);
     const periods = all.by_period.map((p) => ({ from: Date.parse(p.period_start),
       to: Date.parse(p.period_end) }));
     const last = periods[periods.length - 1];
@@ -64,13 +68,14 @@ LIBRA.run(async function () {
     after_start: L.iso(chosen[1].from), after_end: L.iso(chosen[1].to),
   });
   if (family) params.set("hash_family", family);
+  if (media) params.set("media", media);
   const shifts = await L.json("/v1/picture/shifts", params);
   Object.assign(L.csvContext, { params: params, generated_at: shifts.generated_at || null,
     tier: shifts.tier });
   document.getElementById("compared").textContent = "Before " +
     L.span(chosen[0].from, chosen[0].to) + ", after " + L.span(chosen[1].from, chosen[1].to) +
     " (each " + L.length((chosen[0].to - chosen[0].from) / 1000) + ")" +
-    (family ? ", " + family : "") +
+    (media ? ", " + L.mediaLabel(media) : "") + (family ? ", " + L.familyLabel(family) : "") +
     (shifts.generated_at ? ". Data generated " + L.time(shifts.generated_at) + "." : ".");
 
   const cols = [
