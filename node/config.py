@@ -466,11 +466,7 @@ def lab_of(settings: NodeSettings) -> LabNetwork | None:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"lab file {settings.lab} is not valid TOML: {exc}") from exc
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"invalid lab file {settings.lab}: {problems}") from exc
+        raise ConfigError(f"invalid lab file {settings.lab}: {_problems(exc)}") from exc
 
 
 def load_settings(config_path: Path | None = None) -> NodeSettings:
@@ -485,9 +481,12 @@ def load_settings(config_path: Path | None = None) -> NodeSettings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"invalid node settings ({path}): {problems}") from exc
+        raise ConfigError(f"invalid node settings ({path}): {_problems(exc)}") from exc
     return _anchor_paths(settings, path.resolve().parent)
+
+
+def _problems(exc: ValidationError) -> str:
+    """``crawl.max_pages: Input should be ...; seeds.0: ...``: where and why, one line."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+    )
