@@ -97,6 +97,9 @@ class CrawlSettings(_Section):
     include: list[str] = Field(default_factory=list, description="Page URL regexes to keep.")
     exclude: list[str] = Field(default_factory=list, description="Page URL regexes to skip.")
     sitemaps: bool = Field(default=True, description="Use robots.txt Sitemap: lines.")
+    videos: bool = Field(
+        default=True, description="Send video URLs found on pages to the function (issue 13)."
+    )
     frontier: Literal["sqlite", "memory", "redis"] = Field(
         default="sqlite", description="Where the frontier lives (sqlite: resumable)."
     )

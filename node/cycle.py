@@ -51,7 +51,9 @@ from node.clock import Clock, real_clock
 from node.crawl.crawler import ImageFound, PageFailed, PageFetched
 from node.crawl.links import storable_url  # data: URIs are stored as a digest, never as bytes
 from node.dispatch import AnalyzeFailure
-from node.matching.matcher import Match, MatchIndex, best
+from node.matching.matcher import Match, MatchIndex, Method, best
+from node.matching.video_index import VideoIndex
+from node.matching.vpdq import as_frames
 from node.models import (
     RUNNING,
     AnalysedImage,
@@ -63,6 +65,7 @@ from node.models import (
     HostPages,
     Sighting,
 )
+from protocol.hashes import HashFamily, ReportFamily
 from protocol.models import HashResult
 
 CrawlEvent = PageFetched | PageFailed | ImageFound
@@ -74,6 +77,12 @@ CLIENT_ERROR = "client_error"
 # The crawler's PageFailed reason for a page robots.txt does not allow: the page was skipped by
 # our own rule, not lost, so it is counted apart from the failures (never in pages_failed).
 ROBOTS_DISALLOWED = "robots_disallowed"
+# A fetched video's bytes found in a list's exact families: its sighting's report family.
+_VIDEO_EXACT = (
+    (HashFamily.SHA256, ReportFamily.VIDEO_SHA256),
+    (HashFamily.SHA1, ReportFamily.VIDEO_SHA1),
+    (HashFamily.MD5, ReportFamily.VIDEO_MD5),
+)
 
 
 class CrawlerLike(Protocol):
@@ -98,10 +107,14 @@ class CycleStats:
     pages_fetched: int = 0
     pages_failed: int = 0
     pages_robots_skipped: int = 0
+    # images_found/images_hashed count every item sent/hashed, videos included (a hashed video
+    # is one analysed item, docs/protocol.md); videos_found/videos_hashed are the video part.
     images_found: int = 0
     images_hashed: int = 0
     analysis_failures: int = 0
     matches: int = 0
+    videos_found: int = 0
+    videos_hashed: int = 0
     hosts: dict[str, _Host] = field(default_factory=dict)
     # Why: failed pages per crawler reason, failed images per function error code.
     page_failures: Counter[str] = field(default_factory=Counter)
@@ -132,6 +145,9 @@ class CycleSummary:
     pages_robots_skipped: int = 0
     page_failures: Mapping[str, int] = field(default_factory=dict)
     image_failures: Mapping[str, int] = field(default_factory=dict)
+    # Of images_found / images_hashed: the videos (issue 13).
+    videos_found: int = 0
+    videos_hashed: int = 0
 
     @property
     def nothing_analysed(self) -> bool:
@@ -229,8 +245,12 @@ class _Cycle:
         progress: ProgressSink | None,
         analysed: set[str] | None = None,
         clock: Clock = real_clock,
+        videos: VideoIndex | None = None,
     ) -> None:
         self.engine = engine
+        # Listed videos (vpdq entries); None: the node lists none, no video is matched by vPDQ
+        # and no image by a frame.
+        self.videos = videos
         self.clock = clock
         # Pages fetched per (country, ASN, hoster) of the address that served them.
         self.hoster_pages: Counter[tuple[str, int, str]] = Counter()
@@ -278,6 +298,7 @@ class _Cycle:
                 if storable_url(event.url) in self.analysed:
                     continue  # analysed before the process was killed: counted already
                 self.stats.images_found += 1
+                self.stats.videos_found += event.media == "video"
                 self._host(event.host).images_found += 1
                 self._tick()
                 await queue.put(event)  # bounded: back-pressure on the crawler
@@ -339,8 +360,9 @@ class _Cycle:
         The plain rows are inserted as one executemany each (building an ORM object per row
         cost more than the insert); only sightings, rare, are ORM objects (their ids are
         needed for their snapshot rows)."""
-        hashed = [r.hashes for _, r in outcomes if isinstance(r, HashResult)]
-        matches = iter(self.index.match_many(hashed) if hashed else [])
+        results = [r for _, r in outcomes if isinstance(r, HashResult)]
+        hashed = [r.hashes for r in results]
+        matches = iter(self._match(results))
         images: list[dict[str, object]] = []
         analysed: list[dict[str, object]] = []
         failed: list[dict[str, object]] = []
@@ -351,7 +373,7 @@ class _Cycle:
             now = self.clock()
             if isinstance(result, HashResult):
                 images.append({"cycle_id": self.cycle_id, "url": url, "outcome": "hashed"})
-                found = self._hashed_rows(url, result, best(next(matches)), now, analysed)
+                found = self._hashed_rows(url, result, next(matches), now, analysed)
                 if found is not None:
                     sightings.append(found)
                 continue
@@ -386,20 +408,73 @@ class _Cycle:
                     assert sighting.id is not None
                     record_sighting(session, sighting.id, self._snapshot, operator_id)
         self.stats.images_hashed += len(hashed)
+        self.stats.videos_hashed += sum(r.video is not None for r in results)
         self.stats.analysis_failures += failures.total()
         self.stats.image_failures.update(failures)
         self.stats.matches += len(sightings)
+
+    def _match(self, results: Sequence[HashResult]) -> list[tuple[Match, str] | None]:
+        """The strongest match of each result with the report family its sighting is stored
+        under (a ReportFamily value), or None.
+
+        An image: the image index (MatchIndex.match_many), else a frame of a listed video
+        (``vpdq-frame``). A video: its bytes' digests against the index's exact families
+        (``video-sha256`` > ``video-sha1`` > ``video-md5``), else vPDQ against the listed videos.
+        A video never goes through the image index's perceptual families: its best frame's PDQ
+        matching a listed IMAGE would be a finding of another kind, not reported as "pdq"."""
+        out: list[tuple[Match, str] | None] = [None] * len(results)
+        images = [n for n, r in enumerate(results) if r.video is None]
+        videos = [n for n, r in enumerate(results) if r.video is not None]
+        if images:
+            found = self.index.match_many([results[n].hashes for n in images])
+            for n, matches in zip(images, found, strict=True):
+                top = best(matches)
+                out[n] = None if top is None else (top, top.family.value)
+        unmatched = [n for n in images if out[n] is None]
+        if self.videos is not None and unmatched:
+            stills = [(results[n].hashes.pdq, results[n].hashes.pdq_quality) for n in unmatched]
+            for n, frames in zip(unmatched, self.videos.match_frames(stills), strict=True):
+                if frames:  # nearest frame first
+                    near = frames[0]
+                    hit = Match(near.video_id, HashFamily.PDQ, near.distance, Method.DIRECT)
+                    out[n] = (hit, ReportFamily.VPDQ_FRAME.value)
+        for n in videos:
+            out[n] = self._exact_video(results[n])
+        pending = [n for n in videos if out[n] is None]
+        if self.videos is not None and pending:
+            queries = [as_frames(video.frames) for n in pending if (video := results[n].video)]
+            for n, listed in zip(pending, self.videos.match_many(queries), strict=True):
+                if listed:  # strongest first
+                    # Distance 0: a vPDQ match is a share of matched frames, not one Hamming
+                    # distance; its strength is in the percentages, which are not stored.
+                    hit = Match(listed[0].video_id, HashFamily.PDQ, 0, Method.DIRECT)
+                    out[n] = (hit, ReportFamily.VPDQ.value)
+        return out
+
+    def _exact_video(self, result: HashResult) -> tuple[Match, str] | None:
+        """The strongest exact match of a video's bytes (one lookup per family: videos are few
+        next to images, so they are not batched)."""
+        for family, report in _VIDEO_EXACT:
+            value: str = getattr(result.hashes, family.value)  # md5 / sha1 / sha256 field
+            if value:
+                found = self.index.lookup(family, [value.lower()])[0]
+                if found:
+                    return found[0], report.value
+        return None
 
     def _hashed_rows(
         self,
         url: str,
         result: HashResult,
-        match: Match | None,
+        matched: tuple[Match, str] | None,
         now: datetime,
         analysed: list[dict[str, object]],
     ) -> tuple[Sighting, str | None] | None:
         """Add a hashed image's AnalysedImage row to ``analysed``; its Sighting (with its
-        operator) when it matched."""
+        operator) when it matched (``matched``: the match and its report family)."""
+        match = matched[0] if matched is not None else None
+        # (vpdq and vpdq-frame matches carry HashFamily.PDQ in Match.family, unused here: the
+        # sighting's family is the report family beside it.)
         # One attribution for the image and its sighting: coverage and cells agree by design.
         where: Attribution = self.attributor.lookup(result.server_ip, host_of(result.final_url))
         analysed.append(
@@ -416,8 +491,9 @@ class _Cycle:
                 "hoster": where.hoster,
             }
         )
-        if match is None:
+        if matched is None:
             return None
+        match, family = matched
         sighting = Sighting(
             cycle_id=self.cycle_id,
             url=url,
@@ -426,7 +502,7 @@ class _Cycle:
             country=where.country,
             asn=where.asn,
             hoster=where.hoster,
-            family=match.family.value,
+            family=family,
             entry_id=match.entry_id,
             distance=match.distance,
             seen_at=now,
@@ -487,6 +563,8 @@ class _Cycle:
             pages_robots_skipped=stats.pages_robots_skipped,
             page_failures=dict(stats.page_failures),
             image_failures=dict(stats.image_failures),
+            videos_found=stats.videos_found,
+            videos_hashed=stats.videos_hashed,
         )
 
 
@@ -598,6 +676,7 @@ async def run(
     run_key: str | None = None,
     clock: Clock = real_clock,
     batch_size: int = 1,
+    videos: VideoIndex | None = None,
 ) -> CycleSummary:
     """Run one cycle to the end and return its summary (also saved on the cycle row).
 
@@ -605,7 +684,8 @@ async def run(
     killed process left running over the same seeds is continued instead of starting a new one.
     ``clock`` gives every timestamp the cycle records (node.clock: a lab clock under ``--at``).
     ``batch_size`` > 1: a function client with ``analyze_batch`` gets up to that many waiting
-    images per request (issue 17).
+    images per request (issue 17). ``videos``: the listed videos (node.matching.video_lists)
+    that fetched videos are matched against by vPDQ and images by a single frame (issue 13).
     """
     if run_key is None:
         cycle_id, resumed = _start_cycle(engine, clock=clock), False
@@ -616,7 +696,7 @@ async def run(
     if resumed:
         analysed, restored = _analysed_so_far(engine, cycle_id)
     cycle = _Cycle(
-        engine, cycle_id, function, index, attributor, dihedral, progress, analysed, clock
+        engine, cycle_id, function, index, attributor, dihedral, progress, analysed, clock, videos
     )
     cycle.stats = restored
     cycle.batch_size = max(1, batch_size)

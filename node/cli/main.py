@@ -247,6 +247,9 @@ def _print_cycle(
         ("hosts seen", str(summary.hosts_seen)),
         ("images found", str(summary.images_found)),
         ("images hashed", str(summary.images_hashed)),
+        # Issue 13: the videos among the images found / hashed (each counts as one item).
+        ("videos found", str(summary.videos_found)),
+        ("videos hashed", str(summary.videos_hashed)),
         ("images failed", _with_reasons(summary.analysis_failures, summary.image_failures)),
         ("matches", str(summary.matches)),
         ("seconds", f"{seconds:.0f}"),

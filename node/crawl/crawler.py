@@ -83,6 +83,7 @@ class CrawlLimits:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     sitemaps: bool = True  # robots.txt Sitemap: lines as a source of page URLs
+    videos: bool = True  # send video URLs to the function (issue 13); False: only count them
 
     def politeness(self) -> Politeness:
         return Politeness(
@@ -128,6 +129,9 @@ class ImageFound:
     url: str  # http(s) URL, or a data:image/... URI (the function decodes it)
     page_url: str  # the page it was found on (for a scheduled URL that was an image: its referrer)
     host: str
+    # "video" for a video URL (issue 13: <video src>, <source>, og:video, links to video files):
+    # the function sniffs the bytes either way; the node counts videos apart (CycleStats).
+    media: str = "image"
 
 
 CrawlEvent = PageFetched | PageFailed | ImageFound
@@ -148,7 +152,8 @@ class CrawlStats:
     offsite_links: int = 0  # page links out of scope (not followed; images are emitted)
     data_uris: int = 0  # data: URIs seen (data:image/... ones are emitted for the function)
     # Issue 13: video URLs and HLS/DASH manifests on fetched pages (per page, not de-duplicated
-    # across pages). Counted only: the node does not yet send videos to the function.
+    # across pages). With CrawlLimits.videos each distinct one is also sent (ImageFound media
+    # "video").
     video_links: int = 0
     manifest_links: int = 0
     sitemaps_fetched: int = 0
@@ -432,12 +437,12 @@ class Run:
         if self._pending == 0:
             self._queue.put_nowait(None)
 
-    def _image(self, url: str, page_url: str) -> ImageFound | None:
+    def _image(self, url: str, page_url: str, media: str = "image") -> ImageFound | None:
         if url in self._images:
             return None
         self._images.add(url)
         host = url_host(page_url) if url[:5].lower() == "data:" else url_host(url)
-        return ImageFound(url=url, page_url=page_url, host=host)
+        return ImageFound(url=url, page_url=page_url, host=host, media=media)
 
     # ----------------------------------------------------------------- one page
 
@@ -512,6 +517,10 @@ class Run:
         ]
         for image_url in (*links.images, *links.data_images):
             found = self._image(image_url, final_url)
+            if found is not None:
+                events.append(found)
+        for video_url in links.videos if self._limits.videos else ():
+            found = self._image(video_url, final_url, "video")
             if found is not None:
                 events.append(found)
         batch: dict[str, int] = {}

@@ -38,6 +38,7 @@ def limits_from(settings: NodeSettings) -> CrawlLimits:
         include=tuple(c.include),
         exclude=tuple(c.exclude),
         sitemaps=c.sitemaps,
+        videos=c.videos,
     )
 
 

@@ -121,10 +121,10 @@ def unreported_cycles(session: Session, period: Period) -> list[int]:
 def _report_family(family: str) -> ReportFamily:
     """The report family of a sighting's stored family (issue 13).
 
-    Sightings today are all of fetched images matched against listed images, stored under their
-    hash family's name, which report_family_of keeps. A sighting stored under a report-only
-    family (video-md5, vpdq, vpdq-frame) once video matching records them passes through as is;
-    anything else is refused by the enum rather than miscounted.
+    A fetched image matched against a listed image is stored under its hash family's name,
+    which report_family_of keeps. The cycle stores video matches (and stills of listed videos)
+    under their report-only family (video-md5/-sha1/-sha256, vpdq, vpdq-frame: node/cycle.py),
+    which passes through as is; anything else is refused by the enum rather than miscounted.
     """
     if family in HashFamily.__members__.values():
         return report_family_of(HashFamily(family), "image")

@@ -341,22 +341,27 @@ async def test_data_uris_are_emitted_and_never_stored(tmp_path: Path) -> None:
         assert b"R0lGOD" not in db.read_bytes()
 
 
-async def test_video_links_are_counted_not_sent(tmp_path: Path) -> None:
-    # Issue 13: videos and manifests on a page are counted; no event goes to the function yet.
+@pytest.mark.parametrize("videos", [True, False])
+async def test_video_links_are_counted_and_sent_when_on(tmp_path: Path, videos: bool) -> None:
+    # Issue 13: videos and manifests on a page are counted; with crawl.videos (default) each
+    # video is also emitted (media "video") for the function; manifests never are.
     with synthetic_web() as web:
         page = (
             '<video src="a.mp4" poster="p.png"><source src="b.webm"></video><a href="s.m3u8">s</a>'
         )
         web.a.add("site-a.test", "/", html(page))
-        limits = CrawlLimits()
+        limits = CrawlLimits(videos=videos)
         async with make_client(web.lab, timeout=5, user_agent=limits.user_agent) as client:
             frontier = SqliteFrontier(tmp_path / "f.sqlite3")
             crawler = Crawler(client, limits, frontier=frontier)
             events = [e async for e in crawler.crawl([web.url("site-a.test", "/")])]
             frontier.close()
-        images = [e.url.rsplit("/", 1)[1] for e in events if isinstance(e, ImageFound)]
-        assert images == ["p.png"]  # the poster is an image; the videos are not dispatched
+        found = [(e.url.rsplit("/", 1)[1], e.media) for e in events if isinstance(e, ImageFound)]
+        sent = [("a.mp4", "video"), ("b.webm", "video")] if videos else []
+        assert found == [("p.png", "image"), *sent]  # the poster is an image
         assert (crawler.stats.video_links, crawler.stats.manifest_links) == (2, 1)
+        # The crawler itself never reads a video.
+        assert not [p for p in web.recorder.paths("site-a.test") if p.endswith((".mp4", ".webm"))]
 
 
 # --------------------------------------------------------------------------- wiring

@@ -4,14 +4,6 @@
 LIBRA.run(async function () {
   const L = LIBRA;
   const UNKNOWN = "ZZ";
-  const METRICS = {
-    matches: { title: "Matches per hosting country", unit: "matches",
-      sub: "sightings of listed images, once per URL and crawl cycle (exact count)" },
-    distinct: { title: "Distinct image URLs per hosting country", unit: "distinct image URLs",
-      sub: "different matching image URLs (exact below 32,768, else within 2 %; see the table)" },
-    hosters: { title: "Hosters per hosting country", unit: "hosters",
-      sub: "hosters shown (withheld ones not counted)" },
-  };
   const resolved = await L.resolve();
   if (resolved === null) { L.ready(); return; }
   const params = resolved.params;
@@ -20,6 +12,19 @@ LIBRA.run(async function () {
     L.once("world", () => L.json("/dashboard/static/vendor/world.geo.json")),
   ]);
   L.describe(picture, resolved);
+  // What the matches are of (issue 13): the wording follows what matched, as the totals' labels.
+  const byMedia = (picture.totals && picture.totals.by_media) || {};
+  const listedWhat = !byMedia.video ? "images" : byMedia.image ? "images and videos" : "videos";
+  const urlWhat = !byMedia.video ? "image" : byMedia.image ? "image and video" : "video";
+  const METRICS = {
+    matches: { title: "Matches per hosting country", unit: "matches",
+      sub: "sightings of listed " + listedWhat + ", once per URL and crawl cycle (exact count)" },
+    distinct: { title: "Distinct " + urlWhat + " URLs per hosting country",
+      unit: "distinct " + urlWhat + " URLs",
+      sub: "different matching " + urlWhat + " URLs (exact below 32,768, else within 2 %; see the table)" },
+    hosters: { title: "Hosters per hosting country", unit: "hosters",
+      sub: "hosters shown (withheld ones not counted)" },
+  };
   Object.assign(L.csvContext, { params: params, generated_at: picture.generated_at, tier: picture.tier });
   if (!echarts.getMap("world")) echarts.registerMap("world", world);
   const points = window.LIBRA_TERRITORIES || {};
