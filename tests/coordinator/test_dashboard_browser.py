@@ -123,6 +123,10 @@ class Live:
 
 # Playwright's waits (ms): events, not speed, decide them; long enough for a loaded machine.
 WAIT_MS = 120_000
+# Marks the page when a script fails to load or throws, so `ready` fails at once (init script).
+PAGE_ERROR_MARK = """window.addEventListener("error", function (event) {
+  document.documentElement.setAttribute("data-page-error", String(event.message));
+});"""
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +216,9 @@ def page(browser: Any, live: Live) -> Iterator[tuple[Any, Watch]]:
     )
     # Waits are for events, not for speed: generous enough for a machine at load average 20.
     context.set_default_timeout(WAIT_MS)
+    # A script that fails to load or throws marks the page, so `ready` fails at once instead of
+    # waiting out WAIT_MS for a ready mark that will never come.
+    context.add_init_script(PAGE_ERROR_MARK)
     tab = context.new_page()
     watch = Watch([], [])
     origin = urlsplit(live.base).netloc
@@ -244,7 +251,9 @@ def login(tab: Any, live: Live, token: str, next_path: str = "/dashboard/") -> N
 
 
 def ready(tab: Any) -> None:
-    tab.wait_for_selector("body[data-ready]", state="attached")
+    tab.wait_for_selector("body[data-ready], html[data-page-error]", state="attached")
+    error = tab.get_attribute("html", "data-page-error")
+    assert error is None, f"a script of the page failed: {error}"
     assert tab.get_attribute("body", "data-ready") == "true", tab.inner_text("#status")
 
 
