@@ -95,3 +95,29 @@ def write_geoip(directory: Path) -> tuple[Path, Path]:
     country.to_db_file(str(country_path))
     asn.to_db_file(str(asn_path))
     return country_path, asn_path
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A fresh key prefix on the local Redis, its keys deleted afterwards; skips without Redis
+    (fails under CI=true, where Redis is required)."""
+    import os
+    import uuid
+
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis at {REDIS_URL} is required with CI=true: {exc}")
+        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    prefix = f"libra-test:{uuid.uuid4().hex}"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
+    if keys:
+        client.delete(*keys)

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import redis
 import redis.asyncio as aioredis
 
@@ -30,22 +27,6 @@ from node.net import make_client
 from .test_crawl_kit import Route, html, synthetic_web
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis at {REDIS_URL} is required with CI=true: {exc}")
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
-    prefix = f"libra-test:{uuid.uuid4().hex}"
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
-    if keys:
-        client.delete(*keys)
 
 
 def _chain_site(web: object, hosts: tuple[str, ...], pages: int, delay: float) -> None:
