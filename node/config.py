@@ -124,6 +124,19 @@ class MatchSettings(_Section):
         default=True,
         description="Ask the function for the 8 dihedral PDQ variants and match any of them.",
     )
+    # issue 13: Meta's vPDQ comparison (node/matching/vpdq.py), its four parameters
+    vpdq_max_distance: int = Field(
+        default=31, ge=0, le=256, description="vPDQ: frame PDQ distance that counts as a match."
+    )
+    vpdq_min_quality: int = Field(
+        default=50, ge=0, le=100, description="vPDQ: frames below this PDQ quality are ignored."
+    )
+    vpdq_query_match_percent: float = Field(
+        default=80.0, ge=0, le=100, description="vPDQ: share of the found video's frames matched."
+    )
+    vpdq_compared_match_percent: float = Field(
+        default=80.0, ge=0, le=100, description="vPDQ: share of the listed video's frames matched."
+    )
 
 
 class DispatchSettings(_Section):

@@ -372,13 +372,22 @@ class _Cycle:
             url = storable_url(image.url)
             now = self.clock()
             if isinstance(result, HashResult):
-                images.append({"cycle_id": self.cycle_id, "url": url, "outcome": "hashed"})
+                images.append(
+                    {
+                        "cycle_id": self.cycle_id,
+                        "url": url,
+                        "outcome": "hashed",
+                        "media": image.media,
+                    }
+                )
                 found = self._hashed_rows(url, result, next(matches), now, analysed)
                 if found is not None:
                     sightings.append(found)
                 continue
             failures[result.code] += 1
-            images.append({"cycle_id": self.cycle_id, "url": url, "outcome": "failed"})
+            images.append(
+                {"cycle_id": self.cycle_id, "url": url, "outcome": "failed", "media": image.media}
+            )
             failed.append(
                 {
                     "cycle_id": self.cycle_id,
@@ -526,6 +535,8 @@ class _Cycle:
             row.analysis_failures = stats.analysis_failures
             row.matches = stats.matches
             row.hosts_seen = stats.hosts_seen
+            row.videos_found = stats.videos_found
+            row.videos_hashed = stats.videos_hashed
             session.add(row)
             for host, counts in sorted(stats.hosts.items()):
                 session.add(
@@ -584,6 +595,8 @@ def _close_interrupted(session: Session, row: CrawlCycle, now: datetime) -> None
     row.images_hashed = stats.images_hashed
     row.analysis_failures = stats.analysis_failures
     row.matches = stats.matches
+    row.videos_found = stats.videos_found
+    row.videos_hashed = stats.videos_hashed
     session.add(row)
 
 
@@ -659,6 +672,14 @@ def _analysed_in(session: Session, cycle_id: int) -> tuple[set[str], CycleStats]
     stats.analysis_failures = stats.image_failures.total()
     stats.matches = int(session.exec(matched).one())
     stats.images_found = len(urls)
+    videos = (
+        select(CycleImage.outcome, func.count())
+        .where(col(CycleImage.cycle_id) == cycle_id, col(CycleImage.media) == "video")
+        .group_by(col(CycleImage.outcome))
+    )
+    by_outcome = {outcome: int(n) for outcome, n in session.exec(videos).all()}
+    stats.videos_found = sum(by_outcome.values())
+    stats.videos_hashed = by_outcome.get("hashed", 0)
     return urls, stats
 
 

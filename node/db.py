@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
 from node import audit, models  # noqa: F401  (registers the tables: migrations are checked against them)
+from node.discovery import models as discovery_models  # noqa: F401  (issue 14)
 from node.keys.list_encryption import ListKey, bind_list_key, check_list_key
 from node.models import NodeState
 from node.notices import models as notice_models  # noqa: F401  (issue 7: notice tables)

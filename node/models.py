@@ -115,6 +115,14 @@ class CrawlCycle(SQLModel, table=True):
     analysis_failures: int = 0
     matches: int = 0
     hosts_seen: int = 0
+    # Of images_found / images_hashed: the videos (issue 13).
+    videos_found: int = 0
+    videos_hashed: int = 0
+    # Issue 14: new candidates this cycle found, matches the negative list suppressed, and
+    # sightings the flood guard held back from reports.
+    candidates: int = 0
+    suppressed: int = 0
+    held: int = 0
     # The report that carried this cycle: each finished cycle is reported exactly once, because
     # the coordinator adds up every report it receives.
     report_id: str | None = Field(default=None, index=True)
@@ -207,6 +215,7 @@ class CycleImage(SQLModel, table=True):
     cycle_id: int = Field(foreign_key="crawl_cycle.id", index=True)
     url: str = Field(sa_type=Text)  # storable_url: a data: URI is stored as its digest
     outcome: str  # "hashed" or "failed"
+    media: str = "image"  # "video" for a video URL (issue 13: a resumed cycle counts its videos)
 
 
 class CycleRun(SQLModel, table=True):

@@ -32,7 +32,7 @@ from node.keys.files import load_federation_key, load_signing_key
 from node.keys.list_encryption import ListKey, load_list_key
 from node.matching.index.persist import current as persisted_index
 from node.matching.matcher import Thresholds
-from node.matching.video_lists import video_index_from_db
+from node.matching.video_lists import video_index_from_db, vpdq_settings
 from node.net import make_client
 from protocol.models import Period, utcnow
 
@@ -153,7 +153,7 @@ async def _crawl(
     index = persisted_index(engine, settings.index_dir, list_key_of(settings), thresholds(settings))
     # issue 13: the listed videos, rebuilt each cycle (None, at the cost of one query, when the
     # node lists no vpdq entry)
-    videos = video_index_from_db(engine)
+    videos = video_index_from_db(engine, vpdq_settings(settings.match))
     # issue 7: the operator table overrides GeoIP (node/attribution/operators.py)
     opened: AbstractContextManager[Attributor] = (
         nullcontext(shared) if shared is not None else open_attributor(settings)

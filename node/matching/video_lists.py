@@ -9,6 +9,8 @@ an image-only node's cycle pays next to nothing.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -17,6 +19,9 @@ from node.matching.video_index import VideoIndex
 from node.matching.vpdq import Frame, VpdqSettings
 from node.matching.vpdq_text import VpdqTextError, parse_pytx
 from node.models import ListEntry
+
+if TYPE_CHECKING:
+    from node.config import MatchSettings
 
 
 def _live_vpdq(session: Session) -> list[tuple[int, str]]:
@@ -27,6 +32,16 @@ def _live_vpdq(session: Session) -> list[tuple[int, str]]:
         )
     ).all()
     return [(entry_id, value) for entry_id, value in rows if entry_id is not None]
+
+
+def vpdq_settings(match: MatchSettings) -> VpdqSettings:
+    """The node's ``[match] vpdq_*`` settings as the comparison's parameters."""
+    return VpdqSettings(
+        max_distance=match.vpdq_max_distance,
+        min_quality=match.vpdq_min_quality,
+        query_match_percent=match.vpdq_query_match_percent,
+        compared_match_percent=match.vpdq_compared_match_percent,
+    )
 
 
 def video_index_from_db(engine: Engine, settings: VpdqSettings | None = None) -> VideoIndex | None:

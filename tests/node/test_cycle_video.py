@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -23,16 +24,17 @@ from node.attribution.attributor import Attributor
 from node.config import NodeSettings
 from node.crawl.crawler import Crawler, CrawlLimits
 from node.crawl.limits import limits_from
-from node.cycle import CycleSummary, run
+from node.cycle import CycleSummary, _analysed_so_far, run
 from node.dispatch import FunctionClient
 from node.federation.report_items import item_identities
 from node.federation.reporter import build_cells, build_denominators
 from node.lists.base import get_importer
 from node.lists.store import import_list
 from node.matching.matcher import MatchIndex
-from node.matching.video_lists import video_index_from_db
+from node.matching.video_lists import video_index_from_db, vpdq_settings
+from node.matching.vpdq import VpdqSettings
 from node.matching.vpdq_text import format_lines
-from node.models import ListEntry, Sighting
+from node.models import CrawlCycle, ListEntry, Sighting
 from node.net import make_client
 from protocol.hashes import HashFamily
 from protocol.theta import item_identity
@@ -215,3 +217,68 @@ def test_setting_reaches_the_crawler() -> None:
 
 def test_no_vpdq_entries_no_index(engine: Engine) -> None:
     assert video_index_from_db(engine) is None
+
+
+async def test_cycle_row_and_a_resumed_cycle_keep_the_video_counts(
+    engine: Engine, web: Web, videos: Videos, tmp_path: Path
+) -> None:
+    """The cycle row saves the video part of its counts, and the counts a resumed cycle starts
+    from (rebuilt from its recorded URLs) count the videos too."""
+    summary = await _cycle(engine, web, tmp_path, CrawlLimits(max_pages=10))
+    with Session(engine) as session:
+        row = session.get(CrawlCycle, summary.cycle_id)
+        assert row is not None
+        assert (row.videos_found, row.videos_hashed) == (3, 3)
+    _urls, restored = _analysed_so_far(engine, summary.cycle_id)
+    assert (restored.images_found, restored.videos_found, restored.videos_hashed) == (4, 3, 3)
+
+
+def test_vpdq_thresholds_are_node_settings() -> None:
+    base = {"node_id": "lab-node", "country": "DE"}
+    assert vpdq_settings(NodeSettings.model_validate(base).match) == VpdqSettings()
+    strict = NodeSettings.model_validate(
+        base
+        | {
+            "match": {
+                "vpdq_max_distance": 10,
+                "vpdq_min_quality": 80,
+                "vpdq_query_match_percent": 95.0,
+                "vpdq_compared_match_percent": 60.0,
+            }
+        }
+    )
+    assert vpdq_settings(strict.match) == VpdqSettings(10, 80, 95.0, 60.0)
+    with pytest.raises(ValidationError, match="vpdq_query_match_percent"):
+        NodeSettings.model_validate(base | {"match": {"vpdq_query_match_percent": 101}})
+
+
+async def test_strict_vpdq_settings_refuse_the_reencoded_copy(
+    engine: Engine, web: Web, videos: Videos, tmp_path: Path
+) -> None:
+    """The thresholds reach the comparison: at distance 0 the re-encoded copy's frames differ
+    from the listed ones, so it is no longer a vPDQ match (the exact copy still is)."""
+    _list_original(engine, videos.original)
+    strict = video_index_from_db(engine, VpdqSettings(max_distance=0))
+    settings = FunctionSettings(require_auth=False, decode_isolation="thread", lab=None)
+    country_db, asn_db = write_geoip(tmp_path)
+    limits = CrawlLimits(max_pages=10)
+    with FunctionServer(create_function_app(settings, lab=web.lab)) as server:
+        function = FunctionClient(server.url, retries=0, timeout_s=120)
+        try:
+            async with make_client(web.lab, timeout=10.0, user_agent=limits.user_agent) as client:
+                with Attributor(country_db, asn_db) as attributor:
+                    await run(
+                        engine=engine,
+                        crawler=Crawler(client, limits),
+                        function=function,
+                        index=MatchIndex.from_db(engine),
+                        attributor=attributor,
+                        seeds=[web.url(HOST, "/")],
+                        concurrency=2,
+                        videos=strict,
+                    )
+        finally:
+            await function.aclose()
+    found = _sightings(engine)
+    assert "copy.webm" not in found
+    assert found["original.mp4"][0] == "video-md5"
