@@ -287,10 +287,46 @@ class RetentionSettings(_Section):
     failures_days: float = Field(default=30.0, ge=0, description="Analysis failures.")
     notices_days: float = Field(default=730.0, ge=0, description="Notices and deliveries.")
     rdap_cache_days: float = Field(default=30.0, ge=0, description="Expired RDAP cache rows.")
+    candidates_days: float = Field(
+        default=180.0, ge=0, description="Decided candidates (issue 14), after their verdict."
+    )
+    pending_candidates_days: float = Field(
+        default=365.0, ge=0, description="Candidates never decided, after they were last seen."
+    )
     run_minutes: float = Field(default=1440.0, gt=0, description="`serve`: retention interval.")
 
 
 # ---- end issue 7 part C
+
+
+class DiscoverySettings(_Section):
+    """New material beside known material (issue 14, node/discovery; docs/discovery.md)."""
+
+    enabled: bool = Field(
+        default=True, description="Keep unmatched images beside matched ones as candidates."
+    )
+    min_score: float = Field(
+        default=40.0, ge=0, le=100, description="Candidates scoring below this are not kept."
+    )
+    max_per_cycle: int = Field(default=5000, ge=0, description="New candidates kept per cycle.")
+    cluster_max_distance: int = Field(
+        default=16, ge=0, le=256, description="PDQ distance within which candidates are one."
+    )
+    min_pixels: int = Field(
+        default=4096, ge=0, description="Images smaller than this (w x h) score no size points."
+    )
+    flood_factor: float = Field(
+        default=10.0, gt=1, description="Flood guard: matches over this x an entry's history."
+    )
+    flood_min_matches: int = Field(
+        default=50, ge=1, description="Flood guard: never hold an entry below this many matches."
+    )
+    flood_history_cycles: int = Field(
+        default=10, ge=1, description="Flood guard: past cycles an entry's history is taken from."
+    )
+    flag_after_rejections: int = Field(
+        default=3, ge=1, description="Flag a list entry that matched this many rejected images."
+    )
 
 
 class NodeSettings(BaseSettings):
@@ -352,6 +388,7 @@ class NodeSettings(BaseSettings):
     attribution: AttributionSettings = Field(default_factory=AttributionSettings)
     contacts: ContactsSettings = Field(default_factory=ContactsSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)  # issue 14
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)  # issue 8
 
     @field_validator("function_url", "coordinator_url")
