@@ -1,16 +1,22 @@
 """The function's batched analysis against one request per image, in one run (issue 17).
 
     .venv/bin/python benchmarks/bench_function_batch.py [--images 1024] [--rounds 3] [--json F]
+    .venv/bin/python benchmarks/bench_function_batch.py --web cycle --modes batch --batch 32 \\
+        --in-flight 4 --images 2048          # the node cycle's load (bench_node_cycle.py)
 
 A loopback web (our asyncio HTTP server in its own process) serves small generated JPEGs
-(libra.demo.imagegen, 160x120, ~3 KB; each URL distinct). The real `libra function serve`
-runs in lab mode with production settings otherwise (signed requests, decode worker processes),
-and this process plays the node, signing every request:
+(libra.demo.imagegen, 160x120, ~3 KB; each URL distinct). With ``--web cycle`` it serves what
+benchmarks/bench_node_cycle.py's pages link instead: per page one 64 x 48 PNG
+(bench_crawler.png) and one og:image that answers 404, on ``--hosts`` loopback addresses, so
+the function's CPU per page here is the cycle's function share alone.
+The real `libra function serve` runs in lab mode with production settings otherwise (signed
+requests, decode worker processes), and this process plays the node, signing every request:
 - single: ``POST /v1/analyze`` per image, 16 requests in flight on kept-alive connections;
-- batch: ``POST /v1/analyze:batch`` of 64 images, 2 batches in flight.
+- batch: ``POST /v1/analyze:batch`` of ``--batch`` (64) URLs, ``--in-flight`` (2) at once.
 Rounds alternate the two modes over fresh URLs. Reported per mode (medians over rounds):
 images/s, the function's CPU per image (server + decode workers, from /proc: user + sys) and the
-caller's CPU per image (signing, JSON, HTTP). Every answer is checked: all images hashed.
+caller's CPU per image (signing, JSON, HTTP). Every answer is checked: all images hashed (and
+with ``--web cycle`` every og:image answered ``upstream_status``). "Per image" is per page there.
 """
 
 from __future__ import annotations
@@ -48,19 +54,30 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # ----------------------------------------------------------------------------- the web
 
 
-async def _serve(port: int, ready: str) -> None:
-    images = [encode(generate_image(seed, 160, 120), "JPEG") for seed in range(DISTINCT_IMAGES)]
+async def _serve(port: int, ready: str, web: str = "jpeg", hosts: int = 1) -> None:
+    if web == "cycle":
+        from bench_crawler import png  # the node cycle's pictures
+
+        images = [png(n) for n in range(64)]
+    else:
+        images = [encode(generate_image(s, 160, 120), "JPEG") for s in range(DISTINCT_IMAGES)]
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 path = head.split(b" ", 2)[1].decode()
-                # /img/<n>.jpg?<round>: image n of the distinct set, any query.
-                number = int(path.split("/")[-1].split(".")[0])
-                body = images[number % DISTINCT_IMAGES]
+                # /img/<n>.jpg?<round>: image n of the distinct set, any query; /img/og<n>.jpg
+                # (the cycle's og:image) is not found, as on bench_crawler's web.
+                name = path.split("/")[-1].split("?")[0]
+                if name.startswith("og"):
+                    status, body = b"404 Not Found", b"<html>404</html>"
+                else:
+                    status, body = b"200 OK", images[int(name.split(".")[0]) % len(images)]
                 writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                    b"HTTP/1.1 "
+                    + status
+                    + b"\r\nContent-Type: image/jpeg\r\nContent-Length: "
                     + str(len(body)).encode()
                     + b"\r\n\r\n"
                     + body
@@ -71,9 +88,16 @@ async def _serve(port: int, ready: str) -> None:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    servers = [
+        await asyncio.start_server(handle, ip, port, backlog=1024) for ip in web_ips(web, hosts)
+    ]
     Path(ready).write_text("ready")
-    await server.serve_forever()
+    await asyncio.gather(*(server.serve_forever() for server in servers))
+
+
+def web_ips(web: str, hosts: int) -> list[str]:
+    """The loopback addresses the web listens on (the cycle's: bench_crawler.host_ip)."""
+    return [f"127.0.1.{n + 1}" for n in range(hosts)] if web == "cycle" else ["127.0.0.1"]
 
 
 def free_port() -> int:
@@ -121,6 +145,18 @@ def tree_cpu(root: int) -> float:
 # ----------------------------------------------------------------------------- the caller
 
 
+def _missing(url: str) -> bool:
+    """The cycle web's og:image, which answers 404."""
+    return url.rsplit("/", 1)[-1].startswith("og")
+
+
+def expected(url: str, status: int, code: str | None) -> bool:
+    """An image hashed, or (the og:image) answered ``upstream_status``."""
+    if _missing(url):
+        return code == "upstream_status"
+    return status == 200 and code is None
+
+
 async def run_single(client: httpx.AsyncClient, signer: RequestSigner, urls: list[str]) -> int:
     slots = asyncio.Semaphore(SINGLE_IN_FLIGHT)
 
@@ -129,13 +165,28 @@ async def run_single(client: httpx.AsyncClient, signer: RequestSigner, urls: lis
         async with slots:
             headers = signer.headers("POST", "/v1/analyze", body)
             response = await client.post("/v1/analyze", content=body, headers=headers)
-        return response.status_code == 200
+        code = None if response.status_code == 200 else response.json()["error"]["code"]
+        return expected(url, 200 if code is None else 422, code)
 
     return sum(await asyncio.gather(*(one(u) for u in urls)))
 
 
-async def run_batch(client: httpx.AsyncClient, signer: RequestSigner, urls: list[str]) -> int:
-    slots = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+Mode = Callable[[httpx.AsyncClient, RequestSigner, list[str]], Awaitable[int]]
+
+
+def batch_mode(size: int, in_flight: int) -> Mode:
+    """Batches of ``size`` URLs, ``in_flight`` at once."""
+
+    async def run(client: httpx.AsyncClient, signer: RequestSigner, urls: list[str]) -> int:
+        return await run_batch(client, signer, urls, size, in_flight)
+
+    return run
+
+
+async def run_batch(
+    client: httpx.AsyncClient, signer: RequestSigner, urls: list[str], size: int, in_flight: int
+) -> int:
+    slots = asyncio.Semaphore(in_flight)
 
     async def one(part: list[str]) -> int:
         body = json.dumps({"items": [{"url": u} for u in part]}).encode()
@@ -144,14 +195,17 @@ async def run_batch(client: httpx.AsyncClient, signer: RequestSigner, urls: list
             response = await client.post("/v1/analyze:batch", content=body, headers=headers)
         if response.status_code != 200:
             return 0
-        return sum(item["error"] is None for item in response.json()["results"])
+        return sum(
+            expected(item["url"], 200, (item["error"] or {}).get("code"))
+            for item in response.json()["results"]
+        )
 
-    parts = [urls[i : i + BATCH] for i in range(0, len(urls), BATCH)]
+    parts = [urls[i : i + size] for i in range(0, len(urls), size)]
     return sum(await asyncio.gather(*(one(p) for p in parts)))
 
 
 def measure(
-    mode: Callable[[httpx.AsyncClient, RequestSigner, list[str]], Awaitable[int]],
+    mode: Mode,
     function_pid: int,
     base: str,
     signer: RequestSigner,
@@ -172,11 +226,12 @@ def measure(
     caller_cpu = time.process_time() - caller_cpu
     function_cpu = tree_cpu(function_pid) - function_cpu
     if done != len(urls):
-        raise SystemExit(f"only {done} of {len(urls)} images were hashed")
+        raise SystemExit(f"only {done} of {len(urls)} URLs were answered as expected")
+    images = sum(not _missing(url) for url in urls)
     return {
-        "images_per_s": len(urls) / wall,
-        "function_cpu_ms_per_image": function_cpu / len(urls) * 1000,
-        "caller_cpu_ms_per_image": caller_cpu / len(urls) * 1000,
+        "images_per_s": images / wall,
+        "function_cpu_ms_per_image": function_cpu / images * 1000,
+        "caller_cpu_ms_per_image": caller_cpu / images * 1000,
         "wall_s": wall,
     }
 
@@ -186,7 +241,17 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=1024, help="images per mode and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--web", choices=("jpeg", "cycle"), default="jpeg", help="160x120 JPEGs, or the cycle's"
+    )
+    parser.add_argument("--hosts", type=int, default=40, help="loopback hosts (--web cycle)")
+    parser.add_argument("--batch", type=int, default=BATCH, help="URLs per batch")
+    parser.add_argument("--in-flight", type=int, default=BATCHES_IN_FLIGHT, help="batches")
+    parser.add_argument("--modes", default="single,batch", help="single, batch or both")
     args = parser.parse_args()
+    wanted = set(args.modes.split(","))
+    if not wanted or not wanted <= {"single", "batch"}:
+        raise SystemExit("--modes: single, batch or single,batch")
     web_port, function_port = free_port(), free_port()
     key = SigningKey.generate()
     signer = RequestSigner("bench", key)
@@ -197,10 +262,10 @@ def main() -> int:
                 sys.executable,
                 "-c",
                 f"import asyncio, benchmarks.bench_function_batch as b; "
-                f"asyncio.run(b._serve({web_port}, {str(ready)!r}))",
+                f"asyncio.run(b._serve({web_port}, {str(ready)!r}, {args.web!r}, {args.hosts}))",
             ],
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'benchmarks'}"},
         )
         lab = Path(tmp) / "lab.toml"
         lab.write_text(
@@ -234,15 +299,19 @@ def main() -> int:
                 if time.monotonic() > deadline:
                     raise SystemExit("the web or the function did not start")
                 time.sleep(0.2)
-            web_base = f"http://img.bench.test:{web_port}/img"
-            warm = [f"{web_base}/{n}.jpg?warm" for n in range(128)]
+            warm = make_urls(args.web, web_port, args.hosts, 128, "warm")
             measure(run_single, function.pid, base, signer, warm)  # start workers, warm caches
-            samples: dict[str, list[dict[str, float]]] = {"single": [], "batch of 64": []}
-            modes = {"single": run_single, "batch of 64": run_batch}
+            every = {
+                "single": run_single,
+                f"batch of {args.batch}": batch_mode(args.batch, args.in_flight),
+            }
+            modes = {name: run for name, run in every.items() if name.split()[0] in wanted}
+            samples: dict[str, list[dict[str, float]]] = {name: [] for name in modes}
             for round_ in range(args.rounds):
                 order = list(modes) if round_ % 2 == 0 else list(reversed(modes))
                 for name in order:
-                    urls = [f"{web_base}/{n}.jpg?{name[0]}{round_}" for n in range(args.images)]
+                    tag = f"{name[0]}{round_}"
+                    urls = make_urls(args.web, web_port, args.hosts, args.images, tag)
                     samples[name].append(measure(modes[name], function.pid, base, signer, urls))
         finally:
             function.terminate()
@@ -253,24 +322,40 @@ def main() -> int:
         name: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
         for name, runs in samples.items()
     }
-    single = results["single"]
-    print(f"{args.images} images per mode, {args.rounds} rounds, medians; cpus={os.cpu_count()}")
+    print(
+        f"{args.images} images per mode ({args.web} web), {args.rounds} rounds, medians; "
+        f"cpus={os.cpu_count()}"
+    )
     print(f"{'mode':12} {'images/s':>9} {'function CPU ms/img':>20} {'caller CPU ms/img':>18}")
     for name, row in results.items():
         print(
             f"{name:12} {row['images_per_s']:9.1f} {row['function_cpu_ms_per_image']:20.2f} "
             f"{row['caller_cpu_ms_per_image']:18.2f}"
         )
-    batch = results["batch of 64"]
-    print(
-        f"batch / single: {batch['images_per_s'] / single['images_per_s']:.2f}x images/s, "
-        f"{batch['function_cpu_ms_per_image'] / single['function_cpu_ms_per_image']:.2f}x "
-        "function CPU per image"
-    )
+    if len(results) == 2:
+        single, batch = results["single"], results[f"batch of {args.batch}"]
+        print(
+            f"batch / single: {batch['images_per_s'] / single['images_per_s']:.2f}x images/s, "
+            f"{batch['function_cpu_ms_per_image'] / single['function_cpu_ms_per_image']:.2f}x "
+            "function CPU per image"
+        )
     print(f"load average: {os.getloadavg()[0]:.1f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     return 0
+
+
+def make_urls(web: str, port: int, hosts: int, count: int, tag: str) -> list[str]:
+    """``count`` distinct image URLs; with the cycle's web each is followed by its page's
+    og:image (a 404), the pages spread over the hosts as a crawl interleaves them."""
+    if web == "jpeg":
+        return [f"http://img.bench.test:{port}/img/{n}.jpg?{tag}" for n in range(count)]
+    ips = web_ips(web, hosts)
+    urls = []
+    for n in range(count):
+        base = f"http://{ips[n % len(ips)]}:{port}/img"
+        urls += [f"{base}/{n}.png?{tag}", f"{base}/og{n}.jpg?{tag}"]
+    return urls
 
 
 def _healthy(base: str) -> bool:

@@ -34,6 +34,7 @@ from protocol.models import AttributionSource, ReportAck, UtcDatetime, utcnow
 from protocol.strictjson import StrictJsonError, loads
 
 from . import metrics, openapi, telemetry
+from .api.discovery import discovery_router
 from .api.flows import flows_router
 from .api.invitations import invitations_router
 from .api.members import members_router
@@ -45,9 +46,13 @@ from .coverage import coverage_router
 from .dashboard import install_dashboard
 from .db import create_schema, make_engine, new_session
 from .deps import FilterDep, NodesQ, PrincipalDep, SessionDep, as_utc
+from .dp.api import dp_policy, exact_views_guard
+from .dp.release import DpPicture, dp_picture, privacy_header
+from .dp.shifts import dp_shifts
 from .errors import Forbidden, InvalidRequest, RateLimited, TooLarge
 from .ingest import IngestPolicy, ingest, ingest_batch
 from .picture import Picture, PictureFilter, build_picture, node_breakdown
+from .psi.api import psi_router
 from .ratelimit import make_rate_limiter
 from .rawbody import read_limited, require_json
 from .registry import list_nodes
@@ -244,6 +249,8 @@ def create_app(
         rate_limit=limiter.check,
     )
     suppression = SuppressionPolicy(settings.picture_min_count, settings.picture_min_nodes)
+    dp_budget = dp_policy(settings.viewer)  # issue 15: None unless [viewer] privacy = "dp"
+    exact_only = exact_views_guard(dp_budget)  # dp mode: views with exact counts, admins only
     # SQLite has one writer at a time; queueing writers here beats its busy-wait back-off.
     write_lock = threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
     key_cache: list[Any] = []
@@ -386,6 +393,11 @@ def create_app(
             picture = picture.model_copy(update={"by_node": node_breakdown(session, filters)})
         if detail:
             return picture
+        if dp_budget is not None:  # issue 15: noisy counts instead of small-cell suppression
+            if include_nodes:
+                raise Forbidden("the per-node breakdown is not published in dp mode")
+            with write_lock:
+                return dp_picture(session, picture, filters, dp_budget, clock())
         viewer = for_viewer(picture, suppression)
         if include_nodes:  # allowed by policy
             viewer = viewer.model_copy(update={"by_node": picture.by_node})
@@ -402,8 +414,16 @@ def create_app(
         principal: PrincipalDep,
         filters: FilterDep,
         include_nodes: NodesQ = False,
-    ) -> Picture:
-        return _picture(session, principal, filters, include_nodes)
+    ) -> Picture | JSONResponse:
+        picture = _picture(session, principal, filters, include_nodes)
+        if isinstance(picture, DpPicture):  # response_model=Picture would drop its label
+            # The header too, as on the CSV and shifts answers: a client reading headers only
+            # (a proxy, a cache) learns that these counts are noisy.
+            return JSONResponse(
+                picture.model_dump(mode="json"),
+                headers={"Libra-Privacy": privacy_header(picture.privacy)},
+            )
+        return picture
 
     @app.get(
         "/v1/picture.csv",
@@ -419,7 +439,14 @@ def create_app(
         ] = "by_hoster",
     ) -> PlainTextResponse:
         picture = _picture(session, principal, filters, section == "by_node")
-        return PlainTextResponse(picture_csv(picture, section), media_type="text/csv")
+        label = (
+            {"Libra-Privacy": privacy_header(picture.privacy)}
+            if isinstance(picture, DpPicture)
+            else None
+        )
+        return PlainTextResponse(
+            picture_csv(picture, section), media_type="text/csv", headers=label
+        )
 
     @app.get(
         "/v1/picture/snapshot",
@@ -459,6 +486,16 @@ def create_app(
         before = _span(before_start, before_end, "before")
         after = _span(after_start, after_end, "after")
         detail = principal.can(Scope.PICTURE_DETAIL)
+        if dp_budget is not None and not detail:  # issue 15: two noisy pictures compared
+            noisy = dp_shifts(
+                session, before, after, hash_family, media, dp_budget, clock(), write_lock
+            )
+            label = {"Libra-Privacy": privacy_header(noisy.privacy)}
+            if format == "csv":
+                rows = [*noisy.by_country, *noisy.by_hoster]
+                csv = rows_to_csv(rows, SHIFT_COLUMNS)
+                return PlainTextResponse(csv, media_type="text/csv", headers=label)
+            return JSONResponse(noisy.model_dump(mode="json"), headers=label)
         shifts = build_shifts(
             session,
             before,
@@ -519,11 +556,13 @@ def create_app(
         )
 
     app.include_router(members_router(settings, clock))
-    app.include_router(removals_router(settings, clock))
-    app.include_router(coverage_router(settings, clock, write_lock))
-    app.include_router(flows_router(settings, clock))
+    app.include_router(removals_router(settings, clock), dependencies=exact_only)
+    app.include_router(discovery_router(settings, clock), dependencies=exact_only)  # issue 14
+    app.include_router(coverage_router(settings, clock, write_lock), dependencies=exact_only)
+    app.include_router(flows_router(settings, clock), dependencies=exact_only)
     app.include_router(invitations_router(clock))
     app.include_router(tlog_router(clock, signing_key, write_lock))
+    app.include_router(psi_router(clock, write_lock))  # issue 15: PSI relay
     install_dashboard(app)
 
     @app.get("/healthz", response_model=Health, summary="Liveness and database reachability.")

@@ -588,7 +588,7 @@ def snapshot_verify(
     from protocol.errors import ProtocolError
     from protocol.keys import decode_public_key
 
-    from .snapshot import verify_snapshot
+    from .snapshot import privacy_summary, verify_snapshot
 
     try:
         raw = file.read_bytes()
@@ -599,10 +599,13 @@ def snapshot_verify(
         raise _fail(f"public key: {exc}", 2) from exc
     except ProtocolError as exc:
         raise _fail(f"snapshot does NOT verify: {exc.code}: {exc.message}") from exc
+    noisy = privacy_summary(picture)  # issue 15: a DP picture's label, else nothing
     console.print(
         f"snapshot verifies: generated {picture.generated_at.isoformat()}, tier {picture.tier}, "
-        f"{picture.reports} reports, {picture.totals.matches} matches"
+        f"{picture.reports} reports, {picture.totals.matches} {'noisy ' if noisy else ''}matches"
     )
+    for line in noisy:
+        console.print(line, markup=False, highlight=False)
     if checkpoint is not None or inclusion_proof is not None:
         _snapshot_in_log(raw, public_key, checkpoint, inclusion_proof)  # issue 15
 

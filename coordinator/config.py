@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -39,6 +39,45 @@ class ConfigError(Exception):
 
 class NoConfigFound(ConfigError):
     """No configuration anywhere: the built-in defaults would open a new, empty database."""
+
+
+class ViewerSettings(BaseModel):
+    """``[viewer]``: how the viewer tier's picture protects small numbers (issue 15)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    privacy: Literal["suppression", "dp"] = Field(
+        default="suppression",
+        description="suppression: exact counts, small cells withheld (picture_min_count, "
+        "picture_min_nodes); dp: counts with discrete Laplace noise (differential privacy).",
+    )
+    epsilon: float = Field(
+        default=1.0, gt=0, le=10, description="dp: privacy loss (epsilon) of each release."
+    )
+    budget: float = Field(
+        default=20.0,
+        gt=0,
+        description="dp: total epsilon all releases may spend on one window of report periods.",
+    )
+    budget_window: timedelta = Field(
+        default=timedelta(days=7),
+        description="dp: length of the windows report periods are cut into for the budget.",
+    )
+    refresh: timedelta = Field(
+        default=timedelta(days=1),
+        description="dp: a query asked again within this long of its newest release gets "
+        "that release, even if reports arrived since (0: a new release for new data).",
+    )
+
+    @model_validator(mode="after")
+    def _budget_fits(self) -> ViewerSettings:
+        if self.budget < self.epsilon:
+            raise ValueError("viewer.budget must be at least viewer.epsilon (one release)")
+        if self.budget_window <= timedelta(0):
+            raise ValueError("viewer.budget_window must be a positive duration")
+        if self.refresh < timedelta(0):
+            raise ValueError("viewer.refresh must not be negative")
+        return self
 
 
 class CoordinatorSettings(BaseSettings):
@@ -126,6 +165,10 @@ class CoordinatorSettings(BaseSettings):
     viewer_node_detail: bool = Field(
         default=False,
         description="Federation policy: may viewers see the per-node breakdown of the picture?",
+    )
+    viewer: ViewerSettings = Field(
+        default_factory=ViewerSettings,
+        description="[viewer]: suppression or differential privacy for the viewer tier.",
     )
     oidc_issuer: str | None = Field(
         default=None,

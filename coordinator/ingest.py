@@ -44,6 +44,7 @@ from .models import (
     CellRow,
     CoverageRow,
     DenominatorRow,
+    DiscoveryRow,
     NodeKeyRow,
     NodeRow,
     NodeStatus,
@@ -298,8 +299,8 @@ def _method_columns(cell: ReportCell) -> dict[str, int | None]:
 
 
 def _insert_children(connection: Any, reports: Sequence[Report]) -> None:
-    """Cells, removal statistics, coverage, attribution sources and the rollup queue entries:
-    one executemany per table, in the report's transaction."""
+    """Cells, removal statistics, coverage, discovery counts, attribution sources and the
+    rollup queue entries: one executemany per table, in the report's transaction."""
     connection.execute(insert(RollupQueueRow), [{"report_id": r.report_id} for r in reports])
     cells = [
         {
@@ -335,6 +336,13 @@ def _insert_children(connection: Any, reports: Sequence[Report]) -> None:
     ]
     if coverage:
         connection.execute(insert(CoverageRow), coverage)
+    discovery = [
+        {"report_id": report.report_id, **row.model_dump()}
+        for report in reports
+        for row in report.discovery
+    ]
+    if discovery:
+        connection.execute(insert(DiscoveryRow), discovery)  # issue 14
     sources = [
         {"report_id": report.report_id, "name": source.name, "version": source.version}
         for report in reports
@@ -533,6 +541,9 @@ def _check_storable(report: Report) -> None:
     for place in report.coverage:
         if not _is_clean_text(place.hoster):
             raise MalformedPayload("coverage hoster holds control characters or invalid Unicode")
+    for found in report.discovery:
+        if not _is_clean_text(found.hoster):
+            raise MalformedPayload("discovery hoster holds control characters or invalid Unicode")
     for source in report.attribution_sources:
         if not (_is_clean_text(source.name) and _is_clean_text(source.version)):
             raise MalformedPayload("an attribution source holds invalid Unicode")

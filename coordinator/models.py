@@ -258,6 +258,29 @@ class RemovalRow(CoordinatorModel, table=True):
     removal_sketch: str | None = Field(default=None, sa_type=Text)  # base64 KLL floats, k=200
 
 
+class DiscoveryRow(CoordinatorModel, table=True):
+    """One report's new material at one hoster (protocol HosterDiscovery, issue 14): candidate
+    images first found in the period, and the verdicts analysts gave in it. Counts only."""
+
+    __tablename__ = "discovery"
+    __table_args__ = (
+        UniqueConstraint("report_id", "country", "asn", "hoster", name="uq_discovery_report_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    report_id: str = Field(
+        sa_column=Column(
+            String(32), ForeignKey("reports.report_id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    country: str = Field(max_length=2)
+    asn: int = Field(sa_type=BigInteger)
+    hoster: str = Field(max_length=200)
+    candidates: int = Field(sa_type=BigInteger)
+    confirmed: int = Field(sa_type=BigInteger)
+    rejected: int = Field(sa_type=BigInteger)
+
+
 class AttributionSourceRow(CoordinatorModel, table=True):
     """A database snapshot a report's attribution rests on (GeoIP, ASN, operator table)."""
 

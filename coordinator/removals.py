@@ -15,12 +15,12 @@ from typing import Literal
 
 from datasketches import kll_floats_sketch
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import ColumnElement
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
 from protocol.models import UtcDatetime
 
+from .hoster_filter import HosterFilter
 from .models import RemovalRow, ReportRow
 from .views import SuppressionPolicy
 
@@ -42,18 +42,6 @@ REMOVAL_COLUMNS = (
     "p90_seconds",
     "nodes",
 )
-
-
-@dataclass(frozen=True)
-class RemovalFilter:
-    """Period bounds as in the picture (reports whose period starts at/after ``period_start``
-    and ends at/before ``period_end``), plus optional country, ASN and hoster (exact)."""
-
-    period_start: datetime | None = None
-    period_end: datetime | None = None
-    country: str | None = None
-    asn: int | None = None
-    hoster: str | None = None
 
 
 class _Out(BaseModel):
@@ -115,28 +103,13 @@ class _Group:
         return round(merged.get_quantile(0.5)), round(merged.get_quantile(0.9))
 
 
-def _conditions(filters: RemovalFilter) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = []
-    if filters.period_start is not None:
-        where.append(col(ReportRow.period_start) >= filters.period_start)
-    if filters.period_end is not None:
-        where.append(col(ReportRow.period_end) <= filters.period_end)
-    if filters.country is not None:
-        where.append(col(RemovalRow.country) == filters.country)
-    if filters.asn is not None:
-        where.append(col(RemovalRow.asn) == filters.asn)
-    if filters.hoster is not None:
-        where.append(col(RemovalRow.hoster) == filters.hoster)
-    return where
-
-
 def _share(part: int, whole: int) -> float | None:
     return None if whole == 0 else part / whole
 
 
 def build_removals(
     session: Session,
-    filters: RemovalFilter,
+    filters: HosterFilter,
     now: datetime,
     policy: SuppressionPolicy | None = None,
 ) -> Removals:
@@ -161,7 +134,7 @@ def build_removals(
             col(RemovalRow.removal_sketch),
         )
         .join(ReportRow, col(ReportRow.report_id) == col(RemovalRow.report_id))
-        .where(*_conditions(filters))
+        .where(*filters.conditions(RemovalRow))
         .execution_options(yield_per=_STREAM_BATCH)
     )
     for row in session.execute(stream):

@@ -15,6 +15,7 @@ from protocol.dsse import Envelope, parse_envelope, sign, verify
 from protocol.errors import UnknownKey
 from protocol.keys import NodeKey, key_id
 
+from .dp.release import DpPicture
 from .picture import Picture
 
 PICTURE_PAYLOAD_TYPE = "application/vnd.libra.picture+json; version=1"
@@ -60,4 +61,26 @@ def verify_snapshot(raw: bytes | str, public_key: VerifyKey) -> Picture:
         return public_key
 
     _, payload = verify(envelope, PICTURE_PAYLOAD_TYPE, resolve)
-    return Picture.model_validate(json.loads(payload))
+    picture = json.loads(payload)
+    # A labelled picture parses whole: parsing it as a plain Picture would drop the label.
+    if isinstance(picture, dict) and picture.get("privacy") is not None:
+        return DpPicture.model_validate(picture)
+    return Picture.model_validate(picture)
+
+
+def privacy_summary(picture: Picture) -> list[str]:
+    """The privacy label of a DP picture as lines for a person, or [] for an exact or
+    suppressed picture."""
+    if not isinstance(picture, DpPicture):
+        return []
+    label = picture.privacy
+    return [
+        f"differential privacy: {label.mechanism} noise, epsilon {label.epsilon:g} "
+        f"(delta {label.delta:g}), noise scale {label.scale:g}, sensitivity {label.sensitivity}",
+        f"unit of privacy: {label.unit}",
+        f"budget: {label.budget_per_window:g} epsilon per {label.window_seconds} s window of "
+        f"report periods; this release charged {label.windows_charged} window(s)",
+        f"noisy: {', '.join(label.noisy)}",
+        f"derived from noisy counts: {', '.join(label.derived)}",
+        f"not published (0 is not a count): {', '.join(label.withheld)}",
+    ]

@@ -313,7 +313,15 @@ class DiscoverySettings(_Section):
         default=16, ge=0, le=256, description="PDQ distance within which candidates are one."
     )
     min_pixels: int = Field(
-        default=4096, ge=0, description="Images smaller than this (w x h) score no size points."
+        default=4096,
+        ge=0,
+        description="Images smaller than this (w x h) lose points: 40 where their directory "
+        "holds known items, else 75 (icons, decorations).",
+    )
+    max_kept: int = Field(
+        default=200_000,
+        ge=1,
+        description="Unmatched images a cycle keeps in memory for scoring (~0.4 KB each).",
     )
     flood_factor: float = Field(
         default=10.0, gt=1, description="Flood guard: matches over this x an entry's history."

@@ -27,17 +27,25 @@ hoster) at record time by the same attributor call a sighting of it gets, and st
 AnalysedImage row (so a resumed cycle keeps its count); every fetched page is placed by the
 address that served it (the crawler's pinned connection; unknown when there is none) and the
 pages per hoster are written when the cycle ends. Timestamps come from ``clock`` (node.clock).
+
+Discovery (issue 14, optional ``discovery``: a node.discovery.collect.CandidateCollector): a
+match whose image is on the negative list (rejected by an analyst) is no sighting (its
+AnalysedImage row keeps no entry; counted in ``suppressed``). Every hashed item is handed to
+the collector once its batch is committed (a few dictionary updates per item); the candidates
+are scored and written when the cycle ends, in the transaction that closes the cycle row, so
+a killed cycle loses the candidates it had collected (never counts one twice).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
@@ -51,9 +59,9 @@ from node.clock import Clock, real_clock
 from node.crawl.crawler import ImageFound, PageFailed, PageFetched
 from node.crawl.links import storable_url  # data: URIs are stored as a digest, never as bytes
 from node.dispatch import AnalyzeFailure
-from node.matching.matcher import Match, MatchIndex, Method, best
+from node.matching.matcher import Match, MatchIndex
+from node.matching.media_match import best_matches
 from node.matching.video_index import VideoIndex
-from node.matching.vpdq import as_frames
 from node.models import (
     RUNNING,
     AnalysedImage,
@@ -65,8 +73,12 @@ from node.models import (
     HostPages,
     Sighting,
 )
-from protocol.hashes import HashFamily, ReportFamily
 from protocol.models import HashResult
+
+if TYPE_CHECKING:  # imported by the caller that builds it (node.service)
+    from node.discovery.collect import CandidateCollector
+
+logger = logging.getLogger(__name__)
 
 CrawlEvent = PageFetched | PageFailed | ImageFound
 Outcome = tuple[ImageFound, HashResult | AnalyzeFailure]
@@ -77,12 +89,6 @@ CLIENT_ERROR = "client_error"
 # The crawler's PageFailed reason for a page robots.txt does not allow: the page was skipped by
 # our own rule, not lost, so it is counted apart from the failures (never in pages_failed).
 ROBOTS_DISALLOWED = "robots_disallowed"
-# A fetched video's bytes found in a list's exact families: its sighting's report family.
-_VIDEO_EXACT = (
-    (HashFamily.SHA256, ReportFamily.VIDEO_SHA256),
-    (HashFamily.SHA1, ReportFamily.VIDEO_SHA1),
-    (HashFamily.MD5, ReportFamily.VIDEO_MD5),
-)
 
 
 class CrawlerLike(Protocol):
@@ -115,6 +121,8 @@ class CycleStats:
     matches: int = 0
     videos_found: int = 0
     videos_hashed: int = 0
+    # Issue 14: matches whose image is on the negative list (not sightings).
+    suppressed: int = 0
     hosts: dict[str, _Host] = field(default_factory=dict)
     # Why: failed pages per crawler reason, failed images per function error code.
     page_failures: Counter[str] = field(default_factory=Counter)
@@ -148,6 +156,11 @@ class CycleSummary:
     # Of images_found / images_hashed: the videos (issue 13).
     videos_found: int = 0
     videos_hashed: int = 0
+    # Issue 14: new candidates written; matches suppressed by the negative list; sightings
+    # the flood guard held (``run(guard=...)``: node.service.flood_guard).
+    candidates: int = 0
+    suppressed: int = 0
+    held: int = 0
 
     @property
     def nothing_analysed(self) -> bool:
@@ -246,8 +259,12 @@ class _Cycle:
         analysed: set[str] | None = None,
         clock: Clock = real_clock,
         videos: VideoIndex | None = None,
+        discovery: CandidateCollector | None = None,
     ) -> None:
         self.engine = engine
+        # Issue 14: fed every hashed item; None: discovery is off (no negative list either).
+        self.discovery = discovery
+        self.candidates = 0  # new candidates written when the cycle ended
         # Listed videos (vpdq entries); None: the node lists none, no video is matched by vPDQ
         # and no image by a frame.
         self.videos = videos
@@ -362,7 +379,11 @@ class _Cycle:
         needed for their snapshot rows)."""
         results = [r for _, r in outcomes if isinstance(r, HashResult)]
         hashed = [r.hashes for r in results]
-        matches = iter(self._match(results))
+        found_matches = self._match(results)
+        suppressed = self._suppress(results, found_matches)
+        matches = iter(found_matches)
+        # (image, storable URL, result, matched, attribution) for the collector, after commit
+        seen: list[tuple[ImageFound, str, HashResult, bool, Attribution]] = []
         images: list[dict[str, object]] = []
         analysed: list[dict[str, object]] = []
         failed: list[dict[str, object]] = []
@@ -380,9 +401,14 @@ class _Cycle:
                         "media": image.media,
                     }
                 )
-                found = self._hashed_rows(url, result, next(matches), now, analysed)
+                matched = next(matches)
+                # One attribution for the image and its sighting: coverage and cells agree.
+                where = self.attributor.lookup(result.server_ip, host_of(result.final_url))
+                found = self._hashed_rows(url, result, matched, where, now, analysed)
                 if found is not None:
                     sightings.append(found)
+                if self.discovery is not None:
+                    seen.append((image, url, result, matched is not None, where))
                 continue
             failures[result.code] += 1
             images.append(
@@ -421,71 +447,59 @@ class _Cycle:
         self.stats.analysis_failures += failures.total()
         self.stats.image_failures.update(failures)
         self.stats.matches += len(sightings)
+        self.stats.suppressed += suppressed
+        if self.discovery is not None:
+            add = self.discovery.add
+            for item in seen:
+                add(*item)
+
+    def _suppress(
+        self, results: Sequence[HashResult], matches: list[tuple[Match, str] | None]
+    ) -> int:
+        """Drop (in place) the matches of images on the negative list; how many were dropped.
+
+        Only images: a rejected candidate is an image, and a video's best frame equal to it is
+        not the same item."""
+        if self.discovery is None or not len(self.discovery.negative):
+            return 0
+        rows = [n for n, m in enumerate(matches) if m is not None and results[n].video is None]
+        if not rows:
+            return 0
+        negative = self.discovery.negative.suppressed_many([results[n].hashes for n in rows])
+        dropped = 0
+        for n, hit in zip(rows, negative, strict=True):
+            if hit:
+                matches[n] = None
+                dropped += 1
+        return dropped
 
     def _match(self, results: Sequence[HashResult]) -> list[tuple[Match, str] | None]:
         """The strongest match of each result with the report family its sighting is stored
-        under (a ReportFamily value), or None.
+        under (a ReportFamily value), or None (node.matching.media_match, shared with the
+        notices' re-check so both apply the same rules).
 
         An image: the image index (MatchIndex.match_many), else a frame of a listed video
         (``vpdq-frame``). A video: its bytes' digests against the index's exact families
         (``video-sha256`` > ``video-sha1`` > ``video-md5``), else vPDQ against the listed videos.
         A video never goes through the image index's perceptual families: its best frame's PDQ
         matching a listed IMAGE would be a finding of another kind, not reported as "pdq"."""
-        out: list[tuple[Match, str] | None] = [None] * len(results)
-        images = [n for n, r in enumerate(results) if r.video is None]
-        videos = [n for n, r in enumerate(results) if r.video is not None]
-        if images:
-            found = self.index.match_many([results[n].hashes for n in images])
-            for n, matches in zip(images, found, strict=True):
-                top = best(matches)
-                out[n] = None if top is None else (top, top.family.value)
-        unmatched = [n for n in images if out[n] is None]
-        if self.videos is not None and unmatched:
-            stills = [(results[n].hashes.pdq, results[n].hashes.pdq_quality) for n in unmatched]
-            for n, frames in zip(unmatched, self.videos.match_frames(stills), strict=True):
-                if frames:  # nearest frame first
-                    near = frames[0]
-                    hit = Match(near.video_id, HashFamily.PDQ, near.distance, Method.DIRECT)
-                    out[n] = (hit, ReportFamily.VPDQ_FRAME.value)
-        for n in videos:
-            out[n] = self._exact_video(results[n])
-        pending = [n for n in videos if out[n] is None]
-        if self.videos is not None and pending:
-            queries = [as_frames(video.frames) for n in pending if (video := results[n].video)]
-            for n, listed in zip(pending, self.videos.match_many(queries), strict=True):
-                if listed:  # strongest first
-                    # Distance 0: a vPDQ match is a share of matched frames, not one Hamming
-                    # distance; its strength is in the percentages, which are not stored.
-                    hit = Match(listed[0].video_id, HashFamily.PDQ, 0, Method.DIRECT)
-                    out[n] = (hit, ReportFamily.VPDQ.value)
-        return out
-
-    def _exact_video(self, result: HashResult) -> tuple[Match, str] | None:
-        """The strongest exact match of a video's bytes (one lookup per family: videos are few
-        next to images, so they are not batched)."""
-        for family, report in _VIDEO_EXACT:
-            value: str = getattr(result.hashes, family.value)  # md5 / sha1 / sha256 field
-            if value:
-                found = self.index.lookup(family, [value.lower()])[0]
-                if found:
-                    return found[0], report.value
-        return None
+        return best_matches(self.index, self.videos, results)
 
     def _hashed_rows(
         self,
         url: str,
         result: HashResult,
         matched: tuple[Match, str] | None,
+        where: Attribution,
         now: datetime,
         analysed: list[dict[str, object]],
     ) -> tuple[Sighting, str | None] | None:
         """Add a hashed image's AnalysedImage row to ``analysed``; its Sighting (with its
-        operator) when it matched (``matched``: the match and its report family)."""
+        operator) when it matched (``matched``: the match and its report family), both placed
+        at ``where``."""
         match = matched[0] if matched is not None else None
         # (vpdq and vpdq-frame matches carry HashFamily.PDQ in Match.family, unused here: the
         # sighting's family is the report family beside it.)
-        # One attribution for the image and its sighting: coverage and cells agree by design.
-        where: Attribution = self.attributor.lookup(result.server_ip, host_of(result.final_url))
         analysed.append(
             {
                 "cycle_id": self.cycle_id,
@@ -537,6 +551,9 @@ class _Cycle:
             row.hosts_seen = stats.hosts_seen
             row.videos_found = stats.videos_found
             row.videos_hashed = stats.videos_hashed
+            row.suppressed = stats.suppressed
+            if status == "done" and self.discovery is not None:
+                row.candidates = self.candidates = self._write_candidates(session, finished)
             session.add(row)
             for host, counts in sorted(stats.hosts.items()):
                 session.add(
@@ -576,7 +593,20 @@ class _Cycle:
             image_failures=dict(stats.image_failures),
             videos_found=stats.videos_found,
             videos_hashed=stats.videos_hashed,
+            candidates=self.candidates,
+            suppressed=stats.suppressed,
         )
+
+    def _write_candidates(self, session: Session, now: datetime) -> int:
+        """The collector's candidates, in the cycle's closing transaction (a savepoint: a
+        failure here loses the candidates, logged, not the cycle's sightings)."""
+        assert self.discovery is not None
+        try:
+            with session.begin_nested():
+                return self.discovery.finish(session, self.cycle_id, now).created
+        except Exception:
+            logger.exception("cycle %s: its candidates could not be written", self.cycle_id)
+            return 0
 
 
 INTERRUPTED = "interrupted"
@@ -600,16 +630,33 @@ def _close_interrupted(session: Session, row: CrawlCycle, now: datetime) -> None
     session.add(row)
 
 
-def mark_interrupted(engine: Engine, clock: Clock = real_clock) -> int:
+# Issue 14: the flood guard (node.service.flood_guard): given a cycle whose sightings are all
+# recorded, it holds those of flooding entries and returns how many it held.
+Guard = Callable[[int], int]
+
+
+def _close(engine: Engine, cycle_ids: Sequence[int], clock: Clock, guard: Guard | None) -> None:
+    """Close ``cycle_ids`` as interrupted; the guard checks each first, while it is still
+    "running": no report or notice takes a running cycle, so none sees it unchecked."""
+    for cycle_id in cycle_ids:
+        if guard is not None:
+            guard(cycle_id)
+    with Session(engine) as session, session.begin():
+        for cycle_id in cycle_ids:
+            row = session.get(CrawlCycle, cycle_id)
+            assert row is not None
+            _close_interrupted(session, row, clock())
+
+
+def mark_interrupted(engine: Engine, clock: Clock = real_clock, guard: Guard | None = None) -> int:
     """Close cycles left "running" by a process that died, so they can be reported.
 
     Only call this while holding the node's crawl lock (no other cycle can be running).
     """
-    with Session(engine) as session, session.begin():
-        stale = session.exec(select(CrawlCycle).where(col(CrawlCycle.status) == RUNNING)).all()
-        for row in stale:
-            _close_interrupted(session, row, clock())
-        return len(stale)
+    with Session(engine) as session:
+        stale = session.exec(select(CrawlCycle.id).where(col(CrawlCycle.status) == RUNNING)).all()
+    _close(engine, [cid for cid in stale if cid is not None], clock, guard)
+    return len(stale)
 
 
 def _start_cycle(engine: Engine, run_key: str | None = None, clock: Clock = real_clock) -> int:
@@ -623,7 +670,9 @@ def _start_cycle(engine: Engine, run_key: str | None = None, clock: Clock = real
         return row.id
 
 
-def resume_or_start(engine: Engine, run_key: str, clock: Clock = real_clock) -> tuple[int, bool]:
+def resume_or_start(
+    engine: Engine, run_key: str, clock: Clock = real_clock, guard: Guard | None = None
+) -> tuple[int, bool]:
     """The cycle to run over the seed list ``run_key``: the newest cycle a dead process left
     "running" over the same seeds (resumed: True), else a new one. Every other cycle left
     running is marked interrupted. Only call this while holding the node's crawl lock.
@@ -637,15 +686,10 @@ def resume_or_start(engine: Engine, run_key: str, clock: Clock = real_clock) -> 
         ).all()
     resumed = next((cid for cid, key in stale if key == run_key and cid is not None), None)
     if resumed is None:
-        mark_interrupted(engine, clock)
+        mark_interrupted(engine, clock, guard)
         return _start_cycle(engine, run_key, clock), False
-    with Session(engine) as session, session.begin():
-        for cid, _key in stale:
-            if cid == resumed:
-                continue
-            row = session.get(CrawlCycle, cid)
-            assert row is not None
-            _close_interrupted(session, row, clock())
+    others = [cid for cid, _key in stale if cid is not None and cid != resumed]
+    _close(engine, others, clock, guard)
     return resumed, True
 
 
@@ -698,6 +742,8 @@ async def run(
     clock: Clock = real_clock,
     batch_size: int = 1,
     videos: VideoIndex | None = None,
+    discovery: CandidateCollector | None = None,
+    guard: Guard | None = None,
 ) -> CycleSummary:
     """Run one cycle to the end and return its summary (also saved on the cycle row).
 
@@ -707,17 +753,31 @@ async def run(
     ``batch_size`` > 1: a function client with ``analyze_batch`` gets up to that many waiting
     images per request (issue 17). ``videos``: the listed videos (node.matching.video_lists)
     that fetched videos are matched against by vPDQ and images by a single frame (issue 13).
+    ``discovery``: the collector of candidates with its negative list (issue 14; None: off).
+    ``guard``: the flood guard (issue 14), run on the cycle once all its sightings are recorded
+    and before it stops being "running" (and on every cycle closed as interrupted, before it is
+    closed), so no report or notice ever takes a cycle it has not checked.
     """
     if run_key is None:
         cycle_id, resumed = _start_cycle(engine, clock=clock), False
     else:
-        cycle_id, resumed = resume_or_start(engine, run_key, clock)
+        cycle_id, resumed = resume_or_start(engine, run_key, clock, guard)
     analysed: set[str] = set()
     restored = CycleStats()
     if resumed:
         analysed, restored = _analysed_so_far(engine, cycle_id)
     cycle = _Cycle(
-        engine, cycle_id, function, index, attributor, dihedral, progress, analysed, clock, videos
+        engine,
+        cycle_id,
+        function,
+        index,
+        attributor,
+        dihedral,
+        progress,
+        analysed,
+        clock,
+        videos,
+        discovery,
     )
     cycle.stats = restored
     cycle.batch_size = max(1, batch_size)
@@ -727,21 +787,30 @@ async def run(
         maxsize=workers * max(4, cycle.batch_size)
     )
     done: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=MATCH_BATCH)
+    guarded = False
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(cycle.record(done, workers))
             for _ in range(workers):
                 group.create_task(cycle.work(queue, done))
             group.create_task(cycle.produce(crawler, seeds, queue, workers))
+        guarded = True
+        held = guard(cycle_id) if guard is not None else 0
     except BaseException as exc:
         first: BaseException = exc
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
         message = f"{type(first).__name__}: {first}"
+        if guard is not None and not guarded:  # a failed cycle's sightings are reported too
+            try:
+                guard(cycle_id)
+            except Exception:
+                logger.exception("cycle %s failed and its flood guard too", cycle_id)
+                message += "; the flood guard failed too (see the log)"
         cycle.finish("failed", message[:1000])
         if isinstance(exc, Exception):
             raise CycleError(message) from first
         raise
-    summary = cycle.finish("done", None)
+    summary = replace(cycle.finish("done", None), held=held)
     cycle._tick()
     return summary

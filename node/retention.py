@@ -1,8 +1,10 @@
 """Retention: each kind of record the node keeps is erased after its configured time.
 
 Record types are rules in a small registry (``register``): sightings, matched and unmatched
-analysed image URLs, the per-cycle URL log, analysis failures, notices (node/notices), and
-expired RDAP cache rows. The audit log is never erased (append-only by design).
+analysed image URLs, the per-cycle URL log, analysis failures, notices (node/notices),
+expired RDAP cache rows, and of discovery (issue 14, node/discovery) decided flood-guard holds,
+decided candidates (after their verdict) and pending candidates (after they were last seen).
+The audit log is never erased (append-only by design).
 
 What is never erased, whatever its age:
 - anything of a crawl cycle that no report has carried yet (``crawl_cycle.report_id`` unset:
@@ -13,7 +15,11 @@ What is never erased, whatever its age:
 - a sighting that another table still references (found from the schema's foreign keys, e.g.
   a notice URL): it goes when that reference does;
 - a notice whose facts (noticed, removed, each round sent) have not all been carried by a
-  report, or that is still open.
+  report, or that is still open;
+- a candidate whose first cycle no report has carried yet (reports count new candidates),
+  and a sighting the flood guard still holds. A candidate cluster is erased as one (its
+  representative and near-duplicates). A rejected candidate's hashes stay on the negative
+  list: its NegativeEntry rows lose their link to the candidate, not their values.
 
 Each rule's erasure and its audit event (rule, cut-off, count: never the erased data) are one
 transaction: the log cannot claim an erasure that did not happen, or miss one that did.
@@ -266,6 +272,93 @@ def _register_notices() -> None:
 
 
 _register_notices()
+
+
+def _register_discovery() -> None:
+    """Candidates and flood-guard holds (issue 14, node/discovery/models.py)."""
+    from sqlalchemy import update
+
+    from node.discovery import models as d
+
+    def held(cutoff: datetime) -> Select[Any]:
+        # Only decided holds: a sighting still held waits for an analyst.
+        return sa_select(col(d.HeldSighting.sighting_id)).where(
+            col(d.HeldSighting.state) != d.HELD,
+            col(d.HeldSighting.decided_at).is_not(None),
+            col(d.HeldSighting.decided_at) < cutoff,
+        )
+
+    def erase_held(session: Session, ids: list[int]) -> None:
+        _delete_ids(session, d.HeldSighting, ids, d.HeldSighting.sighting_id)
+
+    def clusters(old_enough: ColumnElement[bool]) -> Select[Any]:
+        """Every row of the clusters none of whose rows fails ``old_enough`` (the
+        representative included), whose first cycle was reported."""
+        c = d.Candidate
+        head = func.coalesce(col(c.cluster_id), col(c.id))
+        young = sa_select(head).where(or_(~old_enough, ~_reported_cycle(c.first_cycle_id)))
+        return sa_select(col(c.id)).where(head.not_in(young))
+
+    def decided(cutoff: datetime) -> Select[Any]:
+        c = d.Candidate
+        return clusters(
+            (col(c.state) != d.PENDING)
+            & col(c.decided_at).is_not(None)
+            & (col(c.decided_at) < cutoff)
+        )
+
+    def pending(cutoff: datetime) -> Select[Any]:
+        c = d.Candidate
+        return clusters((col(c.state) == d.PENDING) & (col(c.last_seen_at) < cutoff))
+
+    def erase_candidates(session: Session, ids: list[int]) -> None:
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            session.execute(
+                update(d.NegativeEntry)
+                .where(col(d.NegativeEntry.candidate_id).in_(chunk))
+                .values(candidate_id=None)
+            )
+        # Members first: they point to their representative (erased with them).
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            session.execute(
+                delete(d.Candidate).where(
+                    col(d.Candidate.id).in_(chunk), col(d.Candidate.cluster_id).is_not(None)
+                )
+            )
+        _delete_ids(session, d.Candidate, ids)
+
+    register(
+        Rule(
+            "held_sightings",
+            "flood-guard holds an analyst released or discarded (as long as sightings)",
+            lambda r: r.sightings_days,
+            held,
+            erase_held,
+        )
+    )
+    register(
+        Rule(
+            "candidates_decided",
+            "confirmed or rejected candidates (URLs, hashes), after their verdict",
+            lambda r: r.candidates_days,
+            decided,
+            erase_candidates,
+        )
+    )
+    register(
+        Rule(
+            "candidates_pending",
+            "candidates never decided, after they were last seen",
+            lambda r: r.pending_candidates_days,
+            pending,
+            erase_candidates,
+        )
+    )
+
+
+_register_discovery()
 
 
 # ---- running

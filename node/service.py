@@ -23,8 +23,11 @@ from node.config import NodeSettings, lab_of
 from node.crawl.crawler import Crawler, CrawlStats, seeds_run_key
 from node.crawl.setup import make_crawler, open_frontier  # crawler, limits, frontier backend
 from node.crawl.worker import RedisCrawler
-from node.cycle import CycleSummary, ProgressSink, run
+from node.cycle import CycleSummary, Guard, ProgressSink, run
 from node.db import make_engine
+from node.discovery.collect import CandidateCollector
+from node.discovery.flood import hold_floods
+from node.discovery.negative import NegativeIndex
 from node.dispatch import FunctionClient, load_request_signer
 from node.federation import outbox
 from node.federation.reporter import QueuedReport, pending_periods, period_containing, queue_report
@@ -109,6 +112,16 @@ class CrawlWatch:
         return self.stats.pages_scheduled
 
 
+def discovery_of(settings: NodeSettings, engine: Engine) -> CandidateCollector | None:
+    """The cycle's candidate collector with the negative list as it is now (issue 14); None
+    when ``[discovery] enabled = false``."""
+    found = settings.discovery
+    if not found.enabled:
+        return None
+    negative = NegativeIndex.from_db(engine, found.cluster_max_distance)
+    return CandidateCollector(found, negative, max_kept=found.max_kept)
+
+
 def thresholds(settings: NodeSettings) -> Thresholds:
     m = settings.match
     return Thresholds(
@@ -139,6 +152,19 @@ async def crawl_once(
         # run() continues a cycle a killed process left running over the same seeds and marks
         # any other cycle left running as interrupted.
         return await _crawl(settings, engine, progress, clock, attributor, watch)
+
+
+def flood_guard(settings: NodeSettings, engine: Engine, clock: Clock = real_clock) -> Guard:
+    """The cycle's flood guard (issue 14, node.discovery.flood): holds the sightings of every
+    list entry that matched far more than its history, and returns how many. node.cycle.run
+    calls it on a cycle once its sightings are recorded and before it stops being "running"
+    (and on a cycle a killed process left, before closing it as interrupted): no report or
+    notice takes a running cycle, so none ever carries one the guard has not checked."""
+
+    def guard(cycle_id: int) -> int:
+        return sum(h.held for h in hold_floods(engine, cycle_id, settings.discovery, clock))
+
+    return guard
 
 
 async def _crawl(
@@ -192,6 +218,8 @@ async def _crawl(
                 clock=clock,
                 batch_size=settings.dispatch.batch_size,
                 videos=videos,
+                discovery=discovery_of(settings, engine),
+                guard=flood_guard(settings, engine, clock),
             )
         finally:
             frontier.close()

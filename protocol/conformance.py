@@ -45,6 +45,7 @@ from .testvector import (
     VECTOR_SKETCH_PATH,
     vector_keys,
 )
+from .testvector_discovery import VECTOR_DISCOVERY_PATH
 from .testvector_video import VECTOR_VIDEO_PATH
 from .vector_template import Binding, Signed, envelope_template, expand
 
@@ -349,6 +350,12 @@ class CoordinatorRun:
                 "report-v1-video",
                 accepted,
                 _load(vectors / VECTOR_VIDEO_PATH.name),
+                "accepted",
+            )
+            self.positive(  # issue 14: discovery counts (sequence 8)
+                "report-v1-discovery",
+                accepted,
+                _load(vectors / VECTOR_DISCOVERY_PATH.name),
                 "accepted",
             )
             phase(reports, "after_reports", accepted)

@@ -350,7 +350,7 @@ def check_report(data: dict[str, Any], keyid: str) -> None:
             "cells",
             "denominators",
         },
-        {"attribution_sources", "removals", "coverage"},
+        {"attribution_sources", "removals", "coverage", "discovery"},
     )
     _text(data["report_id"], "report_id", r"^[0-9a-f]{32}$", 32)
     _text(data["node_id"], "node_id", r"^[a-z0-9][a-z0-9-]{1,62}$", 63)

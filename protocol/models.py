@@ -358,9 +358,29 @@ class HosterCoverage(_Strict):
     images_hashed: StrictInt = Field(ge=0, le=MAX_COUNT)
 
 
+class HosterDiscovery(_Strict):
+    """New material at one hoster in one period (issue 14, docs/discovery.md): counts only,
+    never a hash, a URL or a host name.
+
+    ``candidates`` counts the images (each image once, near-duplicates included) the node first
+    found in the period beside known material at this hoster and queued for review;
+    ``confirmed`` and ``rejected`` count the candidate images an analyst of the agency
+    confirmed or rejected in the period, placed at the hoster the candidate was found at.
+    A confirmed image is matched like any listed item from then on, so it shows in the cells
+    of later reports; it is counted here once, when it was confirmed.
+    """
+
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    asn: StrictInt = Field(ge=0, le=4294967295)
+    hoster: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    candidates: StrictInt = Field(ge=0, le=MAX_COUNT)
+    confirmed: StrictInt = Field(ge=0, le=MAX_COUNT)
+    rejected: StrictInt = Field(ge=0, le=MAX_COUNT)
+
+
 # Members added after version 1 was first published: left out of the signed payload when
 # empty, so reports without them keep exactly the bytes they always had.
-_OPTIONAL_WHEN_EMPTY = ("attribution_sources", "removals", "coverage")
+_OPTIONAL_WHEN_EMPTY = ("attribution_sources", "removals", "coverage", "discovery")
 # Optional cell members: absent, not null, when the node does not give them.
 _OPTIONAL_CELL_MEMBERS = ("methods", "url_theta", "items", "item_theta")
 
@@ -379,6 +399,8 @@ class Report(_Strict):
     removals: list[HosterRemovals] = Field(default_factory=list, max_length=100_000)
     # Optional (issue 16): per-hoster denominators; when given, complete (see _coverage).
     coverage: list[HosterCoverage] = Field(default_factory=list, max_length=100_000)
+    # Optional (issue 14): candidates found and verdicts given per hoster.
+    discovery: list[HosterDiscovery] = Field(default_factory=list, max_length=100_000)
 
     @model_validator(mode="after")
     def _unique_cells(self) -> Report:
@@ -394,6 +416,12 @@ class Report(_Strict):
             if where in hosters:
                 raise ValueError(f"removals for {where} appear twice")
             hosters.add(where)
+        found: set[tuple[str, int, str]] = set()
+        for found_at in self.discovery:
+            where = (found_at.country, found_at.asn, found_at.hoster)
+            if where in found:
+                raise ValueError(f"discovery for {where} appears twice")
+            found.add(where)
         self._coverage()
         return self
 

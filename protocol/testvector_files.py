@@ -32,7 +32,9 @@ from .testvector import (
     vector_report_with_methods,
 )
 from .testvector_coverage import build_coverage_vector
+from .testvector_discovery import VECTOR_DISCOVERY_PATH, build_discovery_vector
 from .testvector_negative import negative_vectors
+from .testvector_psi import PSI_VECTOR_PATH, build_psi_vector
 from .testvector_tlog import TLOG_VECTOR_PATH, build_tlog_vector
 from .testvector_video import VECTOR_VIDEO_PATH, build_video_vector
 
@@ -50,6 +52,8 @@ def positive_vectors() -> dict[Path, dict[str, Any]]:
         FEDERATION_KEY_PATH: build_federation_key_vector(),
         TLOG_VECTOR_PATH: build_tlog_vector(),
         VECTOR_VIDEO_PATH: build_video_vector(),  # issue 13
+        VECTOR_DISCOVERY_PATH: build_discovery_vector(),  # issue 14
+        PSI_VECTOR_PATH: build_psi_vector(),  # issue 15
     }
 
 

@@ -33,6 +33,7 @@ from .testvector_cases import case_report_id as _report_id
 from .testvector_cases import expected as _expected
 from .testvector_cases import jcs as _jcs
 from .testvector_cases import set_cell as _set_cell
+from .testvector_discovery import discovery_cases
 from .testvector_negative_coverage import coverage_cases
 from .testvector_video import video_cases
 from .vector_template import envelope_template
@@ -889,6 +890,7 @@ def negative_vectors() -> dict[Path, dict[str, Any]]:
     _methods_cases(b)  # added last: the cases before keep their sequences and bytes
     coverage_cases(b)  # issue 16, after the methods cases for the same reason
     video_cases(b)  # issue 13, after the coverage cases for the same reason
+    discovery_cases(b)  # issue 14, after the video cases for the same reason
     return {
         NEGATIVE_DIR / "reports-v1.json": _suite(
             "Requests to POST /v1/reports and /v1/reports/batch that must be refused, each with "

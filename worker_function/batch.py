@@ -16,7 +16,11 @@ Bounds on one batch, besides the pre-authentication body limit (app.py):
 
 The items of one batch fetch through one session (fetch.FetchSession): connections are kept
 alive between items going to the same host name and checked IP, and all of them are closed when
-the batch ends.
+the batch ends. A free slot goes first to an item of the host whose item just finished (its
+connection is idle now), else to one of a host with nothing in progress, else to the next in
+order (``HostSlots``): a page's image and its og:image then share one connection instead of
+opening two at once, and a batch spread over many hosts asks each for one thing at a time.
+No slot stays free while items wait.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -106,6 +111,55 @@ class ByteBudget:
             self._changed.notify_all()
 
 
+class HostSlots:
+    """At most ``concurrency`` items of a batch in progress; which waiting item a free slot
+    goes to (see the module docstring). Items are registered first (``wait``), then slots are
+    handed out (``start``), so the first choice already sees the whole batch."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.free = concurrency
+        self.active: Counter[str] = Counter()  # items in progress per host
+        self._waiting: list[tuple[str, asyncio.Future[None]]] = []
+
+    def wait(self, host: str) -> asyncio.Future[None]:
+        """A future that is done when an item of ``host`` may start."""
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((host, turn))
+        return turn
+
+    def start(self, finished: str | None = None) -> None:
+        """Hand free slots to waiting items, preferring ``finished``'s host, then idle hosts."""
+        while self.free and self._waiting:
+            host, turn = self._waiting.pop(self._pick(finished))
+            finished = None  # its connection serves one item at a time
+            if turn.done():  # cancelled: the batch is ending
+                continue
+            self.free -= 1
+            self.active[host] += 1
+            turn.set_result(None)
+
+    def done(self, host: str) -> None:
+        self.free += 1
+        self.active[host] -= 1
+        self.start(finished=host)
+
+    def _pick(self, finished: str | None) -> int:
+        if finished is not None:
+            for index, (host, _turn) in enumerate(self._waiting):
+                if host == finished:
+                    return index
+        for index, (host, _turn) in enumerate(self._waiting):
+            if not self.active[host]:
+                return index
+        return 0
+
+
+def host_of(url: str) -> str:
+    """The scheme and authority a batch item's first fetch goes to ("" for data: URIs)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower() if parts.netloc else ""
+
+
 class Source(Protocol):
     """A fetched or inline image (fetch.Fetched, datauri.InlineImage)."""
 
@@ -154,12 +208,22 @@ class BatchRunner:
     async def run(self, batch: AnalyzeBatchRequest) -> list[AnalyzeBatchItem]:
         started = time.monotonic()
         budget = ByteBudget(self.max_batch_bytes, self.analyzer.max_bytes)
-        slots = asyncio.Semaphore(self.concurrency)
+        slots = HostSlots(self.concurrency)
+        hosts = [host_of(item.url) for item in batch.items]
+        turns = [slots.wait(host) for host in hosts]
+        slots.start()
         # The session's clients are closed when the batch ends, also on error or cancellation.
-        async with self.analyzer.session(self.concurrency) as obtain:
-            results = await asyncio.gather(
-                *(self._item(i, obtain, budget, slots) for i in batch.items)
-            )
+        try:
+            async with self.analyzer.session(self.concurrency) as obtain:
+                results = await asyncio.gather(
+                    *(
+                        self._slotted(item, obtain, budget, slots, host, turn)
+                        for item, host, turn in zip(batch.items, hosts, turns, strict=True)
+                    )
+                )
+        finally:
+            for turn in turns:
+                turn.cancel()
         outcomes = Counter(r.error.code if r.error else "ok" for r in results)
         log.info(
             "analyze:batch %d items -> %s in %.0f ms",
@@ -169,48 +233,62 @@ class BatchRunner:
         )
         return results
 
-    async def _item(
-        self, item: AnalyzeRequest, obtain: Obtain, budget: ByteBudget, slots: asyncio.Semaphore
+    async def _slotted(
+        self,
+        item: AnalyzeRequest,
+        obtain: Obtain,
+        budget: ByteBudget,
+        slots: HostSlots,
+        host: str,
+        turn: asyncio.Future[None],
     ) -> AnalyzeBatchItem:
-        async with slots:
-            started = time.monotonic()
-            share = await budget.reserve()
-            used = 0
-            try:
-                if share == 0:
-                    raise BatchTooLarge(f"the batch already brought in its {budget.total} bytes")
-                fetched = await obtain(item, share)
-                used = len(fetched.data)
-                result = await self.analyzer.digest(item, fetched)
-            except TooLarge as exc:
-                failure: FunctionError = exc
-                if share < budget.per_item:  # over its share of the batch, not over the cap
-                    failure = BatchTooLarge(
-                        f"the image is over the {share} bytes left of the batch's {budget.total}"
-                    )
-                return self._failed(item, failure, started)
-            except FunctionError as exc:
-                return self._failed(item, exc, started)
-            except Exception as exc:
-                # Only the exception type is logged: messages of unexpected errors are not vetted.
-                log.exception(
-                    "analyze %s failed unexpectedly (%s)", url_ref(item.url), type(exc).__name__
+        await turn
+        try:
+            return await self._item(item, obtain, budget)
+        finally:
+            slots.done(host)
+
+    async def _item(
+        self, item: AnalyzeRequest, obtain: Obtain, budget: ByteBudget
+    ) -> AnalyzeBatchItem:
+        started = time.monotonic()
+        share = await budget.reserve()
+        used = 0
+        try:
+            if share == 0:
+                raise BatchTooLarge(f"the batch already brought in its {budget.total} bytes")
+            fetched = await obtain(item, share)
+            used = len(fetched.data)
+            result = await self.analyzer.digest(item, fetched)
+        except TooLarge as exc:
+            failure: FunctionError = exc
+            if share < budget.per_item:  # over its share of the batch, not over the cap
+                failure = BatchTooLarge(
+                    f"the image is over the {share} bytes left of the batch's {budget.total}"
                 )
-                failure = AnalysisFailed(f"analysis failed unexpectedly ({type(exc).__name__})")
-                return self._failed(item, failure, started)
-            finally:
-                await budget.settle(share, used)
-            self.count("ok")
-            log.debug(
-                "analyze %s -> ok %s %dx%d %d bytes in %.0f ms (batch)",
-                url_ref(item.url),
-                result.format,
-                result.width,
-                result.height,
-                result.bytes,
-                (time.monotonic() - started) * 1000,
+            return self._failed(item, failure, started)
+        except FunctionError as exc:
+            return self._failed(item, exc, started)
+        except Exception as exc:
+            # Only the exception type is logged: messages of unexpected errors are not vetted.
+            log.exception(
+                "analyze %s failed unexpectedly (%s)", url_ref(item.url), type(exc).__name__
             )
-            return AnalyzeBatchItem(url=item.url, result=result)
+            failure = AnalysisFailed(f"analysis failed unexpectedly ({type(exc).__name__})")
+            return self._failed(item, failure, started)
+        finally:
+            await budget.settle(share, used)
+        self.count("ok")
+        log.debug(
+            "analyze %s -> ok %s %dx%d %d bytes in %.0f ms (batch)",
+            url_ref(item.url),
+            result.format,
+            result.width,
+            result.height,
+            result.bytes,
+            (time.monotonic() - started) * 1000,
+        )
+        return AnalyzeBatchItem(url=item.url, result=result)
 
     def _failed(self, item: AnalyzeRequest, exc: FunctionError, started: float) -> AnalyzeBatchItem:
         self.count(exc.code)

@@ -129,7 +129,7 @@ def _hash_decoded(
         else:
             if fmt == "JPEG":
                 img.draft(img.mode, JPEG_DRAFT_SIZE)
-            luma = _to_rgb(_transpose(img, orientation)).convert("L")
+            luma = _to_luma(_transpose(img, orientation))
     hashes = _compute_hashes(data, luma, dihedral, regions)
     return ImageDigest(format=fmt, width=width, height=height, animated=animated, hashes=hashes)
 
@@ -165,6 +165,15 @@ def _transpose(img: Image.Image, orientation: int) -> Image.Image:
         8: Image.Transpose.ROTATE_90,
     }[orientation]
     return img.transpose(method)
+
+
+def _to_luma(img: Image.Image) -> Image.Image:
+    """8-bit luminance of any decoded mode: ``_to_rgb(img).convert("L")``."""
+    if img.mode in ("RGB", "L") and "transparency" not in img.info:
+        # Nothing to composite or scale: converting to RGB first would only copy the pixels
+        # (RGB) or round-trip them exactly (L: Pillow's weights sum to one).
+        return img.convert("L")
+    return _to_rgb(img).convert("L")
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

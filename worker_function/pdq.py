@@ -167,10 +167,27 @@ def pdq_coefficients(
 
 
 def _quality(buffer: npt.NDArray[np.float64]) -> int:
-    # Sum of truncated absolute neighbour differences, scaled as in the reference.
-    vertical = np.trunc(np.abs((buffer[:-1, :] - buffer[1:, :]) * 100 / 255)).sum()
-    horizontal = np.trunc(np.abs((buffer[:, :-1] - buffer[:, 1:]) * 100 / 255)).sum()
-    return min(100, int(vertical + horizontal) // 90)
+    # Sum of truncated absolute neighbour differences, scaled as in the reference. The same
+    # operations in the same order, in place (one buffer per axis instead of four); the sums
+    # are of whole numbers, exact in any order.
+    return min(
+        100,
+        int(
+            _truncated_sum(buffer[:-1, :], buffer[1:, :])
+            + _truncated_sum(buffer[:, :-1], buffer[:, 1:])
+        )
+        // 90,
+    )
+
+
+def _truncated_sum(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
+    """sum(trunc(abs((a - b) * 100 / 255)))."""
+    diff = np.subtract(a, b)
+    diff *= 100
+    diff /= 255
+    np.abs(diff, out=diff)
+    np.trunc(diff, out=diff)
+    return float(diff.sum())
 
 
 def pdq_hex(vector: npt.ArrayLike) -> str:

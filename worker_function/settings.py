@@ -65,6 +65,10 @@ class FunctionSettings(BaseSettings):
     decode_cpu_seconds: int = Field(default=10, ge=1)
     # Wall-clock seconds one decode may take before its worker is killed: decode_timeout.
     decode_timeout_seconds: float = Field(default=15.0, gt=0)
+    # A decode worker whose resident memory is above this is replaced before its next image
+    # (isolation.py: heap growth left by what it decoded), and after this many tasks anyway.
+    decode_recycle_rss_mb: int = Field(default=512, ge=128)
+    decode_recycle_tasks: int = Field(default=20_000, ge=1)
     # Analyses (fetch + decode) in progress at once; one more is answered 503 + Retry-After.
     max_in_flight: int = Field(default=64, ge=1)
     # Retry-After (seconds) sent with 503 overloaded.
@@ -183,6 +187,8 @@ class FunctionSettings(BaseSettings):
             memory_bytes=self.decode_memory_mb * 1024 * 1024,
             cpu_seconds=self.decode_cpu_seconds,
             wall_seconds=self.decode_timeout_seconds,
+            recycle_rss_bytes=self.decode_recycle_rss_mb * 1024 * 1024,
+            recycle_tasks=self.decode_recycle_tasks,
         )
 
 

@@ -6,44 +6,23 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 from sqlmodel import Session
 
 from coordinator.auth import Principal, Scope
 from coordinator.config import CoordinatorSettings
-from coordinator.deps import PrincipalDep, SessionDep, checked_country, checked_period
-from coordinator.removals import REMOVAL_COLUMNS, RemovalFilter, Removals, build_removals
+from coordinator.deps import PrincipalDep, SessionDep
+from coordinator.hoster_filter import HosterFilter, HosterFilterDep
+from coordinator.removals import REMOVAL_COLUMNS, Removals, build_removals
 from coordinator.views import SuppressionPolicy, rows_to_csv
-
-
-def _removal_filter(
-    period_start: Annotated[
-        datetime | None, Query(description="Reports whose period starts at/after this.")
-    ] = None,
-    period_end: Annotated[
-        datetime | None, Query(description="Reports whose period ends at/before this.")
-    ] = None,
-    country: Annotated[
-        str | None, Query(description="Only this country (ISO 3166 alpha-2).")
-    ] = None,
-    asn: Annotated[int | None, Query(ge=0, le=4294967295, description="Only this ASN.")] = None,
-    hoster: Annotated[
-        str | None, Query(max_length=200, description="Only this hoster (exact name).")
-    ] = None,
-) -> RemovalFilter:
-    start, end = checked_period(period_start, period_end)
-    return RemovalFilter(start, end, checked_country(country), asn, hoster)
-
-
-RemovalFilterDep = Annotated[RemovalFilter, Depends(_removal_filter)]
 
 
 def removals_router(settings: CoordinatorSettings, clock: Callable[[], datetime]) -> APIRouter:
     router = APIRouter()
     suppression = SuppressionPolicy(settings.picture_min_count, settings.picture_min_nodes)
 
-    def removals(session: Session, principal: Principal, filters: RemovalFilter) -> Removals:
+    def removals(session: Session, principal: Principal, filters: HosterFilter) -> Removals:
         principal.require(Scope.PICTURE_READ)
         detail = principal.can(Scope.PICTURE_DETAIL)
         return build_removals(session, filters, clock(), None if detail else suppression)
@@ -59,7 +38,7 @@ def removals_router(settings: CoordinatorSettings, clock: Callable[[], datetime]
     def get_removals(
         session: SessionDep,
         principal: PrincipalDep,
-        filters: RemovalFilterDep,
+        filters: HosterFilterDep,
         format: Annotated[Literal["json", "csv"], Query()] = "json",
     ) -> Any:
         result = removals(session, principal, filters)
@@ -71,7 +50,7 @@ def removals_router(settings: CoordinatorSettings, clock: Callable[[], datetime]
         summary="The removal statistics as CSV.",
     )
     def get_removals_csv(
-        session: SessionDep, principal: PrincipalDep, filters: RemovalFilterDep
+        session: SessionDep, principal: PrincipalDep, filters: HosterFilterDep
     ) -> PlainTextResponse:
         return as_csv(removals(session, principal, filters))
 

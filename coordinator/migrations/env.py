@@ -5,6 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import coordinator.dp.models  # issue 15: the DP tables, in their own module
+import coordinator.psi.models  # noqa: F401  (issue 15: the PSI relay tables)
 from coordinator.models import CoordinatorModel
 
 connection = context.config.attributes.get("connection")

@@ -1,6 +1,7 @@
 """The history's checks beyond each period's picture: time to removal per hoster (the
 coordinator's removal statistics) and displacement flows (GET /v1/flows), each against the
-truth of `noticesim`, and the per-period series (trends) the summary prints.
+truth of `noticesim`, the per-period series (trends) the summary prints, and the video cells
+(issue 13: the picture filtered to videos, the stills found as frames, the split by media).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from libra.demo.compare import Comparison, compare_picture
 from libra.demo.history import History
 from libra.demo.noticesim import NoticeSimulation
-from libra.demo.world import World
+from libra.demo.world import ExpectedMatch, Truth, World, report_family
+from protocol.hashes import MEDIA, HashFamily, Media, ReportFamily, media_of
 
 Place = tuple[Any, ...]  # (country, asn, hoster) or (country,)
 
@@ -375,3 +378,86 @@ def check_coverage(
                 f"coverage day {day} total images hashed: {total}, truth {sum(images.values())}"
             )
     return check
+
+
+# --- videos (issue 13) ----------------------------------------------------------------------
+
+
+def expected_media_picture(
+    world: World,
+    truth: Truth,
+    families: Mapping[str, tuple[HashFamily, HashFamily]],
+    media: Media | None = None,
+) -> dict[str, Any]:
+    """The picture of `truth` as the coordinator shows it with `?media=` (None: unfiltered):
+    rows by country and hoster, by report family and the totals, counting only matches whose
+    family is of `media` (vpdq-frame is an image: a still was found)."""
+    kept: dict[str, frozenset[ExpectedMatch]] = {}
+    # Per family: matches summed over nodes, and the distinct URLs (one URL may be matched
+    # under different families by nodes with different lists).
+    counts: dict[str, int] = {}
+    urls: dict[str, set[str]] = {}
+    for node_id, matches in truth.per_node.items():
+        exact, perceptual = families[node_id]
+        chosen = []
+        for match in matches:
+            family = report_family(match.kind, exact, perceptual)
+            if media is None or media_of(ReportFamily(family)) == media:
+                chosen.append(match)
+                counts[family] = counts.get(family, 0) + 1
+                urls.setdefault(family, set()).add(match.url)
+        kept[node_id] = frozenset(chosen)
+    subset = world.tally(kept)
+    picture: dict[str, Any] = subset.as_picture()
+    picture["by_family"] = [
+        {"hash_family": f, "matches": counts[f], "distinct": len(urls[f])} for f in sorted(counts)
+    ]
+    picture["totals"] = {"matches": subset.total.matches, "distinct": subset.total.distinct}
+    return picture
+
+
+@dataclass
+class VideoCheck:
+    """The coordinator's video cells (GET /v1/picture?media=video: by country, hoster and
+    family), its vpdq-frame cells (the unfiltered picture's family row) and its split of the
+    matches by media, each against the truth."""
+
+    comparison: Comparison
+    expected: dict[str, Any]  # the video picture of the truth
+    stills: tuple[int, int]  # vpdq-frame matches: (coordinator, truth)
+    by_media: dict[str, tuple[int, int]]  # media -> (coordinator, truth)
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def agrees(self) -> bool:
+        return not self.differences
+
+
+def check_videos(
+    world: World,
+    truth: Truth,
+    families: Mapping[str, tuple[HashFamily, HashFamily]],
+    video_picture: Mapping[str, Any],
+    picture: Mapping[str, Any],
+) -> VideoCheck:
+    """`video_picture`: the coordinator's picture with media=video; `picture`: unfiltered."""
+    expected = expected_media_picture(world, truth, families, "video")
+    comparison = compare_picture(video_picture, expected)
+    differences = [f"video picture: {d}" for d in comparison.differences]
+    full = expected_media_picture(world, truth, families)
+    frame = ReportFamily.VPDQ_FRAME.value
+
+    def frame_matches(rows: Any) -> int:
+        return sum(int(r["matches"]) for r in rows if r["hash_family"] == frame)
+
+    stills = (frame_matches(picture.get("by_family", [])), frame_matches(full["by_family"]))
+    if stills[0] != stills[1]:
+        differences.append(f"vpdq-frame matches: coordinator {stills[0]}, truth {stills[1]}")
+    split = picture.get("totals", {}).get("by_media") or {}
+    by_media: dict[str, tuple[int, int]] = {}
+    for media in MEDIA:
+        want = int(expected_media_picture(world, truth, families, media)["totals"]["matches"])
+        by_media[media] = (int(split.get(media, -1)), want)
+        if by_media[media][0] != want:
+            differences.append(f"{media} matches: coordinator {by_media[media][0]}, truth {want}")
+    return VideoCheck(comparison, expected, stills, by_media, differences)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from libra.demo.world import KIND_EXACT, Truth, World
+from libra.demo.world import Truth, World, report_family
 from protocol.hashes import HashFamily
 
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -29,8 +29,9 @@ def expected_from_truth(
 ) -> dict[str, Any]:
     """The picture of `truth` (one period's matches per node).
 
-    A node matches an exact copy by its exact family (the strongest family wins) and a
-    re-encoded or resized copy by PDQ.
+    A node matches an exact copy by its exact family (the strongest family wins), a
+    re-encoded or resized copy by PDQ, and a video copy or a still of a listed video by its
+    video family (libra.demo.world.report_family).
     """
     picture: dict[str, Any] = truth.as_picture()
     family_matches: dict[str, int] = defaultdict(int)
@@ -38,7 +39,7 @@ def expected_from_truth(
     for node_id, matches in truth.per_node.items():
         exact, perceptual = families[node_id]
         for match in matches:
-            family = (exact if match.kind == KIND_EXACT else perceptual).value
+            family = report_family(match.kind, exact, perceptual)
             family_matches[family] += 1
             family_urls[family].add(match.url)
     picture["by_family"] = [

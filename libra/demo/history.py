@@ -29,6 +29,7 @@ from libra.demo.world import (
     KNOWN_KINDS,
     VARIANT_MAX_DISTANCE,
     VARIANT_MIN_QUALITY,
+    VIDEOS_BY_DEFAULT,
     ExpectedMatch,
     Hoster,
     ImageRef,
@@ -62,10 +63,13 @@ class History:
     periods: int
 
     @classmethod
-    def build(cls, seed: int, scale: float, periods: int = PERIODS) -> History:
+    def build(
+        cls, seed: int, scale: float, periods: int = PERIODS, videos: bool = VIDEOS_BY_DEFAULT
+    ) -> History:
         if periods < HOTSPOT_PERIOD + 2:
             raise WorldError(f"a history needs at least {HOTSPOT_PERIOD + 2} periods")
-        return _HistoryBuilder(World.build(seed=seed, scale=scale), seed, periods).build()
+        world = World.build(seed=seed, scale=scale, videos=videos)
+        return _HistoryBuilder(world, seed, periods).build()
 
     def online(self, key: PlacementKey, period: int) -> bool:
         """Whether the placement has come online by `period` (removals aside)."""

@@ -5,7 +5,11 @@ Every component runs as its own `libra` process talking HTTP; this module only s
 world, starts them, issues the same commands an operator would, and compares what the
 coordinator shows with the truth computed from the world model and the scripted notice
 behaviour alone (never from hashes): each period's picture, the trends, time to removal per
-hoster and the displacement flows.
+hoster, the displacement flows and (issue 13) each period's video cells (the picture with
+``media=video``, the stills found as frames, the split of the matches by media). Issue 14: a
+fourth node, not registered and never reporting, finds new material on the discovery world; its
+queue and the effect of an analyst's verdicts are checked against that world's truth
+(libra/demo/discovery_demo.py).
 
 Simulated time (issue 16): the periods are the whole UTC days before today; every node command
 runs with the lab clock `--at` (node/clock.py), which adds the real seconds the command takes.
@@ -42,13 +46,22 @@ from libra.demo.checks import (
     FlowCheck,
     RemovalCheck,
     TrendCheck,
+    VideoCheck,
     check_coverage,
     check_flows,
     check_removals,
     check_shifts,
+    check_videos,
 )
 from libra.demo.compare import Comparison, compare_picture, expected_from_truth
 from libra.demo.defaults import DEFAULT_SCALE, DEFAULT_SEED
+from libra.demo.discovery_demo import (
+    DiscoveryNode,
+    DiscoveryResult,
+    discovery_world,
+    run_discovery,
+)
+from libra.demo.discovery_world import DiscoveryWorld
 from libra.demo.history import History, day_periods
 from libra.demo.labgeo import write_lab_geoip
 from libra.demo.listen import DEFAULT_HOST, http_url
@@ -59,7 +72,7 @@ from libra.demo.policy import REMOVES_AFTER, policy_text
 from libra.demo.processes import DemoStepFailed, ProcessGroup, free_port
 from libra.demo.steps import Steps
 from libra.demo.web import SyntheticWeb, WebError
-from libra.demo.world import World
+from libra.demo.world import DEMO_VIDEOS, World
 from protocol.keys import NodeKey
 
 CRAWL_AT = timedelta(hours=1)
@@ -79,6 +92,10 @@ class DemoOptions:
     # Where the coordinator listens (loopback only: libra/demo/listen.py); port None: any free.
     host: str = DEFAULT_HOST
     port: int | None = None
+    # Issue 13: listed videos, their copies and stills among the images (World.build(videos=)).
+    videos: bool = DEMO_VIDEOS
+    # Issue 14: the new-material step (a fourth node on the discovery world).
+    discovery: bool = True
 
 
 @dataclass
@@ -104,6 +121,11 @@ class DemoResult:
     tolerance_s: int  # how far a measured time to removal may be from the scripted one
     history: History
     notices_received: dict[str, int] = field(default_factory=dict)  # per hoster key
+    # Issue 13: per period, the video cells (GET /v1/picture?media=video), the stills found
+    # as frames and the split by media, against the truth (periods' order).
+    videos: list[VideoCheck] = field(default_factory=list)
+    # Issue 14: the new-material step (None in a result built without it).
+    discovery: DiscoveryResult | None = None
 
     @property
     def comparison(self) -> Comparison:
@@ -129,11 +151,22 @@ class DemoResult:
             out += flow.differences
         out += self.trends.differences
         out += self.coverage.differences
+        if self.videos:  # one check per period (a result built without them has none)
+            for period, videos in zip(self.periods, self.videos, strict=True):
+                out += [f"{period.start:%Y-%m-%d}: {d}" for d in videos.differences]
+        if self.discovery is not None:
+            out += self.discovery.differences
         return out
 
     @property
     def agrees(self) -> bool:
         return not self.differences
+
+
+def demo_history(options: DemoOptions) -> History:
+    """The history the demo runs: over a world with videos when ``options.videos`` (the
+    world's own default stays image-only, which its tests and fingerprints rely on)."""
+    return History.build(seed=options.seed, scale=options.scale, videos=options.videos)
 
 
 def notice_moment(day_start: datetime, index: int) -> datetime:
@@ -170,9 +203,20 @@ def _workdir(options: DemoOptions) -> Iterator[Path]:
 class Federation:
     """The running demo federation: web, function, coordinator and node directories."""
 
-    def __init__(self, history: History, workdir: Path, console: Console) -> None:
+    def __init__(
+        self,
+        history: History,
+        workdir: Path,
+        console: Console,
+        discovery: DiscoveryWorld | None = None,
+    ) -> None:
         self.history = history
         self.world: World = history.world
+        # Issue 14: the discovery world and its own web, crawled by a fourth node that is not
+        # registered at the coordinator (libra/demo/discovery_demo.py).
+        self.discovery = discovery
+        self.discovery_web = None if discovery is None else SyntheticWeb(discovery.world)
+        self.discovery_config: Path | None = None
         self.workdir = workdir
         self.console = console
         # Every step is bounded by a budget derived from the world's size (hangs fail clearly).
@@ -200,12 +244,23 @@ class Federation:
     def start_world(self) -> Path:
         try:
             self.web.start()
+            if self.discovery_web is not None:
+                self.discovery_web.start()
         except WebError as exc:
             raise DemoStepFailed(f"the synthetic web did not start: {exc}") from exc
+        lab = self.web.lab_network().model_dump(mode="json")
+        if self.discovery_web is not None:
+            # One lab for both webs (their site names never collide: discovery_world.py), so
+            # one function serves them both.
+            other = self.discovery_web.lab_network().model_dump(mode="json")
+            shared = sorted(set(lab["hosts"]) & set(other["hosts"]))
+            if shared:  # one name, two sites: the lab DNS could not tell them apart
+                raise DemoStepFailed(f"the discovery world reuses site names: {shared[:3]}")
+            lab["hosts"] = {**lab["hosts"], **other["hosts"]}
+            for key in ("allow_ranges", "allow_ports"):
+                lab[key] = [*lab[key], *(v for v in other[key] if v not in lab[key])]
         lab_file = self.workdir / "lab.toml"
-        lab_file.write_text(
-            tomli_w.dumps(self.web.lab_network().model_dump(mode="json")), encoding="utf-8"
-        )
+        lab_file.write_text(tomli_w.dumps(lab), encoding="utf-8")
         return lab_file
 
     def write_operator_table(self) -> Path:
@@ -229,14 +284,17 @@ class Federation:
     def make_function_keys(self) -> dict[str, str]:
         """One request-signing key per node; the function accepts exactly these callers."""
         authorized: dict[str, str] = {}
-        for plan in self.world.nodes:
+        node_ids = [plan.node_id for plan in self.world.nodes]
+        if self.discovery is not None:
+            node_ids.append(self.discovery.node_id)
+        for node_id in node_ids:
             key = NodeKey.generate()
-            path = self.workdir / "function-keys" / f"{plan.node_id}.key"
+            path = self.workdir / "function-keys" / f"{node_id}.key"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(key.seed_b64() + "\n", encoding="utf-8")
             path.chmod(0o600)
-            self.function_keys[plan.node_id] = path
-            authorized[plan.node_id] = key.public_key_b64
+            self.function_keys[node_id] = path
+            authorized[node_id] = key.public_key_b64
         return authorized
 
     def start_function(self, lab_file: Path) -> None:
@@ -366,6 +424,56 @@ class Federation:
                 ],
             )
 
+    def enroll_discovery_node(self, lab_file: Path, geo: tuple[Path, Path]) -> None:
+        """The fourth node: `libra node init` and its list (ICSE CSV, hashes only). Not
+        registered at the coordinator and never reporting: the picture's truth is unchanged."""
+        if self.discovery is None or self.discovery_web is None:
+            return
+        node_id = self.discovery.node_id
+        node_dir = self.workdir / "nodes" / node_id
+        args = [
+            "node",
+            "init",
+            "--dir",
+            str(node_dir),
+            "--node-id",
+            node_id,
+            "--country",
+            self.discovery.world.nodes[0].country,
+            "--function-url",
+            self.function_url,
+            "--coordinator-url",
+            self.coordinator_url,
+            "--lab",
+            str(lab_file),
+            "--country-db",
+            str(geo[0]),
+            "--asn-db",
+            str(geo[1]),
+            "--function-key-file",
+            str(self.function_keys[node_id]),
+        ]
+        for seed in self.discovery.seed_urls(self.discovery_web.port):
+            args += ["--seed", seed]
+        self.procs.run(f"init-{node_id}", args)
+        config = node_dir / "node.toml"
+        lists = node_dir / "lists"
+        lists.mkdir(parents=True, exist_ok=True)
+        list_file = lists / "list.csv"
+        list_file.write_text(self.discovery.icse_list(), encoding="utf-8")
+        self.procs.run(
+            f"list-{node_id}",
+            ["node", "list", "import", str(list_file), "--format", "icse", "--config", str(config)],
+        )
+        self.discovery_config = config
+
+    def new_material(self) -> DiscoveryResult | None:
+        """The new-material step (libra/demo/discovery_demo.py)."""
+        if self.discovery is None or self.discovery_config is None:
+            return None
+        node = DiscoveryNode(self.procs, self.discovery_config, self.budget.crawl_s)
+        return run_discovery(node, self.discovery, self.console)
+
     def configure_notices(self, node_id: str, country: str, operators: Path) -> None:
         """Notices on, sent without approval, re-notice after 24 h, escalate after three;
         contacts from the operator table only (no RDAP in the lab)."""
@@ -477,15 +585,21 @@ class Federation:
             raise DemoStepFailed(f"GET {path}: {response.status_code} {response.text[:300]}")
         return response.json()
 
-    def picture(self, period: tuple[datetime, datetime]) -> dict[str, Any]:
+    def picture(
+        self, period: tuple[datetime, datetime], media: str | None = None
+    ) -> dict[str, Any]:
+        """The coordinator's picture of `period` (with `media`: only that media's matches)."""
+        params = {"period_start": _stamp(period[0]), "period_end": _stamp(period[1])}
         data: dict[str, Any] = self.get(
-            "/v1/picture", {"period_start": _stamp(period[0]), "period_end": _stamp(period[1])}
+            "/v1/picture", params if media is None else {**params, "media": media}
         )
         return data
 
     def stop(self) -> None:
         self.procs.stop_all()
         self.web.stop()
+        if self.discovery_web is not None:
+            self.discovery_web.stop()
 
 
 def run_demo(
@@ -498,11 +612,13 @@ def run_demo(
     started = time.monotonic()
     today = options.today or datetime.now(UTC)
     with _workdir(options) as workdir:
-        history = History.build(seed=options.seed, scale=options.scale)
+        history = demo_history(options)
         periods = day_periods(today, history.periods)
-        federation = Federation(history, workdir, console)
+        dworld = discovery_world(options.seed, options.scale) if options.discovery else None
+        federation = Federation(history, workdir, console, dworld)
         try:
-            with Steps(console, total=5 + len(periods) + 1) as steps:
+            total = 5 + len(periods) + 1 + (dworld is not None)
+            with Steps(console, total=total) as steps:
                 steps.start("synthetic web, abuse webhooks and lab GeoIP")
                 lab_file = federation.start_world()
                 geo = write_lab_geoip(history.world, workdir / "geoip")
@@ -512,9 +628,11 @@ def run_demo(
                 federation.start_coordinator(options.host, options.port)
                 steps.start("three nodes: keys, registration, notices to hosters")
                 federation.enroll_nodes(lab_file, geo)
+                federation.enroll_discovery_node(lab_file, geo)
                 steps.start("private hash lists")
                 federation.import_lists()
                 pictures: list[dict[str, Any]] = []
+                video_pictures: list[dict[str, Any]] = []
                 coverage: list[dict[str, Any]] = []
                 for index, period in enumerate(periods):
                     steps.start(f"{period[0]:%a %d %b}: crawl, notices, reports")
@@ -522,8 +640,16 @@ def run_demo(
                     federation.crawl_all(period[0] + CRAWL_AT)
                     federation.notices_and_reports(notice_moment(period[0], index), period)
                     pictures.append(federation.picture(period))
+                    video_pictures.append(federation.picture(period, media="video"))
                     span = {"period_start": _stamp(period[0]), "period_end": _stamp(period[1])}
                     coverage.append(federation.get("/v1/coverage", span))
+                discovery = None
+                if dworld is not None:
+                    steps.start(
+                        "new material: a discovery node, its candidates against the truth, "
+                        "verdicts, second crawl"
+                    )
+                    discovery = federation.new_material()
                 steps.start("removals and displacement flows")
                 window = {
                     "period_start": _stamp(periods[0][0]),
@@ -550,12 +676,13 @@ def run_demo(
                 federation,
                 history,
                 periods,
-                (pictures, coverage),
+                (pictures, coverage, video_pictures),
                 removals,
                 flows,
                 shifts,
                 started,
             )
+            result.discovery = discovery
             if on_result is not None:
                 on_result(result)
             if keep_running:
@@ -573,24 +700,27 @@ def _result(
     federation: Federation,
     history: History,
     periods: list[tuple[datetime, datetime]],
-    answers: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+    answers: tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]],
     removals: dict[str, Any],
     flows: dict[str, dict[str, Any]],
     shifts: list[dict[str, Any]],
     started: float,
 ) -> DemoResult:
     world = history.world
-    pictures, coverage = answers
+    pictures, coverage, video_pictures = answers
     sim = NoticeSimulation(history).run(until=history.periods - 1)
     families = node_list_families(world)
     results = []
+    videos = []
     for index, (period, picture) in enumerate(zip(periods, pictures, strict=True)):
-        expected = expected_from_truth(world.tally(sim.matches[index]), families)
+        truth = world.tally(sim.matches[index])
+        expected = expected_from_truth(truth, families)
         results.append(
             PeriodResult(
                 index, period[0], period[1], compare_picture(picture, expected), picture, expected
             )
         )
+        videos.append(check_videos(world, truth, families, video_pictures[index], picture))
     # A measured time to removal is the scripted one plus the difference of the real seconds
     # into the two notices runs (the first notice's and the re-check's): at most one run.
     tolerance = int(max(federation.notice_seconds, default=0.0)) + 5
@@ -613,6 +743,7 @@ def _result(
         tolerance_s=tolerance,
         history=history,
         notices_received=dict(federation.live.notices),
+        videos=videos,
     )
 
 

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from libra.demo.checks import FlowCheck, RemovalCheck
+from libra.demo.checks import FlowCheck, RemovalCheck, VideoCheck
+from libra.demo.discovery_demo import DiscoveryResult
 from libra.demo.runner import DemoResult, PeriodResult
 
 OK = "[green]ok[/green]"
@@ -122,6 +123,39 @@ def _prevalence_table(result: DemoResult) -> Table:
     return table
 
 
+def _videos_table(check: VideoCheck) -> Table:
+    table = Table(title="Videos: the picture with media=video, and stills (issue 13)")
+    for name in ("cell", "matches", "truth", ""):
+        table.add_column(name, justify="left" if name == "cell" else "right")
+    for section in ("by_family", "by_country", "by_hoster"):
+        for row in check.comparison.rows(section):
+            got, want = row.actual["matches"], row.expected["matches"]
+            table.add_row(escape(row.key), str(got), str(want), _mark(got == want))
+    got, want = check.stills
+    table.add_row("vpdq-frame (stills)", str(got), str(want), _mark(got == want))
+    for media, (got, want) in sorted(check.by_media.items()):
+        table.add_row(f"all {media} matches", str(got), str(want), _mark(got == want))
+    return table
+
+
+def print_videos(console: Console, check: VideoCheck) -> None:
+    """The video cells next to their truth, and one line saying whether all agree."""
+    console.print(_videos_table(check))
+    if check.agrees:
+        console.print("Every video cell equals the truth.")
+    else:
+        console.print(f"[red]{len(check.differences)} video cells differ.[/red]")
+
+
+def print_discovery(console: Console, result: DiscoveryResult) -> None:
+    """The "New material" block: the queue against the truth and what the verdicts did."""
+    console.print("New material (issue 14: node-discovery, not reporting):", markup=False)
+    for line in result.lines():
+        console.print(_bullet(line, console.width), markup=False, soft_wrap=True)
+    verdict = "agree with the truth" if result.agrees else "DIFFER from the truth"
+    console.print(f"The queue and the verdicts' effects {verdict}.", markup=False)
+
+
 def print_result(console: Console, result: DemoResult) -> None:
     console.print(_periods_table(result))
     console.print(_trend_table(result, "by_country", "country", "Trend: matches per country"))
@@ -134,6 +168,10 @@ def print_result(console: Console, result: DemoResult) -> None:
     for check in result.flows:
         console.print(_flows_table(check, labels))
     console.print(_prevalence_table(result))
+    if result.videos:  # the last period's video cells (every period's differences are listed)
+        print_videos(console, result.videos[-1])
+    if result.discovery is not None:
+        print_discovery(console, result.discovery)
     coverage = result.coverage
     console.print(
         f"Coverage (/v1/coverage, every period): {coverage.rows} hoster rows of images hashed, "
@@ -157,8 +195,8 @@ def print_result(console: Console, result: DemoResult) -> None:
     differences = result.differences
     if not differences:
         console.print(
-            "[bold green]Every period's picture, the trends, the times to removal and the "
-            "displacement flows equal the ground truth.[/bold green]"
+            "[bold green]Every period's picture, the trends, the times to removal, the "
+            "displacement flows and the video cells equal the ground truth.[/bold green]"
         )
     else:
         console.print("[bold red]The federation differs from the ground truth:[/bold red]")

@@ -8,11 +8,17 @@ country and hoster. The truth is derived from the model only, never by hashing.
 Images are benign abstract pictures from `imagegen`. A pool of "known" base images stands in for
 a hash list: each node knows part of the pool, and copies of pool images (exact bytes or mild
 variants) are placed on some hosters among many benign filler images.
+
+Videos (issue 13, `World.build(videos=True)`): a few listed synthetic videos (`videos`), known to
+some nodes, with their exact bytes, re-encoded, resized, trimmed and re-containered copies and
+stills (PNG frames) placed on pages, embedded as <video src>, <source>, og:video or plain links,
+among benign unrelated videos; see `libra.demo.videos` for what is checked while building.
 """
 
 from __future__ import annotations
 
 import html
+import itertools
 import posixpath
 import zlib
 from collections import deque
@@ -23,9 +29,11 @@ from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 
-from libra.demo import imagegen
+from libra.demo import imagegen, videogen
+from libra.demo import videos as videomaker
 from libra.demo.defaults import DEFAULT_SEED as DEFAULT_SEED  # re-exported
-from protocol.hashes import hamming
+from libra.demo.policy import REMOVES_AFTER
+from protocol.hashes import HashFamily, ReportFamily, hamming
 from protocol.models import UNKNOWN_ASN, UNKNOWN_COUNTRY, UNKNOWN_HOSTER
 from worker_function.hashing import hash_image
 
@@ -35,10 +43,32 @@ KIND_BENIGN: Final = "benign"
 # Issue 18: mirrored, rotated, bordered, letterboxed and cropped copies (imagegen.EVASIVE_KINDS),
 # found by dihedral, trimmed and region matching. One of each kind in every world.
 KIND_EVASIVE: Final = "known-evasive"
-KNOWN_KINDS: Final = frozenset({KIND_EXACT, KIND_VARIANT, KIND_EVASIVE})
+# Issue 13: a listed video's exact bytes (found by video-sha256), a copy of it that differs in
+# bytes but not in frames (re-encoded, resized, trimmed, re-containered: found by vPDQ), and a
+# still of one of its frames placed as an image (found as vpdq-frame).
+KIND_VIDEO_EXACT: Final = "video-exact"
+KIND_VIDEO_COPY: Final = "video-copy"
+KIND_VIDEO_STILL: Final = "video-still"
+VIDEO_KINDS: Final = frozenset({KIND_VIDEO_EXACT, KIND_VIDEO_COPY, KIND_VIDEO_STILL})
+# A benign video unrelated to every listed one (apart from KIND_BENIGN, which means an image).
+KIND_VIDEO_BENIGN: Final = "benign-video"
+KNOWN_KINDS: Final = frozenset({KIND_EXACT, KIND_VARIANT, KIND_EVASIVE, *VIDEO_KINDS})
 
 # How an image is referenced from a page. "link" is <a href> to the image file.
 IMAGE_FORMS: Final = ("img", "srcset", "picture", "link")
+# How a video is referenced: <video src>, <video><source src>, <meta property="og:video">,
+# <a href> to the file.
+VIDEO_FORMS: Final = ("video", "source", "og:video", "link")
+# Whether `World.build` adds videos unless told. Off: the world's own tests (golden fingerprints,
+# image-only assertions) build with the default. `make demo` has videos all the same
+# (DEMO_VIDEOS: libra.demo.runner.DemoOptions.videos): the demo's expected picture maps the video
+# kinds to their report families (libra/demo/compare.py, with report_family below), the runner
+# checks each period's video cells (libra/demo/checks.py check_videos), and the node's notice
+# re-check finds video copies and stills as the crawl does (node/matching/media_match.py), so a
+# copy at a hoster that never removes stays "present".
+VIDEOS_BY_DEFAULT: Final = False
+# Whether `make demo` (libra.demo.runner) builds its world with videos.
+DEMO_VIDEOS: Final = True
 
 # Limits the build guarantees (checked with PDQ while building, and again by the tests).
 POOL_MIN_DISTANCE: Final = 90  # between any two pool images (the brief asks > 80)
@@ -205,6 +235,7 @@ class World:
         redirects: Sequence[Redirect] = (),
         seed: int | None = None,
         scale: float | None = None,
+        videos: Mapping[str, bytes] | None = None,
     ) -> None:
         self.hosters = tuple(hosters)
         self.sites = tuple(sites)
@@ -213,6 +244,10 @@ class World:
         self.nodes = tuple(nodes)
         self.images = dict(images)
         self.known = dict(known)  # pool id -> original bytes (what the lists are made from)
+        # Listed video id -> original bytes. None: the ids the nodes list beyond the image pool,
+        # with their bytes in `images` (the exact copy is served under the video's own id), so a
+        # world rebuilt from this one's parts (libra.demo.history) keeps its videos.
+        self.videos = dict(videos) if videos is not None else self._listed_videos()
         self.redirects = tuple(redirects)
         self.seed = seed
         self.scale = scale
@@ -223,6 +258,15 @@ class World:
         self._redirect = {(r.site, r.path): r for r in self.redirects}
         self._node = {n.node_id: n for n in self.nodes}
         self._check()
+
+    def _listed_videos(self) -> dict[str, bytes]:
+        # Anything else the nodes list (no bytes, or not a video) is refused by _check.
+        ids = {i for node in self.nodes for i in node.known_ids} - set(self.known)
+        return {
+            i: self.images[i]
+            for i in sorted(ids)
+            if i in self.images and videogen.container_of(self.images[i]) is not None
+        }
 
     def _check(self) -> None:
         def unique(what: str, count: int, keys: int) -> None:
@@ -246,11 +290,15 @@ class World:
         for placement in self.placements:
             if placement.image_id not in self.images:
                 raise WorldError(f"placement {placement.url_path} has no image bytes")
-            if placement.kind in KNOWN_KINDS and placement.base_id not in self.known:
-                raise WorldError(f"placement {placement.url_path} copies no pool image")
+            listed = self.videos if placement.kind in VIDEO_KINDS else self.known
+            if placement.kind in KNOWN_KINDS and placement.base_id not in listed:
+                raise WorldError(f"placement {placement.url_path} copies no listed item")
         for node in self.nodes:
-            if not node.known_ids <= set(self.known):
-                raise WorldError(f"node {node.node_id} knows images outside the pool")
+            stray = sorted(node.known_ids - set(self.known) - set(self.videos))
+            if stray:
+                raise WorldError(
+                    f"node {node.node_id} knows items outside the pool and the videos: {stray[0]}"
+                )
             for host in node.seeds:
                 if host not in self._site:
                     raise WorldError(f"node {node.node_id} seeds unknown site {host}")
@@ -258,12 +306,16 @@ class World:
     # --- construction ---------------------------------------------------------------------
 
     @classmethod
-    def build(cls, seed: int = DEFAULT_SEED, scale: float = 1.0) -> World:
+    def build(
+        cls, seed: int = DEFAULT_SEED, scale: float = 1.0, videos: bool = VIDEOS_BY_DEFAULT
+    ) -> World:
         """The demo world for `seed`; `scale` (0.05-8, 1 = about 115 pages and 500 images)
-        shrinks or grows the pages, images and pool; hosters, nodes and specials stay."""
+        shrinks or grows the pages, images and pool; hosters, nodes and specials stay.
+        `videos`: add the listed videos, their copies and stills and benign videos (the same
+        few at every scale); the images are the same either way."""
         if not 0.05 <= scale <= 8.0:
             raise WorldError(f"scale {scale} is outside 0.05-8")
-        return _Builder(seed, scale).build()
+        return _Builder(seed, scale, videos).build()
 
     # --- lookups --------------------------------------------------------------------------
 
@@ -303,7 +355,12 @@ class World:
 
     def list_images(self, node_id: str) -> list[bytes]:
         """The original pool images in the node's private list (sorted by pool id)."""
-        return [self.known[i] for i in sorted(self.node(node_id).known_ids)]
+        return [self.known[i] for i in sorted(self.node(node_id).known_ids) if i in self.known]
+
+    def list_videos(self, node_id: str) -> list[tuple[str, bytes]]:
+        """(video id, original bytes) of the listed videos in the node's list, by id."""
+        ids = sorted(self.node(node_id).known_ids)
+        return [(i, self.videos[i]) for i in ids if i in self.videos]
 
     def stats(self) -> dict[str, int]:
         return {
@@ -316,6 +373,10 @@ class World:
             "known_placements": sum(p.kind in KNOWN_KINDS for p in self.placements),
             "pool": len(self.known),
             "nodes": len(self.nodes),
+            "videos": len(self.videos),
+            "video_placements": sum(
+                p.kind in VIDEO_KINDS or p.kind == KIND_VIDEO_BENIGN for p in self.placements
+            ),
         }
 
     # --- serving --------------------------------------------------------------------------
@@ -338,8 +399,7 @@ class World:
         placement = self._placement.get(key)
         if placement is not None:
             data = self.images[placement.image_id]
-            fmt = imagegen.sniff_format(data)
-            return Response(200, imagegen.CONTENT_TYPES[fmt], data)
+            return Response(200, media_type(data), data)
         redirect = self._redirect.get(key)
         if redirect is not None:
             body = f'<a href="{html.escape(redirect.target)}">moved</a>'.encode()
@@ -456,6 +516,41 @@ def found_by_method(original: bytes, copy: bytes, kind: imagegen.VariantKind) ->
     )
 
 
+# The report family a node counts each video kind under: the listed video's bytes by SHA-256
+# (the demo's lists carry it: libra.demo.lists.vics_videos), a copy by vPDQ, a still as a frame.
+_VIDEO_FAMILY: dict[str, ReportFamily] = {
+    KIND_VIDEO_EXACT: ReportFamily.VIDEO_SHA256,
+    KIND_VIDEO_COPY: ReportFamily.VPDQ,
+    KIND_VIDEO_STILL: ReportFamily.VPDQ_FRAME,
+}
+
+
+def report_family(kind: str, exact: HashFamily, perceptual: HashFamily) -> str:
+    """The report family (wire name) a node with list families (`exact`, `perceptual`) counts
+    a match of `kind` (world.KIND_*) under: an exact image copy by its exact family, a video
+    kind by its video family, any other image copy by the perceptual family."""
+    if kind == KIND_EXACT:
+        return exact.value
+    video = _VIDEO_FAMILY.get(kind)
+    return (video if video is not None else ReportFamily(perceptual.value)).value
+
+
+def media_type(data: bytes) -> str:
+    """The Content-Type the web serves the bytes of an image or video with."""
+    container = videogen.container_of(data)
+    if container is not None:
+        return videogen.CONTENT_TYPES[container]
+    return imagegen.CONTENT_TYPES[imagegen.sniff_format(data)]
+
+
+def media_extension(data: bytes) -> str:
+    """The file name extension of an image's or video's real format."""
+    container = videogen.container_of(data)
+    if container is not None:
+        return container
+    return imagegen.EXTENSIONS[imagegen.sniff_format(data)]
+
+
 def _not_found() -> Response:
     return Response(404, "text/html; charset=utf-8", b"<!doctype html><title>404</title>not found")
 
@@ -532,6 +627,17 @@ def _image_tags(refs: Sequence[ImageRef]) -> list[str]:
             )
 
     for ref in refs:
+        if ref.form == "og:video":
+            continue  # in the head (render_page)
+        if ref.form == "video":
+            tags.append(f'<video src="{html.escape(ref.href)}" controls muted></video>')
+            continue
+        if ref.form == "source":
+            kind = videogen.CONTENT_TYPES.get(ref.href.rsplit(".", 1)[-1].lower(), "")
+            tags.append(
+                f'<video controls><source src="{html.escape(ref.href)}" type="{kind}"></video>'
+            )
+            continue
         if ref.form in pending:
             pending[ref.form].append(ref.href)
             if len(pending[ref.form]) == 2:
@@ -553,9 +659,14 @@ def render_page(page: Page) -> bytes:
         for link in page.links
     )
     images = "\n".join(_image_tags(page.images))
+    meta = "".join(
+        f'<meta property="og:video" content="{html.escape(ref.href)}">'
+        for ref in page.images
+        if ref.form == "og:video"
+    )
     text = (
         "<!doctype html>\n"
-        f'<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>\n'
+        f'<html lang="en"><head><meta charset="utf-8"><title>{title}</title>{meta}</head>\n'
         f'<body id="top"><h1>{title}</h1>\n<p>{_filler_text(page)}</p>\n'
         f'<nav><ul>{items}</ul></nav>\n<div class="images">\n{images}\n</div>\n'
         "</body></html>\n"
@@ -624,6 +735,17 @@ _MEMBERSHIP: Final = (
     (1.00, (2,)),
 )
 
+# Who lists which video (node indexes), by video number.
+_VIDEO_MEMBERSHIP: Final = ((0, 1, 2), (1, 2), (0, 2), (0, 1))
+# The copies of each listed video besides its exact bytes, by video number (each kind once
+# at least; libra.demo.videos makes them).
+_VIDEO_COPIES: Final = (
+    (videomaker.REENCODE, videomaker.TRIM),
+    (videomaker.RESIZE, videomaker.REMUX_MKV),
+    (videomaker.WEBM, videomaker.TRIM),
+    (videomaker.REMUX_MOV, videomaker.RESIZE),
+)
+_VIDEO_DIRS: Final = ("/videos/", "/media/clips/", "/uploads/2026/11/")
 _SITE_PREFIXES: Final = ("shop", "blog", "forum", "pics", "news", "gallery", "photos", "board")
 _SECTIONS: Final = ("gallery", "news", "forum", "archive", "photos", "blog", "events", "market")
 _MEDIA_DIRS: Final = ("/media/", "/uploads/2026/11/", "/img/", "/static/pics/")
@@ -658,9 +780,11 @@ class _Draft:
 
 
 class _Builder:
-    def __init__(self, seed: int, scale: float) -> None:
+    def __init__(self, seed: int, scale: float, videos: bool = False) -> None:
         self.seed = seed
         self.scale = scale
+        self.with_videos = videos
+        self.videos: dict[str, bytes] = {}  # listed video id -> original bytes
         self.rng = np.random.default_rng([seed, 0])
         self.tokens: set[str] = set()
         self.sites: list[Site] = []
@@ -718,6 +842,8 @@ class _Builder:
         self.place_known()
         self.make_specials()
         self.place_evasive()  # last: the steps above draw the same numbers as before
+        if self.with_videos:
+            self.make_videos()  # its own random numbers: the images stay as they were
         nodes = self.make_nodes()
         return World(
             hosters=HOSTERS,
@@ -730,6 +856,7 @@ class _Builder:
             redirects=self.redirects,
             seed=self.seed,
             scale=self.scale,
+            videos=self.videos,
         )
 
     def make_sites(self) -> None:
@@ -1001,6 +1128,73 @@ class _Builder:
             self.crawlers[site.host] = nodes
         if not any(len(n) == 3 for n in self.crawlers.values()):
             self.crawlers[self.sites[0].host] = {0, 1, 2}
+
+    def make_videos(self) -> None:
+        """The listed videos (each known to some nodes), their copies on pages of the hosters
+        that never remove anything, one still of every other listed video, and benign videos
+        anywhere. Each listed video's exact copy is served under its own id."""
+        rng = np.random.default_rng([self.seed, 13])
+        listed = videomaker.listed_videos(self.seed)
+        self.check_images_far_from(listed)
+        keep = [h.key for h in HOSTERS if REMOVES_AFTER.get(h.key) is None]
+        forms = iter(itertools.cycle(VIDEO_FORMS))
+        for n, video in enumerate(listed):
+            self.videos[video.video_id] = video.data
+            self.images[video.video_id] = video.data
+            self.membership[video.video_id] = set(_VIDEO_MEMBERSHIP[n % len(_VIDEO_MEMBERSHIP)])
+            copies: list[tuple[str, str | None]] = [(KIND_VIDEO_EXACT, None)]
+            copies += [(KIND_VIDEO_COPY, kind) for kind in _VIDEO_COPIES[n % len(_VIDEO_COPIES)]]
+            if n % 2 == 0:
+                copies.append((KIND_VIDEO_STILL, None))
+            for k, (kind, variant) in enumerate(copies):
+                if kind == KIND_VIDEO_EXACT:
+                    image_id, data = video.video_id, video.data
+                elif kind == KIND_VIDEO_STILL:
+                    data = videomaker.make_still(video, self.known_pdq.values())
+                    image_id = f"{video.video_id}-still"
+                else:
+                    assert variant is not None
+                    data = videomaker.make_copy(video, variant)
+                    image_id = f"{video.video_id}-{variant}"
+                self.images[image_id] = data
+                draft = self.video_page(video.video_id, keep[(n + k) % len(keep)], rng)
+                path = f"{self.pick(_VIDEO_DIRS)}{self.token()}.{media_extension(data)}"
+                self.placements.append(
+                    Placement(path, draft.site, image_id, kind, video.video_id, variant)
+                )
+                form = self.pick(IMAGE_FORMS) if kind == KIND_VIDEO_STILL else next(forms)
+                self.refer(draft, path, form)
+        hosts = [s.host for s in self.sites]
+        for i, data in enumerate(videomaker.benign_videos(self.seed, listed)):
+            image_id = f"vid-{i:02d}"
+            self.images[image_id] = data
+            pages = self.normal_pages(self.pick(hosts))
+            draft = pages[int(rng.integers(0, len(pages)))]
+            path = f"{self.pick(_VIDEO_DIRS)}{self.token()}.{media_extension(data)}"
+            self.placements.append(Placement(path, draft.site, image_id, KIND_VIDEO_BENIGN))
+            self.refer(draft, path, next(forms))
+
+    def video_page(self, video_id: str, hoster: str, rng: np.random.Generator) -> _Draft:
+        """A normal page on a site of `hoster` that a node listing the video crawls."""
+        hosts = [
+            s.host
+            for s in self.sites
+            if s.hoster == hoster and self.crawlers[s.host] & self.membership[video_id]
+        ]
+        if not hosts:  # no crawler of this hoster lists it: any of its sites (not matched)
+            hosts = [s.host for s in self.sites if s.hoster == hoster]
+        pages = self.normal_pages(hosts[int(rng.integers(0, len(hosts)))])
+        return pages[int(rng.integers(0, len(pages)))]
+
+    def check_images_far_from(self, listed: Sequence[videomaker.ListedVideo]) -> None:
+        """No placed image may be a still of a listed video by accident (vpdq-frame)."""
+        for placement in self.placements:
+            data = self.images[placement.image_id]
+            pdq, quality = imagegen.pdq_of(data)
+            if quality >= videomaker.MIN_QUALITY and not videomaker.far_from_videos(
+                f"{pdq:064x}", listed
+            ):
+                raise WorldError(f"image {placement.image_id} is near a frame of a listed video")
 
     def make_nodes(self) -> list[NodePlan]:
         plans = []

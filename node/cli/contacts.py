@@ -35,6 +35,9 @@ RETENTION_RULES = (
     "analysis_failures",
     "rdap_cache",
     "notices",
+    "held_sightings",
+    "candidates_decided",
+    "candidates_pending",
 )
 
 contacts_app = typer.Typer(

@@ -27,6 +27,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from node.cli.candidates import candidates_app
 from node.cli.common import (
     AtOption,
     ConfigOption,
@@ -45,6 +46,7 @@ from node.cli.keys import rotate_signing_key_cmd
 from node.cli.lists import list_app
 from node.cli.log import log_app
 from node.cli.notices import notices_app
+from node.cli.psi import psi_app
 from node.clock import Clock
 
 EX_TEMPFAIL = 75
@@ -64,6 +66,8 @@ app.add_typer(contacts_app, name="contacts")  # node/cli/contacts.py (issue 7)
 app.add_typer(retention_app, name="retention")  # node/cli/contacts.py (issue 7)
 app.add_typer(db_app, name="db")  # node/cli/db.py
 app.add_typer(log_app, name="log")  # node/cli/log.py (issue 15)
+app.add_typer(psi_app, name="psi")  # node/cli/psi.py (issue 15)
+app.add_typer(candidates_app, name="candidates")  # node/cli/candidates.py (issue 14)
 app.command("rotate-signing-key")(rotate_signing_key_cmd)  # node/cli/keys.py
 
 
@@ -252,6 +256,10 @@ def _print_cycle(
         ("videos hashed", str(summary.videos_hashed)),
         ("images failed", _with_reasons(summary.analysis_failures, summary.image_failures)),
         ("matches", str(summary.matches)),
+        # Issue 14: new candidates for review; matches of images an analyst rejected.
+        ("candidates", str(summary.candidates)),
+        ("matches suppressed", str(summary.suppressed)),
+        ("matches held (flood guard)", str(summary.held)),
         ("seconds", f"{seconds:.0f}"),
     ]
     if budget is not None:

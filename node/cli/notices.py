@@ -365,7 +365,10 @@ def api(
     """Serve the approval API (bearer tokens; 127.0.0.1 by default)."""
     import uvicorn
 
+    from node.matching.index import persist
+    from node.matching.matcher import Thresholds
     from node.notices.api import create_app
+    from node.service import list_key_of
 
     settings, engine = _open(config)
     bind = host or settings.notices.api.host
@@ -374,6 +377,13 @@ def api(
             f"[yellow]warning:[/] the approval API listens on {escape(bind)}: put TLS and a "
             "firewall in front of it"
         )
-    uvicorn.run(
-        create_app(engine), host=bind, port=port or settings.notices.api.port, log_level="info"
+    app = create_app(engine)
+    # Candidate rejections (node/discovery/api.py) find the list entries a rejected image
+    # matches through the node's index (PDQ within its distance, as a crawl would), and flag
+    # an entry at the node's own setting.
+    key = list_key_of(settings)
+    app.state.match_index = lambda: persist.current(
+        engine, settings.index_dir, key, Thresholds.of(settings.match)
     )
+    app.state.flag_after_rejections = settings.discovery.flag_after_rejections
+    uvicorn.run(app, host=bind, port=port or settings.notices.api.port, log_level="info")

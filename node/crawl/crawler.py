@@ -309,7 +309,9 @@ class Run:
                 yield replayed
         for image in self._frontier.resumed_images():
             self._images.add(image.url)
-            yield ImageFound(url=image.url, page_url=image.page_url, host=image.host)
+            yield ImageFound(
+                url=image.url, page_url=image.page_url, host=image.host, media=image.media
+            )
         for item in start:
             key = canonical_key(item.url)
             if self._frontier.seen(key):
@@ -418,7 +420,9 @@ class Run:
         key = canonical_key(item.url)
         events, new, outcome = await self.process(item, policy)
         images = [
-            ImageRecord(e.url, e.page_url, e.host) for e in events if isinstance(e, ImageFound)
+            ImageRecord(e.url, e.page_url, e.host, e.media)
+            for e in events
+            if isinstance(e, ImageFound)
         ]
         # One transaction: the outcome, the images and the new links (crash consistency).
         aliases = self._aliases.pop(key, [])

@@ -13,7 +13,9 @@ they were found (direct, dihedral, trimmed, region), so it sums to ``matches``. 
 keyed URLs, ``items`` / ``item_theta`` = the distinct matched list items and the Theta sketch of
 their keyed identities (node/federation/report_items.py), so the coordinator can follow an item from
 hoster to hoster without learning it. Denominators come from the same cycles, and ``coverage``
-splits them per hoster (node/federation/report_coverage.py).
+splits them per hoster (node/federation/report_coverage.py). Issue 14: sightings the flood guard
+holds or discarded stay out of the cells, and ``discovery`` counts the candidates found and the
+verdicts given per hoster (node/federation/report_discovery.py).
 
 Periods are UTC-aligned: 5 or 15 minutes, an hour or a day (``report.period``).
 
@@ -40,6 +42,7 @@ from sqlmodel import Session, col, select
 
 from node.attribution.snapshot import sources_for_cycles
 from node.federation.report_coverage import build_coverage  # issue 16
+from node.federation.report_discovery import build_discovery, unreported_held  # issue 14
 from node.federation.report_items import item_identities  # issue 16
 from node.matching.matcher import Method
 from node.models import RUNNING, CrawlCycle, HostPages, NodeState, OutboxItem, Sighting
@@ -143,7 +146,10 @@ def build_cells(session: Session, cycle_ids: list[int], federation_key: bytes) -
                 col(Sighting.final_url),
                 col(Sighting.method),
                 col(Sighting.entry_id),
-            ).where(col(Sighting.cycle_id).in_(cycle_ids))
+            ).where(
+                col(Sighting.cycle_id).in_(cycle_ids),
+                unreported_held(),  # issue 14: the flood guard's held and discarded matches
+            )
         )
         for country, asn, hoster, family, final_url, method, entry_id in rows:
             acc = groups.setdefault((country, asn, hoster, family), _CellAcc())
@@ -257,6 +263,8 @@ def queue_report(
             # issue 7: notices and removals per hoster, each fact reported once
             removals=removals_for_period(session, period),
             coverage=coverage,  # issue 16: the denominators per hoster
+            # issue 14: candidates found and verdicts given per hoster (counts only)
+            discovery=build_discovery(session, cycle_ids),
         )
         mark_reported(session, period, report.report_id)  # issue 7
         if cycle_ids:

@@ -101,13 +101,16 @@ def _reclassify(
         )
 
 
-def _flush(
+def write_records(
     session: Session,
     batch: list[ImportedRecord],
     version_id: int,
     format_name: str,
     summary: ImportSummary,
 ) -> None:
+    """Write one batch of records of list version ``version_id`` in the caller's transaction
+    (an import, or a confirmed candidate's hashes: node/discovery/verdicts.py), deduplicated
+    against the database and counted in ``summary``."""
     # Only this batch is remembered: values of earlier batches are already in the
     # database (same transaction), so the lookup below finds them and memory stays flat.
     fresh: dict[tuple[str, str], ImportedRecord] = {}
@@ -268,7 +271,7 @@ def import_records(
                     summary.first_rejected.append(record)
             elif isinstance(record, DeletedRecord):
                 if batch:  # keep file order: what came before the deletion is stored first
-                    _flush(session, batch, version_row.id, format_name, summary)
+                    write_records(session, batch, version_row.id, format_name, summary)
                     batch = []
                 summary.deletions += 1
                 deletions.append(record)
@@ -287,11 +290,11 @@ def import_records(
                     )
                 batch.append(record)
                 if len(batch) >= BATCH:
-                    _flush(session, batch, version_row.id, format_name, summary)
+                    write_records(session, batch, version_row.id, format_name, summary)
                     batch = []
             if on_record is not None:
                 on_record(count)
-        _flush(session, batch, version_row.id, format_name, summary)
+        write_records(session, batch, version_row.id, format_name, summary)
         if deletions:
             _withdraw(session, deletions, format_name, summary)
         if not summary.usable:

@@ -3,9 +3,11 @@
 Streamed with ijson, so a hash set of millions of Media never sits in memory: Media objects
 are built one at a time from ``value[]`` and, in case exports, from ``value[i].Media[]``. Each
 hash of a Media (MD5, SHA1, SHA256, PhotoDNA and AlternativeHashes such as PDQ) becomes one
-record; ``MediaID`` is the label, ``Category`` the category. A UTF-8 BOM, upper-case hex and
-"true"/"false" strings are tolerated. Record numbers count Media in file order.
-"""
+record; ``MediaID`` is the label, ``Category`` the category. A Media carrying a video hash
+(vPDQ in AlternativeHashes) is a video: every one of its hashes is recorded with media
+"video", its MD5/SHA-1/SHA-256 included (they are the video file's digests). A UTF-8 BOM,
+upper-case hex and "true"/"false" strings are tolerated. Record numbers count Media in file
+order."""
 
 from __future__ import annotations
 
@@ -19,10 +21,12 @@ from node.lists.base import (
     ImportedRecord,
     ListFamily,
     ListFormatError,
+    Media,
     RejectedRecord,
     StoredFamily,
     content_stream,
     family_alias,
+    media_of_alias,
     parse_record,
     register,
 )
@@ -38,19 +42,32 @@ TOP = "value.item"
 NESTED = "value.item.Media.item"
 
 
+def _is_video(alternatives: list[Any]) -> bool:
+    """A Media is a video when it carries a video hash we know (vPDQ): VICS has no field of
+    its own that says so. Other vendors' video hashes are not ours and decide nothing."""
+    for alt in alternatives:
+        if isinstance(alt, dict) and media_of_alias(str(alt.get("HashName", ""))) == Media.VIDEO:
+            return True
+    return False
+
+
 def _media_records(media: dict[str, Any], number: int) -> Iterator[ImportedRecord | RejectedRecord]:
     label_raw = media.get("MediaID")
     label = None if label_raw in (None, "") else str(label_raw)
     category_raw = media.get("Category")
     category = None if category_raw in (None, "") else str(category_raw)
+    raw = media.get("AlternativeHashes")
+    alternatives: list[Any] = raw if isinstance(raw, list) else []
+    # Every hash of a video's Media is of the video: its file digests too, not only its vPDQ
+    # (an image's MD5 and a video's MD5 are counted under different report families).
+    kind = Media.VIDEO if _is_video(alternatives) else Media.IMAGE
     found = False
     for field, family in MEDIA_FIELDS.items():
         value = media.get(field)
         if isinstance(value, str) and value.strip():
             found = True
-            yield parse_record(family, value, number, label, category)
-    alternatives = media.get("AlternativeHashes")
-    for alt in alternatives if isinstance(alternatives, list) else []:
+            yield parse_record(family, value, number, label, category, kind)
+    for alt in alternatives:
         if not isinstance(alt, dict):
             continue
         name, value = str(alt.get("HashName", "")), alt.get("HashValue")
@@ -58,7 +75,7 @@ def _media_records(media: dict[str, Any], number: int) -> Iterator[ImportedRecor
         if alt_family is None or not isinstance(value, str):
             continue  # other vendors' hashes (e.g. proprietary video hashes): not ours
         found = True
-        yield parse_record(alt_family, value, number, label, category)
+        yield parse_record(alt_family, value, number, label, category, kind)
     if not found:
         yield RejectedRecord(number, f"Media #{number} (MediaID {label})", "no usable hash")
 

@@ -15,6 +15,9 @@ Copies changed to evade PDQ (issue 18, docs/robust-matching.md) are matched by t
 dihedral variants (mirrors, rotations), its border-trimmed hashes (frames, letterboxes), and
 region hashes derived from the list entries (centred crops) in a table of their own. Each match
 says how it was found (``Match.method``), so a node can count how much material is disguised.
+
+An entry an analyst disabled (issue 14: ``EntryFlag.disabled_at``, false-positive control) is
+never matched, like a retired one (``matchable``).
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy import ColumnElement, and_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from node.discovery.models import EntryFlag
 from node.matching.index import MultiIndex, kernel
 from node.matching.index.exact import ExactTable
 from node.models import ListEntry
@@ -119,6 +124,13 @@ def pack(values: Sequence[str], bits: int) -> npt.NDArray[np.uint64]:
 ROWS_TICK = 100_000
 
 
+def matchable() -> ColumnElement[bool]:
+    """The condition on ListEntry rows that may match: not retired, not disabled by an analyst
+    (issue 14). Disabled entries are few, so the subquery is a small set."""
+    disabled = select(EntryFlag.entry_id).where(col(EntryFlag.disabled_at).is_not(None))
+    return and_(col(ListEntry.retired).is_(False), col(ListEntry.id).not_in(disabled))
+
+
 def _counted(
     rows: Iterable[tuple[int | None, str, str]], on_rows: Callable[[int], None] | None
 ) -> Iterator[tuple[int, str, str]]:
@@ -135,7 +147,7 @@ def entry_regions(
     """(entry id, derived PDQ region hashes) of matchable entries that have some: all, or
     those of ``entry_ids``."""
     query = select(ListEntry.id, ListEntry.regions).where(
-        col(ListEntry.retired).is_(False),
+        matchable(),
         col(ListEntry.family) == HashFamily.PDQ.value,
         col(ListEntry.regions).is_not(None),
     )
@@ -258,10 +270,7 @@ class MatchIndex:
         with Session(engine) as session:
             rows = session.exec(  # streamed (issue 12): no list of every row at 1M+ codes
                 select(ListEntry.id, ListEntry.family, ListEntry.value)
-                .where(
-                    col(ListEntry.retired).is_(False),
-                    col(ListEntry.family).in_(FAMILY_NAMES),
-                )
+                .where(matchable(), col(ListEntry.family).in_(FAMILY_NAMES))
                 .execution_options(yield_per=10_000)
             )
             index = cls(_counted(rows, on_rows), thresholds)

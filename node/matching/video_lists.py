@@ -2,9 +2,9 @@
 
 A ``vpdq`` entry's value is pytx's signal string (node.lists stores every vPDQ format that
 way); its entry id is the listed video's id, so a ``vpdq`` sighting names the entry like any
-other. Retired entries never match (as in MatchIndex.from_db). A node without ``vpdq``
-entries gets no index at all (one query on the indexed ``family`` column finds no row), so
-an image-only node's cycle pays next to nothing.
+other. Retired entries and entries an analyst disabled (issue 14) never match (as in
+MatchIndex.from_db). A node without ``vpdq`` entries gets no index at all (one query on the
+indexed ``family`` column finds no row), so an image-only node's cycle pays next to nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from node.lists.base import VideoFamily
+from node.matching.matcher import matchable
 from node.matching.video_index import VideoIndex
 from node.matching.vpdq import Frame, VpdqSettings
 from node.matching.vpdq_text import VpdqTextError, parse_pytx
@@ -27,8 +28,7 @@ if TYPE_CHECKING:
 def _live_vpdq(session: Session) -> list[tuple[int, str]]:
     rows = session.exec(
         select(ListEntry.id, ListEntry.value).where(
-            col(ListEntry.retired).is_(False),
-            col(ListEntry.family) == VideoFamily.VPDQ.value,
+            matchable(), col(ListEntry.family) == VideoFamily.VPDQ.value
         )
     ).all()
     return [(entry_id, value) for entry_id, value in rows if entry_id is not None]

@@ -8,61 +8,34 @@ name is the actor in the audit log, which records every consultation, approval a
 
 Routes: GET /v1/notices[?state=...], GET /v1/notices/{id}, POST /v1/notices/{id}/approve,
 POST /v1/notices/{id}/reject (a reason is required), GET /v1/notices/stats.
+Candidate review (issue 14, node/discovery/api.py, same tokens): GET /v1/candidates,
+GET /v1/candidates/{id}[?hashes=true], POST /v1/candidates/{id}/confirm {category, reason},
+POST /v1/candidates/{id}/reject {reason}, GET /v1/held, POST /v1/held/{entry_id}/release,
+POST /v1/held/{entry_id}/discard {reason}.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from node import audit
-from node.notices.models import STATES, NoticeApiToken
+from node.notices.models import STATES
 from node.notices.queue import NoticeError, decide, list_notices, notice_detail
 from node.notices.stats import stats_rows
+from node.notices.tokens import Caller, create_token, revoke_token, token_digest
 from protocol.models import utcnow
 
-TOKEN_BYTES = 32
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def create_token(engine: Engine, name: str, *, actor: str | None = None) -> str:
-    """A new bearer token named ``name``; returns it (the only time it is ever seen)."""
-    if not name.strip():
-        raise ValueError("a token needs a name (it is the actor in the audit log)")
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    with Session(engine) as session, session.begin():
-        session.add(NoticeApiToken(name=name.strip(), token_sha256=token_digest(token)))
-        audit.record(session, "notice.api_token_create", subject=f"token:{name}", actor=actor)
-    return token
-
-
-def revoke_token(engine: Engine, name: str, *, actor: str | None = None) -> int:
-    with Session(engine) as session, session.begin():
-        rows = session.exec(
-            select(NoticeApiToken).where(
-                col(NoticeApiToken.name) == name, col(NoticeApiToken.revoked_at).is_(None)
-            )
-        ).all()
-        for row in rows:
-            row.revoked_at = utcnow()
-            session.add(row)
-        if rows:
-            audit.record(session, "notice.api_token_revoke", subject=f"token:{name}", actor=actor)
-    return len(rows)
+__all__ = ["create_app", "create_token", "revoke_token", "token_digest"]
 
 
 class Decision(BaseModel):
@@ -74,32 +47,13 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def _caller(request: Request) -> str:
-    """The audit actor of a request: ``api:<token name>``; 401 without a valid token."""
-    engine: Engine = request.app.state.engine
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "missing bearer token")
-    with Session(engine) as session:
-        row = session.exec(
-            select(NoticeApiToken).where(
-                col(NoticeApiToken.token_sha256) == token_digest(token.strip()),
-                col(NoticeApiToken.revoked_at).is_(None),
-            )
-        ).first()
-    if row is None:
-        raise HTTPException(401, "unknown or revoked token")
-    return f"api:{row.name}"
-
-
-Caller = Annotated[str, Depends(_caller)]
-
-
 def create_app(engine: Engine, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     app = FastAPI(title="LIBRA node notices", docs_url=None, redoc_url=None, openapi_url=None)
 
     app.state.engine = engine
+    from node.discovery.api import router as candidates_router  # issue 14
+
+    app.include_router(candidates_router)
 
     @app.get("/v1/notices")
     def notices(

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from node import audit
 from node.config import NoticeSettings
+from node.discovery.models import DISCARDED, HELD, HeldSighting
 from node.models import RUNNING, CrawlCycle, ListEntry, Sighting
 from node.notices.models import (
     APPROVED,
@@ -66,6 +67,9 @@ def _covered(session: Session, urls: set[str]) -> set[str]:
     return set(rows)
 
 
+NOT_REPORTED = (HELD, DISCARDED)
+
+
 def build_notices(
     engine: Engine, settings: NoticeSettings, now: datetime, *, actor: str = POLICY_ACTOR
 ) -> list[Created]:
@@ -84,10 +88,14 @@ def build_notices(
         ]
         if not cycles:
             return []
+        # Issue 14: a sighting the flood guard holds (or an analyst discarded) is not a
+        # finding to tell a hoster about; one released later is not noticed either (its
+        # cycle is processed by then): the hold exists because the match was doubtful.
+        held = select(HeldSighting.sighting_id).where(col(HeldSighting.state).in_(NOT_REPORTED))
         rows = session.exec(
             select(Sighting, ListEntry.category)
             .join(ListEntry, col(ListEntry.id) == col(Sighting.entry_id))
-            .where(col(Sighting.cycle_id).in_(cycles))
+            .where(col(Sighting.cycle_id).in_(cycles), col(Sighting.id).not_in(held))
             .order_by(col(Sighting.id))
         ).all()
         candidates: dict[str, tuple[Sighting, str | None]] = {}

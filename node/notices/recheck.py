@@ -5,12 +5,17 @@ through the remote-hash function (node.dispatch.FunctionClient, signed requests)
 
 - ``present``: the function hashed it and it still matches the list entry it matched;
 - ``changed``: it hashed to something that no longer matches that entry, or the URL no longer
-  serves an image at all (not_an_image, unsupported_format, decode_failed): removed;
+  serves an image or video at all (not_an_image, unsupported_format, decode_failed): removed;
 - ``gone``: the hoster answered 404 or 410 (the function's ``upstream_status``): removed;
 - ``unreachable``: nothing answers any more (``fetch_failed``): removed when
   ``unreachable_is_removed`` (default), else inconclusive;
 - ``inconclusive``: anything else (function down or overloaded, timeouts, other statuses):
   nothing is decided, the URL is checked again next time.
+
+"Still matches" follows the crawl's routes (node.matching.media_match, issue 13): an image
+through the image index, or as a frame of a listed video (``vpdq-frame``); a video through its
+bytes' exact digests, or vPDQ against the listed videos. The VideoIndex is built at most once
+per run, and only when a noticed URL's entry is a listed video's vPDQ.
 
 Time to removal = the time the removal was observed - the time the URL was first noticed
 (both recorded; ``now`` comes from the caller's clock, so tests control time).
@@ -36,6 +41,10 @@ from node import audit
 from node.config import NoticeSettings
 from node.dispatch import AnalyzeFailure
 from node.matching.matcher import MatchIndex
+from node.matching.media_match import VPDQ_FAMILIES, matched_entries
+from node.matching.video_index import VideoIndex
+from node.matching.video_lists import video_index_from_db
+from node.matching.vpdq import VpdqSettings
 from node.notices.delivery import PlanTarget, target_for
 from node.notices.models import (
     CLOSED,
@@ -76,11 +85,26 @@ def classify(
     index: MatchIndex,
     *,
     unreachable_is_removed: bool = True,
+    videos: VideoIndex | None = None,
+    video_entry: bool = False,
 ) -> Observation:
-    """What one re-check of a URL that matched list entry ``entry_id`` says."""
+    """What one re-check of a URL that matched list entry ``entry_id`` says.
+
+    ``video_entry``: the entry is a listed video's vPDQ (the URL was noticed as ``vpdq`` or
+    ``vpdq-frame``), so it is looked for in ``videos`` too."""
+    still = False
     if isinstance(result, HashResult):
-        matched = {m.entry_id for m in index.match(result.hashes)}
-        return Observation(PRESENT if entry_id in matched else CHANGED)
+        listed = {entry_id} if video_entry else set()
+        [still] = matched_entries(index, videos, [result], [entry_id], listed)
+    return observe(result, still, unreachable_is_removed=unreachable_is_removed)
+
+
+def observe(
+    result: HashResult | AnalyzeFailure, still_matches: bool, *, unreachable_is_removed: bool
+) -> Observation:
+    """The outcome of one re-check, given whether a hashed result still matches its entry."""
+    if isinstance(result, HashResult):
+        return Observation(PRESENT if still_matches else CHANGED)
     code = result.code
     if code == "upstream_status":
         found = _UPSTREAM.search(result.message)
@@ -91,6 +115,33 @@ def classify(
     if code == "fetch_failed":
         return Observation(UNREACHABLE if unreachable_is_removed else INCONCLUSIVE, code)
     return Observation(INCONCLUSIVE, code)
+
+
+def still_matching(
+    engine: Engine,
+    index: MatchIndex,
+    targets: list[tuple[int, str, int, str]],
+    results: list[HashResult | AnalyzeFailure],
+    vpdq: VpdqSettings | None,
+) -> list[bool]:
+    """Whether each hashed result still matches its target's entry (False for failures).
+
+    One batched image-index search for all; the VideoIndex is built (once) only when a hashed
+    result's URL was noticed under a video family."""
+    hashed = [n for n, r in enumerate(results) if isinstance(r, HashResult)]
+    listed = {targets[n][2] for n in hashed if targets[n][3] in VPDQ_FAMILIES}
+    videos = video_index_from_db(engine, vpdq) if listed else None
+    found = matched_entries(
+        index,
+        videos,
+        [r for r in results if isinstance(r, HashResult)],
+        [targets[n][2] for n in hashed],
+        listed,
+    )
+    out = [False] * len(results)
+    for n, still in zip(hashed, found, strict=True):
+        out[n] = still
+    return out
 
 
 @dataclass
@@ -109,11 +160,15 @@ async def recheck(
     now: datetime,
     *,
     dihedral: bool = False,
+    vpdq: VpdqSettings | None = None,
 ) -> RecheckSummary:
-    """Re-check every noticed, not yet removed URL of sent or escalated notices."""
+    """Re-check every noticed, not yet removed URL of sent or escalated notices.
+
+    ``vpdq``: the node's vPDQ parameters (node.matching.video_lists.vpdq_settings of its
+    ``[match]`` section; None: the defaults, which are also the settings' defaults)."""
     with Session(engine) as session:
         rows = session.exec(
-            select(NoticeUrl.id, NoticeUrl.url, NoticeUrl.entry_id)
+            select(NoticeUrl.id, NoticeUrl.url, NoticeUrl.entry_id, NoticeUrl.family)
             .join(Notice, col(Notice.id) == col(NoticeUrl.notice_id))
             .where(
                 col(Notice.state).in_((SENT, ESCALATED)),
@@ -122,20 +177,19 @@ async def recheck(
             )
             .order_by(col(NoticeUrl.id))
         ).all()
-    targets = [(int(i), url, int(e)) for i, url, e in rows if i is not None]
+    targets = [(int(i), url, int(e), family) for i, url, e, family in rows if i is not None]
     results: list[HashResult | AnalyzeFailure] = []
     for start in range(0, len(targets), RECHECK_BATCH):  # bounded number of pending tasks
         batch = targets[start : start + RECHECK_BATCH]
         results += await asyncio.gather(
-            *(function.analyze(url, dihedral=dihedral) for _, url, _ in batch)
+            *(function.analyze(url, dihedral=dihedral) for _, url, _, _ in batch)
         )
+    still = still_matching(engine, index, targets, results, vpdq)
     summary = RecheckSummary()
     touched: set[int] = set()
     with Session(engine) as session, session.begin():
-        for (url_id, _url, entry_id), result in zip(targets, results, strict=True):
-            seen = classify(
-                result, entry_id, index, unreachable_is_removed=settings.unreachable_is_removed
-            )
+        for (url_id, *_), result, matches in zip(targets, results, still, strict=True):
+            seen = observe(result, matches, unreachable_is_removed=settings.unreachable_is_removed)
             summary.checked += 1
             summary.outcomes[seen.outcome] = summary.outcomes.get(seen.outcome, 0) + 1
             session.add(

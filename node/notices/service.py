@@ -24,6 +24,8 @@ from node.contacts.resolver import contact_resolver
 from node.dispatch import FunctionClient, load_request_signer
 from node.matching.index.persist import current as persisted_index
 from node.matching.matcher import MatchIndex
+from node.matching.video_lists import vpdq_settings
+from node.matching.vpdq import VpdqSettings
 from node.notices.delivery import (
     Channels,
     DeliveryOutcome,
@@ -83,11 +85,14 @@ async def run_notices(
     check: bool = True,
     dihedral: bool = False,
     clock: Callable[[], datetime] | None = None,
+    vpdq: VpdqSettings | None = None,
 ) -> NoticesRun:
     run = NoticesRun()
     targets = []
     if check:
-        run.rechecked = await recheck(engine, settings, function, index, now, dihedral=dihedral)
+        run.rechecked = await recheck(
+            engine, settings, function, index, now, dihedral=dihedral, vpdq=vpdq
+        )
         targets += due_rounds(engine, settings, now)
     if build:
         run.created = build_notices(engine, settings, now)
@@ -161,6 +166,7 @@ async def _notices_once(
             check=check,
             dihedral=settings.match.dihedral,
             clock=clock,
+            vpdq=vpdq_settings(settings.match),  # re-checks vPDQ copies as the crawl matches them
         )
     finally:
         await channels.aclose()

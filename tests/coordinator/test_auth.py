@@ -36,6 +36,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, object] | None, str]] = [
     ("POST", "/v1/members/nobody/approve", None, "members:write"),
     ("GET", "/v1/tokens", None, "tokens:write"),
     ("GET", "/v1/federation-key/sealed", None, "federation:relay"),
+    ("GET", "/v1/psi/sessions", None, "federation:relay"),  # issue 15: PSI relay
 ]
 ROLE_SCOPES = {
     # The relay acts for a node: an admin token holds the scope but names no node.

@@ -36,7 +36,7 @@ from coordinator.config import CoordinatorSettings
 from coordinator.db import create_schema, make_engine, new_session
 from coordinator.membership import create_invitation, enroll
 from protocol.keys import NodeKey
-from protocol.models import MatchMethods
+from protocol.models import HosterDiscovery, MatchMethods
 
 from .conftest import NOW
 from .helpers import (
@@ -105,6 +105,21 @@ REMOVALS = {
     ]
 }
 
+# Issue 14: new material on day 1. Hoster A from both nodes (shown to viewers); Hoster N one
+# candidate from one node (below MIN_COUNT: withheld from viewers).
+DISCOVERY = {
+    ("node-a", DAY_START): [
+        HosterDiscovery(country="DE", asn=64501, hoster="Hoster A", candidates=5, confirmed=2,
+                        rejected=0),
+        HosterDiscovery(country="NL", asn=64600, hoster="Hoster N", candidates=1, confirmed=0,
+                        rejected=0),
+    ],
+    ("node-b", DAY_START): [
+        HosterDiscovery(country="DE", asn=64501, hoster="Hoster A", candidates=3, confirmed=1,
+                        rejected=1),
+    ],
+}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Live:
@@ -156,7 +171,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         report = make_report(
             key, node_id, sequence=sequences[node_id], created_at=CLOCK, period_start=start,
             cells=cells, removals=REMOVALS.get((node_id, start), []),
-        )  # fmt: skip
+        ).model_copy(update={"discovery": DISCOVERY.get((node_id, start), [])})  # fmt: skip
         response = httpx.post(
             f"{base}/v1/reports",
             content=envelope_bytes(report, key),
@@ -595,6 +610,40 @@ def test_hosters_filters_and_export(page: tuple[Any, Watch], live: Live) -> None
     png_exports(tab, charts_are_described(tab))
     screenshot(tab, "dashboard-hosters.png")
     narrow(tab, "dashboard-hosters-390.png")
+    assert watch.problems == [], watch.problems
+
+
+def test_new_material_panel_shows_its_unit_and_period(page: tuple[Any, Watch], live: Live) -> None:
+    tab, watch = page
+    login(tab, live, live.viewer, "/dashboard/hosters")
+    ready(tab)
+    assert tab.inner_text("#discovery-title") == "New material"
+    assert "found beside known material, confirmed by an agency's analyst" in tab.inner_text(
+        "#discovery-panel"
+    )
+    api = live.api("/v1/picture/discovery", live.viewer).json()
+    assert [r["hoster"] for r in api["rows"]] == ["Hoster A"]  # Hoster N: withheld
+    assert table(tab, "#discovery-table") == [
+        {"hoster": "Hoster A", "asn": "64501", "country": "DE", "candidates": "8",
+         "confirmed": "3", "rejected": "1", "nodes": "2"}
+    ]  # fmt: skip
+    unit = tab.inner_text("#discovery-unit")
+    assert unit.startswith("Unit: images")
+    assert f"Period: all reports, 2026-11-23 00:00 UTC {DASH} 2026-11-24 00:00 UTC" in unit
+    note = tab.inner_text("#discovery-note")
+    # Viewer totals add up the rows shown only (Hoster N's candidate is withheld).
+    assert "In all: 8 candidates found, 3 confirmed, 1 rejected, from 2 nodes." in note
+    # The page's JSON export carries the panel's figures with their period.
+    exported = json.loads(download(tab, "#export-json")[1])["new_material"]
+    assert exported["rows"] == api["rows"] and exported["period"] == api["period"]
+    assert "1 hoster rows withheld" in note
+    # The second day: its period is named, and nothing was found in it.
+    tab.goto(f"{live.base}/dashboard/hosters?from=2026-11-24&to=2026-11-24")
+    ready(tab)
+    assert f"Period: 2026-11-24 00:00 UTC {DASH} 2026-11-25 00:00 UTC" in tab.inner_text(
+        "#discovery-unit"
+    )
+    assert tab.inner_text("#discovery-table tbody") == "no rows"
     assert watch.problems == [], watch.problems
 
 

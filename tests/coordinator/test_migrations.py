@@ -17,7 +17,7 @@ from .conftest import Backend
 
 TABLES = {
     "nodes", "node_keys", "reports", "cells", "denominators", "api_tokens", "invitations",
-    "audit_log", "sealed_keys", "removals", "attribution_sources", "coverage",
+    "audit_log", "sealed_keys", "removals", "attribution_sources", "coverage", "discovery",
 }  # fmt: skip
 
 

@@ -5,10 +5,13 @@ world's truth, tests/demo/summary_inputs.py), without running the federation."""
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pytest
 from rich.console import Console
 
+from libra.demo.discovery_demo import DiscoveryResult, VerdictCheck
+from libra.demo.discovery_world import QueueCheck
 from libra.demo.history import History
 from libra.demo.runner import DemoResult
 from libra.demo.summary import print_result
@@ -72,3 +75,40 @@ def test_differences_are_listed_as_text_not_markup(history: History) -> None:
     # Each difference is one bullet; its continuation lines are indented under its text.
     bullets = [line for line in text.splitlines() if line.startswith(" - ")]
     assert len(bullets) == len(result.differences)
+
+
+def test_the_new_material_block_fits_and_says_what_was_measured(history: History) -> None:
+    queue = QueueCheck(
+        threshold=40.0,
+        clusters=27,
+        true_clusters=14,
+        new_found=14,
+        new_total=14,
+        split_items=0,
+        merged_clusters=0,
+        false_by_place={},
+        found_by_setting={},
+    )
+    verdicts = VerdictCheck(
+        confirmed_items=("new-001", "new-002"),
+        confirmed_urls=3,
+        confirmed_matched=3,
+        rejected_item="decoration-004",
+        rejected_rows=1,
+        rejected_still=1,
+        rejected_pending=0,
+        rejected_matched=0,
+        matches=(12345, 12348),
+    )
+    result = truth_result(history)
+    result.discovery = DiscoveryResult(queue, (), (), verdicts)
+    text = _render(result)
+    assert all(len(line) <= WIDTH for line in text.splitlines())
+    flat = " ".join(text.split())
+    assert "New material" in flat and "14/14 new items found (recall 1.00)" in flat
+    assert "3/3 of their URLs matched" in flat and "0 pending again" in flat
+    assert "DIFFER" not in text
+    # A confirmed URL not matched is a difference of the whole run.
+    result.discovery = DiscoveryResult(queue, (), (), replace(verdicts, confirmed_matched=2))
+    assert not result.agrees
+    assert "2 of the confirmed items' 3 URLs matched" in " ".join(_render(result).split())

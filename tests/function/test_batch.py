@@ -23,7 +23,7 @@ from protocol.request_auth import RequestSigner
 from tests.function import helpers as h
 from tests.function.conftest import LAB_HOST, TEST_DEADLINE, TEST_MAX_BYTES, Images
 from worker_function.app import Admission, Overloaded, create_app
-from worker_function.batch import BATCH_PATH, ByteBudget, parse_batch
+from worker_function.batch import BATCH_PATH, ByteBudget, HostSlots, host_of, parse_batch
 from worker_function.errors import FunctionError
 from worker_function.settings import FunctionSettings
 
@@ -348,3 +348,41 @@ def test_any_body_is_a_batch_or_a_specific_error(body: bytes) -> None:
     else:
         assert 1 <= len(batch.items) <= 64
         assert len({item.url for item in batch.items}) == len(batch.items)
+
+
+async def test_host_slots_prefer_the_finished_host_then_idle_hosts() -> None:
+    slots = HostSlots(2)
+    hosts = ["a", "a", "b", "b", "c"]
+    turns = [slots.wait(host) for host in hosts]
+    slots.start()
+    # Two slots: the first item of two different hosts, not a's two items at once.
+    assert [t.done() for t in turns] == [True, False, True, False, False]
+    slots.done("b")  # b's connection is idle now: its next item goes there
+    assert [t.done() for t in turns] == [True, False, True, True, False]
+    slots.done("a")  # a's next item, before c that waited behind it
+    assert [t.done() for t in turns] == [True, True, True, True, False]
+    slots.done("b")
+    assert turns[4].done()  # a slot never stays free while items wait
+    assert slots.free == 0 and dict(slots.active) == {"a": 1, "b": 0, "c": 1}
+
+
+async def test_host_slots_run_one_hosts_items_in_parallel_when_nothing_else_waits() -> None:
+    slots = HostSlots(3)
+    turns = [slots.wait("a") for _ in range(5)]
+    slots.start()
+    assert [t.done() for t in turns] == [True, True, True, False, False]
+    turns[3].cancel()  # an item that gave up is skipped, its slot goes on
+    slots.done("a")
+    assert turns[4].done() and slots.free == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://Img.Example.test:8080/a.png?x", "http://img.example.test:8080"),
+        ("https://img.example.test/a.png", "https://img.example.test"),
+        ("data:image/png;base64,AAAA", ""),
+    ],
+)
+def test_host_of(url: str, host: str) -> None:
+    assert host_of(url) == host

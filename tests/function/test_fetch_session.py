@@ -307,3 +307,28 @@ def test_single_analyses_keep_one_connection_each(server: _Server) -> None:
             assert response.status_code == 200
         assert server.accepts == 3
         assert server.wait_all_closed()
+
+
+def test_a_batch_spread_over_hosts_asks_each_host_one_thing_at_a_time(server: _Server) -> None:
+    # A page's image and its og:image per name, in page order: two slots go to two names at
+    # first, and each name's second item waits for its first, then reuses its connection
+    # (the batch scheduling of worker_function/batch.HostSlots; before, each name's two
+    # items ran at once on two connections).
+    urls = [
+        f"http://{name}:{server.port}/{path}"
+        for name in (NAME_A, NAME_B)
+        for path in ("img-page.png", "og-missing.jpg")
+    ]
+    body = json.dumps({"items": [{"url": u} for u in urls]}).encode()
+    with (
+        _app_client(server, batch_concurrency=2) as function,
+        httpx.Client(base_url=function.url, trust_env=False, timeout=120) as client,
+    ):
+        response = client.post(BATCH_PATH, content=body)
+        assert response.status_code == 200
+        codes = [(r["error"] or {}).get("code") for r in response.json()["results"]]
+        assert codes == [None, "upstream_status", None, "upstream_status"]
+        assert server.accepts == 2
+        assert sorted(hosts[0].split(":")[0] for hosts in server.hosts) == [NAME_A, NAME_B]
+        assert all(len(hosts) == 2 for hosts in server.hosts)  # each served its name twice
+        assert server.wait_all_closed()

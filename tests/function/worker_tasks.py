@@ -58,3 +58,25 @@ def report_threads(data: bytes, dihedral: bool, limits: DecodeLimits, cpu: int) 
     hash_in_worker(data, dihedral, limits, cpu)  # numpy's BLAS is loaded and used
     report = {"sizes": live_openblas_threads(), "env": os.environ.get("OPENBLAS_NUM_THREADS")}
     return report  # type: ignore[return-value]
+
+
+_HELD: list[bytearray] = []  # memory a "decoder" keeps after its image (heap growth)
+
+
+def pid_and_grow(data: bytes, dihedral: bool, limits: DecodeLimits, cpu: int) -> ImageDigest:
+    """Runs in a decode worker: its pid and resident bytes instead of a digest; ``b"grow:N"``
+    first leaves N MiB resident in the worker, as a leaking or fragmented decoder would."""
+    if data.startswith(b"grow:"):
+        held = bytearray(int(data[5:]) * 1024 * 1024)
+        held[:: os.sysconf("SC_PAGE_SIZE")] = b"\1" * len(held[:: os.sysconf("SC_PAGE_SIZE")])
+        _HELD.append(held)
+    with open("/proc/self/statm", "rb") as statm:
+        resident = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return {"pid": os.getpid(), "resident": resident}  # type: ignore[return-value]
+
+
+def retire_always(data: bytes, dihedral: bool, limits: DecodeLimits, cpu: int) -> ImageDigest:
+    """A decoder that exits with the retirement status itself: its task must not loop."""
+    from worker_function.isolation import RETIRED_EXIT
+
+    os._exit(RETIRED_EXIT)

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from node.crawl.crawler import Crawler, CrawlLimits, PageFetched
-from node.crawl.frontier import FrontierItem, Served
+from node.crawl.frontier import FrontierItem, ImageRecord, Served
 from node.crawl.frontier.sqlite import SqliteFrontier
 from node.net import make_client
 
@@ -76,4 +76,29 @@ def test_an_older_frontier_table_gains_the_served_columns(tmp_path: Path) -> Non
     again = SqliteFrontier(db)
     again.start("run", [item])
     assert again.resumed_outcomes() == [(item, "ok", Served("127.0.1.5", "a.test"))]
+    again.close()
+
+
+def test_a_resumed_run_re_emits_its_videos_as_videos(tmp_path: Path) -> None:
+    """Issue 13: images of done pages are re-emitted after a restart; a video stays a video
+    (the cycle counts and matches it as one), also in a frontier table made before the column."""
+    db = tmp_path / "node.sqlite3"
+    with sqlite3.connect(db) as conn:  # frontier_image as nodes before issue 13 made it
+        conn.execute(
+            "CREATE TABLE frontier_image (run_id INTEGER NOT NULL, url TEXT NOT NULL, "
+            "page_url TEXT NOT NULL, host TEXT NOT NULL, PRIMARY KEY (run_id, url))"
+        )
+    item = FrontierItem("http://a.test/", 0, "a.test")
+    found = [
+        ImageRecord("http://a.test/v.mp4", "http://a.test/", "a.test", "video"),
+        ImageRecord("http://a.test/i.png", "http://a.test/", "a.test"),
+    ]
+    frontier = SqliteFrontier(db)
+    frontier.start("run", [item])
+    frontier.add("a", item)
+    frontier.complete("a", "ok", [], found, (), None)
+    frontier.close()
+    again = SqliteFrontier(db)
+    again.start("run", [item])
+    assert again.resumed_images() == found
     again.close()

@@ -120,7 +120,13 @@ def web(videos: Videos) -> Iterator[Web]:
         yield web
 
 
-async def _cycle(engine: Engine, web: Web, tmp_path: Path, limits: CrawlLimits) -> CycleSummary:
+async def _cycle(
+    engine: Engine,
+    web: Web,
+    tmp_path: Path,
+    limits: CrawlLimits,
+    vpdq: VpdqSettings | None = None,
+) -> CycleSummary:
     settings = FunctionSettings(require_auth=False, decode_isolation="thread", lab=None)
     country_db, asn_db = write_geoip(tmp_path)
     with FunctionServer(create_function_app(settings, lab=web.lab)) as server:
@@ -136,7 +142,7 @@ async def _cycle(engine: Engine, web: Web, tmp_path: Path, limits: CrawlLimits) 
                         attributor=attributor,
                         seeds=[web.url(HOST, "/")],
                         concurrency=2,
-                        videos=video_index_from_db(engine),
+                        videos=video_index_from_db(engine, vpdq),
                     )
         finally:
             await function.aclose()
@@ -258,27 +264,7 @@ async def test_strict_vpdq_settings_refuse_the_reencoded_copy(
     """The thresholds reach the comparison: at distance 0 the re-encoded copy's frames differ
     from the listed ones, so it is no longer a vPDQ match (the exact copy still is)."""
     _list_original(engine, videos.original)
-    strict = video_index_from_db(engine, VpdqSettings(max_distance=0))
-    settings = FunctionSettings(require_auth=False, decode_isolation="thread", lab=None)
-    country_db, asn_db = write_geoip(tmp_path)
-    limits = CrawlLimits(max_pages=10)
-    with FunctionServer(create_function_app(settings, lab=web.lab)) as server:
-        function = FunctionClient(server.url, retries=0, timeout_s=120)
-        try:
-            async with make_client(web.lab, timeout=10.0, user_agent=limits.user_agent) as client:
-                with Attributor(country_db, asn_db) as attributor:
-                    await run(
-                        engine=engine,
-                        crawler=Crawler(client, limits),
-                        function=function,
-                        index=MatchIndex.from_db(engine),
-                        attributor=attributor,
-                        seeds=[web.url(HOST, "/")],
-                        concurrency=2,
-                        videos=strict,
-                    )
-        finally:
-            await function.aclose()
+    await _cycle(engine, web, tmp_path, CrawlLimits(max_pages=10), VpdqSettings(max_distance=0))
     found = _sightings(engine)
     assert "copy.webm" not in found
     assert found["original.mp4"][0] == "video-md5"

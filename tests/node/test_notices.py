@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from node import audit
 from node.config import NoticeSettings
+from node.discovery.models import HeldSighting
 from node.dispatch import AnalyzeFailure
 from node.matching.matcher import MatchIndex
 from node.models import CrawlCycle, ListEntry, ListVersion, Sighting
@@ -310,6 +311,28 @@ def test_one_notice_per_hoster_per_run_and_each_cycle_once(engine: Engine) -> No
     assert build_notices(engine, NoticeSettings(), T0) == []  # the cycle was processed
     creations = audit.entries(engine, "notice.create")
     assert len(creations) == 2 and {e.actor for e in creations} == {"policy"}
+
+
+def test_held_and_discarded_sightings_are_not_noticed(engine: Engine) -> None:
+    """Issue 14: the flood guard's held sightings (and those an analyst discarded) are doubtful
+    matches, never told to a hoster; a released one of the same cycle is."""
+    cycle = add_cycle(
+        engine,
+        [
+            ("http://a.test/held.png", "Hoster A", None),
+            ("http://b.test/discarded.png", "Hoster B", None),
+            ("http://c.test/released.png", "Hoster C", None),
+        ],
+    )
+    with Session(engine) as session, session.begin():
+        for sighting in session.exec(select(Sighting).where(Sighting.cycle_id == cycle)).all():
+            assert sighting.id is not None
+            state = sighting.url.rsplit("/", 1)[-1].removesuffix(".png")
+            session.add(
+                HeldSighting(sighting_id=sighting.id, entry_id=sighting.entry_id, state=state)
+            )
+    created = build_notices(engine, NoticeSettings(), T0)
+    assert [(c.hoster, c.urls) for c in created] == [("Hoster C", 1)]
 
 
 def test_urls_under_an_open_notice_are_not_noticed_again(engine: Engine) -> None:

@@ -185,6 +185,9 @@ def test_dry_run_counts_and_changes_nothing(engine: Engine, world: dict[str, int
         "analysis_failures": 1,
         "rdap_cache": 1,
         "notices": 1,
+        "held_sightings": 0,
+        "candidates_decided": 0,
+        "candidates_pending": 0,
     }
     assert counts(engine) == before
     assert audit.entries(engine, "retention") == []
@@ -242,7 +245,13 @@ def test_zero_days_keeps_forever_and_unknown_rules_are_refused(
     engine: Engine, world: dict[str, int]
 ) -> None:
     forever = RetentionSettings(
-        sightings_days=0, unmatched_days=0, failures_days=0, notices_days=0, rdap_cache_days=0
+        sightings_days=0,
+        unmatched_days=0,
+        failures_days=0,
+        notices_days=0,
+        rdap_cache_days=0,
+        candidates_days=0,
+        pending_candidates_days=0,
     )
     before = counts(engine)
     results = run_retention(engine, forever, now=NOW)

@@ -33,6 +33,7 @@ from protocol.testvector import (
     VECTORS_DIR,
     render,
 )
+from protocol.testvector_discovery import VECTOR_DISCOVERY_PATH
 from protocol.testvector_files import all_vectors
 from protocol.testvector_video import VECTOR_VIDEO_PATH
 
@@ -69,6 +70,7 @@ def test_vector_generation_is_deterministic() -> None:
         VECTOR_METHODS_PATH,
         VECTOR_COVERAGE_PATH,
         VECTOR_VIDEO_PATH,
+        VECTOR_DISCOVERY_PATH,
     ],
 )
 def test_report_vectors_verify_from_the_file_alone(path: Path) -> None:
@@ -107,7 +109,7 @@ def test_removals_vector_sketch_holds_the_listed_seconds() -> None:
 def test_optional_members_are_absent_from_the_payload_when_empty() -> None:
     payload = json.loads(_load(VECTOR_PATH)["payload_utf8"])
     assert "removals" not in payload and "attribution_sources" not in payload
-    assert "coverage" not in payload
+    assert "coverage" not in payload and "discovery" not in payload
     for cell in payload["cells"]:
         assert not {"methods", "url_theta", "items", "item_theta"} & set(cell)
 

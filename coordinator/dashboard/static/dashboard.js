@@ -250,7 +250,12 @@
   };
 
   // What a person should read for an API failure (the raw status stays in error.detail).
-  L.friendly = function (status, message) {
+  L.friendly = function (status, message, code) {
+    // Issue 15: a coordinator in DP mode (coordinator/dp) refuses with these two codes.
+    if (code === "not_published") return L.notPublishedText;
+    if (code === "privacy_budget_exhausted") return "Not published under differential " +
+      "privacy: the privacy budget for these report periods is spent, so no new noisy figures " +
+      "can be released for them now. Choose other periods, or ask again after the budget window.";
     if (status === 403) return "Your role may not see this view (" + message + ").";
     if (status === 404) return "This coordinator does not offer this view (it may be an older version).";
     if (status === 422 || status === 400) return "The coordinator could not use these filters: " +
@@ -280,12 +285,15 @@
     }
     if (!response.ok) {
       let message = response.statusText;
+      let code = null;
       try {
         const body = await response.json();
         message = body.error.message;
+        code = body.error.code;
       } catch (_ignored) { /* not JSON: keep the status text */ }
-      const error = new UserError(L.friendly(response.status, message));
+      const error = new UserError(L.friendly(response.status, message, code));
       error.status = response.status;
+      error.code = code;
       error.detail = path + ": " + response.status + " " + message;
       throw error;
     }
@@ -496,9 +504,75 @@
 
   L.esc = (text) => echarts.format.encodeHTML(String(text));
 
+  /* Issue 15: a coordinator with [viewer] privacy = "dp" gives viewers a noisy picture with a
+   * label (coordinator/dp/release.py Privacy). What the label says, for a person: that the
+   * counts are noisy and how much, epsilon, and the unit the guarantee protects. */
+  L.privacyText = function (p) {
+    // The discrete Laplace's standard deviation (coordinator/dp/mechanism.py standard_deviation).
+    const alpha = Math.exp(-1 / p.scale);
+    const sd = Math.sqrt(2 * alpha) / (1 - alpha);
+    return "Differential privacy: every count carries " + p.mechanism.replace("_", " ") +
+      " noise, \u03b5 = " + L.dec(p.epsilon) + " per release" +
+      (p.releases > 1 ? " (" + p.releases + " releases compared)" : "") +
+      " (noise scale " + L.dec(p.scale) + ": a count is typically off by about \u00b1" +
+      L.dec(sd) + "; small counts may be pure noise). Unit of privacy: " + p.unit +
+      ". Countries and totals are sums of noisy counts; distinct URLs, nodes per row, how " +
+      "matches were found and prevalence are not published.";
+  };
+  L.notPublishedText = "Not published under differential privacy: this coordinator gives " +
+    "viewers noisy match counts only (the map, hosters and waterbed pages), and this view " +
+    "counts matches exactly, so only its admins may see it.";
+
+  // The keys of the columns a DP picture does not publish (their 0 or null is not a figure).
+  const UNPUBLISHED = ["distinct", "nodes", "prevalence", "disguised"];
+  L.unpublished = (picture) => (picture && picture.privacy ? UNPUBLISHED : []);
+
+  /* The columns of `table` a picture publishes: in DP mode the header cells of the others
+   * (and of `alsoHidden`, keys of columns the page has no figures for) are hidden and their
+   * columns dropped from `cols` (for L.fill), and the matches header says the count is noisy.
+   * Idempotent: a refresh may run it again on the same table. Header cells match `cols` by
+   * position. */
+  L.publishedColumns = function (table, cols, picture, alsoHidden) {
+    const hide = new Set([...L.unpublished(picture), ...(alsoHidden || [])]);
+    const headers = table.tHead.rows[0].cells;
+    cols.forEach((c, i) => {
+      const th = headers[i];
+      if (!th) return;
+      th.hidden = hide.has(c.key);
+      if (c.key !== "matches") return;
+      const label = th.querySelector("abbr") || th;
+      if (label.dataset.exact === undefined) {
+        label.dataset.exact = label.textContent;
+        label.dataset.exactTitle = label.title || "";
+      }
+      const noisy = Boolean(picture && picture.privacy);
+      label.textContent = label.dataset.exact + (noisy ? " (noisy)" : "");
+      label.title = noisy ? "Sightings of known items, with differential-privacy noise " +
+        "(see the note on differential privacy)" : label.dataset.exactTitle;
+    });
+    return cols.filter((c) => !hide.has(c.key));
+  };
+
+  /* A view a DP-mode coordinator keeps from viewers (404 not_published): the page says so in
+   * place of its figures and is ready, instead of failing. True when it was that refusal. */
+  L.showNotPublished = function (error) {
+    if (!error || error.code !== "not_published") return false;
+    let note = document.getElementById("not-published");
+    if (!note) {
+      note = document.createElement("p");
+      note.id = "not-published";
+      note.className = "status";
+      document.getElementById("status").after(note);
+    }
+    note.textContent = L.notPublishedText;
+    for (const panel of document.querySelectorAll("main section.panel")) panel.hidden = true;
+    return true;
+  };
+
   L.suppressionText = function (picture, sections) {
     const s = picture.suppression;
     if (picture.tier === "full") return "Full tier: no small-cell suppression (admin view).";
+    if (picture.privacy) return L.privacyText(picture.privacy); // issue 15: DP mode
     if (!s) return "";
     if (s.min_count <= 0 && s.min_nodes <= 1) {
       return "No small-cell suppression: this coordinator shows every row.";

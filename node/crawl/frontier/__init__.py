@@ -51,6 +51,7 @@ class ImageRecord:
     url: str
     page_url: str
     host: str
+    media: str = "image"  # "video" for a video URL (issue 13): a resumed crawl keeps it
 
 
 class Frontier(Protocol):

@@ -29,13 +29,15 @@ CREATE TABLE IF NOT EXISTS frontier_url (
 CREATE INDEX IF NOT EXISTS frontier_url_state ON frontier_url (run_id, state);
 CREATE TABLE IF NOT EXISTS frontier_image (
     run_id INTEGER NOT NULL, url TEXT NOT NULL, page_url TEXT NOT NULL, host TEXT NOT NULL,
-    PRIMARY KEY (run_id, url));
+    media TEXT NOT NULL DEFAULT 'image', PRIMARY KEY (run_id, url));
 CREATE TABLE IF NOT EXISTS frontier_host_visit (host TEXT PRIMARY KEY, last_crawled REAL NOT NULL);
 """
 
 QUEUED, DONE = "queued", "done"
 # Added by issue 16 (who served a fetched page); older frontier tables gain them on open.
 _SERVED_COLUMNS = ("server_ip", "served_host")
+# Added by issue 13 (a found URL's media, "image" or "video"); older tables gain it on open.
+_IMAGE_MEDIA = "ALTER TABLE frontier_image ADD COLUMN media TEXT NOT NULL DEFAULT 'image'"
 
 
 class SqliteFrontier:
@@ -50,6 +52,8 @@ class SqliteFrontier:
         for column in _SERVED_COLUMNS:
             if column not in have:
                 self._db.execute(f"ALTER TABLE frontier_url ADD COLUMN {column} TEXT")
+        if "media" not in {row[1] for row in self._db.execute("PRAGMA table_info(frontier_image)")}:
+            self._db.execute(_IMAGE_MEDIA)
         self._run = 0
         self._seen: set[str] = set()
         self._sites: dict[str, int] = {}
@@ -95,9 +99,10 @@ class SqliteFrontier:
 
     def resumed_images(self) -> list[ImageRecord]:
         return [
-            ImageRecord(url, page_url, host)
-            for url, page_url, host in self._db.execute(
-                "SELECT url, page_url, host FROM frontier_image WHERE run_id = ? ORDER BY rowid",
+            ImageRecord(url, page_url, host, media)
+            for url, page_url, host, media in self._db.execute(
+                "SELECT url, page_url, host, media FROM frontier_image WHERE run_id = ? "
+                "ORDER BY rowid",
                 (self._run,),
             )
         ]
@@ -169,10 +174,10 @@ class SqliteFrontier:
             )
             added = [item for k, item in new if self._insert(k, item)]
             db.executemany(
-                "INSERT OR IGNORE INTO frontier_image (run_id, url, page_url, host) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO frontier_image (run_id, url, page_url, host, media) "
+                "VALUES (?, ?, ?, ?, ?)",
                 [
-                    (self._run, i.url, i.page_url, i.host)
+                    (self._run, i.url, i.page_url, i.host, i.media)
                     for i in images
                     if i.url[:5].lower() != "data:"  # image bytes never go to disk
                 ],

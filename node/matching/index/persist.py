@@ -31,6 +31,7 @@ import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +40,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from node.discovery.models import EntryFlag
 from node.keys.list_encryption import ListKey, ListKeyError
 from node.matching.index.exact import ExactTable
 from node.matching.index.mih import IndexFormatError, MultiIndex
@@ -62,11 +64,15 @@ def _pad(raw: bytes) -> bytes:
 
 
 def db_stamp(engine: Engine) -> str:
-    """Changes whenever an import or removal changes the matchable entries.
+    """Changes whenever an import, a removal, or an analyst disabling or enabling an entry
+    (issue 14, ``EntryFlag.disabled_at``) changes the matchable entries.
 
     The live-entry count is all rows minus the retired ones, and the largest live id a
     lookup at the end of the ``retired`` index: each query reads a few index pages (a plain
     ``count(*) WHERE retired = 0`` walks a million index entries: ~0.1-0.4 s at 1M, issue 17).
+
+    Disabled entries are summed up by count, id sum and latest disabling time: enabling one
+    lowers the count, and disabling one (again) sets a later time, so each change is seen.
     """
     with Session(engine) as session:
         versions = session.exec(
@@ -80,7 +86,17 @@ def db_stamp(engine: Engine) -> str:
         last = session.exec(
             select(func.max(ListEntry.id)).where(col(ListEntry.retired).is_(False))
         ).one()
-    return f"v{versions[0]}:{versions[1]}:r{removed}:e{rows - retired}:{last}"
+        disabled = session.exec(
+            select(
+                func.count(), func.sum(EntryFlag.entry_id), func.max(EntryFlag.disabled_at)
+            ).where(col(EntryFlag.disabled_at).is_not(None))
+        ).one()
+    stamp = f"v{versions[0]}:{versions[1]}:r{removed}:e{rows - retired}:{last}"
+    if disabled[0]:
+        latest = disabled[2]
+        when = f"{latest.timestamp():.6f}" if isinstance(latest, datetime) else str(latest)
+        stamp += f":d{disabled[0]}:{disabled[1]}:{when}"
+    return stamp
 
 
 def encode(index: MatchIndex, stamp: str) -> bytes:

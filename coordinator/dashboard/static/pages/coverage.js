@@ -13,10 +13,18 @@ LIBRA.run(async function () {
   const resolved = await L.resolve();
   if (resolved === null) { L.ready(); return; }
   const params = resolved.params;
-  const [coverage, world] = await Promise.all([
-    L.json("/v1/coverage", params),
-    L.once("world", () => L.json("/dashboard/static/vendor/world.geo.json")),
-  ]);
+  let coverage, world;
+  try {
+    [coverage, world] = await Promise.all([
+      L.json("/v1/coverage", params),
+      L.once("world", () => L.json("/dashboard/static/vendor/world.geo.json")),
+    ]);
+  } catch (error) {
+    // DP mode (issue 15): coverage carries exact match counts, so viewers get a note instead.
+    if (!L.showNotPublished(error)) throw error;
+    L.ready();
+    return;
+  }
   const f = coverage.filters || {};
   L.describe({ by_period: resolved.all ? resolved.all.by_period
     : (await L.json("/v1/picture", L.baseFilters())).by_period,

@@ -10,9 +10,17 @@ LIBRA.run(async function () {
     if (resolved.params.has(k)) flowParams.set(k, resolved.params.get(k));
   }
   const by = (level) => new URLSearchParams([...flowParams, ["by", level]]);
-  const [hosters, countries] = await Promise.all([
-    L.json("/v1/flows", by("hoster")), L.json("/v1/flows", by("country")),
-  ]);
+  let hosters, countries;
+  try {
+    [hosters, countries] = await Promise.all([
+      L.json("/v1/flows", by("hoster")), L.json("/v1/flows", by("country")),
+    ]);
+  } catch (error) {
+    // DP mode (issue 15): flows count items exactly, so viewers get a note instead.
+    if (!L.showNotPublished(error)) throw error;
+    L.ready();
+    return;
+  }
   // The filter bar's country / hoster / ASN: flows from or to a matching place.
   const want = { country: (L.query.get("country") || "").trim().toUpperCase(),
     hoster: (L.query.get("hoster") || "").trim(), asn: (L.query.get("asn") || "").trim() };

@@ -1,4 +1,5 @@
-/* Top hosters and ASNs (GET /v1/picture) with time to removal (GET /v1/picture/removals). */
+/* Top hosters and ASNs (GET /v1/picture) with time to removal (GET /v1/picture/removals) and
+ * the new material found beside the known (GET /v1/picture/discovery, issue 14). */
 "use strict";
 LIBRA.run(async function () {
   const L = LIBRA;
@@ -20,12 +21,16 @@ LIBRA.run(async function () {
   const removalParams = new URLSearchParams();
   for (const k of ["period_start", "period_end"]) if (params.has(k)) removalParams.set(k, params.get(k));
   let removals = null;
+  let removalsRefused = false;  // DP mode: no time-to-removal columns at all
   const note = document.getElementById("removals-note");
   try {
     removals = await L.json("/v1/picture/removals", removalParams);
   } catch (error) {
     if (error.status !== 404) throw error;
-    note.textContent = "This coordinator does not serve time-to-removal figures (— in the table).";
+    removalsRefused = error.code === "not_published";
+    note.textContent = error.code === "not_published"  // DP mode (issue 15): exact counts
+      ? "Time to removal is not published under differential privacy."
+      : "This coordinator does not serve time-to-removal figures (— in the table).";
   }
   const removalOf = {};
   if (removals) {
@@ -64,7 +69,9 @@ LIBRA.run(async function () {
   });
   // Drill-down: a hoster to its trend, a country to its hosters.
   const trendOf = (r) => L.link("/dashboard/trends", { hoster: r.hoster, asn: r.asn, country: r.country });
-  L.fill(document.getElementById("hoster-table"), rows, [
+  // DP mode (issue 15): columns the noisy picture does not publish are not shown at all.
+  const hosterTable = document.getElementById("hoster-table");
+  L.fill(hosterTable, rows, L.publishedColumns(hosterTable, [
     { key: "hoster", link: trendOf }, { key: "asn", num: true },
     { key: "country", link: (r) => L.link("/dashboard/hosters", { country: r.country }) },
     { key: "matches", num: true, fmt: L.int }, { key: "prevalence", num: true, fmt: L.prevalence },
@@ -75,7 +82,52 @@ LIBRA.run(async function () {
     { key: "share_removed_72h", num: true, fmt: L.share },
     { key: "median_seconds", num: true, fmt: L.duration },
     { key: "p90_seconds", num: true, fmt: L.duration },
-  ]);
+  ], picture, removalsRefused ? ["notices_sent", "share_removed_24h", "share_removed_72h",
+    "median_seconds", "p90_seconds"] : []));
+
+  // New material (issue 14): candidates found and verdicts given, per hoster. The same period
+  // and place filters as the picture; it has no hash families. Older coordinators lack it.
+  const discoveryParams = new URLSearchParams();
+  for (const k of ["period_start", "period_end", "country", "asn", "hoster"]) {
+    if (params.has(k)) discoveryParams.set(k, params.get(k));
+  }
+  let discovery = null;
+  const discoveryNote = document.getElementById("discovery-note");
+  const discoveryUnit = document.getElementById("discovery-unit");
+  try {
+    discovery = await L.json("/v1/picture/discovery", discoveryParams);
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    discoveryNote.textContent = error.code === "not_published"
+      ? "New material is not published under differential privacy."
+      : "This coordinator does not serve new-material figures.";
+    // DP mode: an empty table under its note would look like "nothing found".
+    document.getElementById("discovery-table").closest(".table-wrap").hidden =
+      error.code === "not_published";
+  }
+  if (discovery) {
+    const found = discovery.by_period;
+    const period = discovery.period.start || discovery.period.end
+      ? L.time(discovery.period.start) + " – " + L.time(discovery.period.end)
+      : found.length
+        ? "all reports, " + L.time(found[0].period_start) + " – " + L.time(found[found.length - 1].period_end)
+        : "all reports";
+    discoveryUnit.textContent = "Unit: images (each image counted once, near-duplicates " +
+      "included). Period: " + period + "; candidates counted in the period their node first " +
+      "found them, confirmations and rejections in the period they were decided.";
+    const t = discovery.totals;
+    discoveryNote.textContent = "In all: " + L.int(t.candidates) + " candidates found, " +
+      L.int(t.confirmed) + " confirmed, " + L.int(t.rejected) + " rejected, from " +
+      L.int(t.nodes) + " node" + (t.nodes === 1 ? "" : "s") + "." +
+      (discovery.suppressed.by_hoster ? " " + discovery.suppressed.by_hoster +
+        " hoster rows withheld by suppression (fewer nodes or smaller counts than the threshold)." : "");
+    L.fill(document.getElementById("discovery-table"), discovery.rows, [
+      { key: "hoster", link: trendOf }, { key: "asn", num: true },
+      { key: "country", link: (r) => L.link("/dashboard/hosters", { country: r.country }) },
+      { key: "candidates", num: true, fmt: L.int }, { key: "confirmed", num: true, fmt: L.int },
+      { key: "rejected", num: true, fmt: L.int }, { key: "nodes", num: true, fmt: L.int },
+    ]);
+  }
 
   // ASNs: hoster rows summed per ASN. Distinct counts cannot be summed (one item may sit on
   // several hosters), so only matches are shown.
@@ -91,11 +143,12 @@ LIBRA.run(async function () {
     .map((a) => ({ asn: a.asn, hosters: [...a.hosters].sort().join("; "),
       countries: [...a.countries].sort().join("; "), matches: a.matches }))
     .sort((a, b) => b.matches - a.matches || a.asn - b.asn);
-  L.fill(document.getElementById("asn-table"), asnRows, [
+  const asnTable = document.getElementById("asn-table");
+  L.fill(asnTable, asnRows, L.publishedColumns(asnTable, [
     { key: "asn", num: true, link: (r) => L.link("/dashboard/hosters", { asn: r.asn }) },
     { key: "hosters" }, { key: "countries" },
     { key: "matches", num: true, fmt: L.int },
-  ]);
+  ], picture));
 
   const chartEl = document.getElementById("chart-hosters");
   const chart = L.chart(chartEl, { table: "hoster-table" });
@@ -103,11 +156,13 @@ LIBRA.run(async function () {
   chartEl.setAttribute("aria-label", "Bar chart: matches of the top " + top.length + " hosters" +
     (country ? " in " + country : "") + ". " + rows.slice(0, 5).map((r) => r.hoster + " " +
     L.int(r.matches)).join(", ") + ". Every value is in the table Top hosters below.");
+  const noisy = picture.privacy ? " (noisy, \u03b5 = " + L.dec(picture.privacy.epsilon) + ")" : "";
   chart.setOption({
-    title: { text: "Matches per hoster" + (country ? " in " + country : ""), left: 0, top: 0,
+    title: { text: "Matches per hoster" + (country ? " in " + country : "") + noisy, left: 0, top: 0,
       textStyle: { fontSize: 14 } },
     tooltip: { trigger: "axis", axisPointer: { type: "shadow" },
-      formatter: (ps) => L.esc(ps[0].name) + ": " + L.int(ps[0].value) + " matches" },
+      formatter: (ps) => L.esc(ps[0].name) + ": " + L.int(ps[0].value) +
+        (picture.privacy ? " matches (noisy)" : " matches") },
     grid: { left: 10, right: 30, top: 34, bottom: 40, containLabel: true },
     xAxis: { type: "value", minInterval: 1, name: "matches", nameLocation: "middle", nameGap: 24,
       axisLabel: { formatter: (v) => L.int(v) } },
@@ -118,15 +173,24 @@ LIBRA.run(async function () {
   });
   document.getElementById("suppression").textContent = L.suppressionText(picture, [["by_hoster", "hosters"]]);
 
+  // DP mode: exports leave out what the noisy picture does not publish, as the table does.
+  const dropped = picture.privacy
+    ? /^(images_hashed|prevalence|per_10k|distinct|nodes|disguised|found_)/ : null;
   const hosterColumns = ["hoster", "asn", "country", "matches", "images_hashed", "per_10k",
     "per_10k_lower", "per_10k_upper", "distinct", "distinct_exact", "distinct_lower",
     "distinct_upper", "nodes", "disguised",
     "found_direct", "found_dihedral", "found_trimmed", "found_region", "found_unspecified",
     "notices_sent",
-    "share_removed_24h", "share_removed_72h", "median_seconds", "p90_seconds"];
-  L.exportButtons("hosters", async () => L.csv(hosterColumns, rows),
+    "share_removed_24h", "share_removed_72h", "median_seconds", "p90_seconds"]
+    .filter((c) => !dropped || !dropped.test(c));
+  const exportRows = dropped ? rows.map((r) => Object.fromEntries(
+    Object.entries(r).filter(([k]) => !dropped.test(k)))) : rows;
+  L.exportButtons("hosters", async () => L.csv(hosterColumns, exportRows),
     async () => ({ filters: picture.filters, generated_at: picture.generated_at, tier: picture.tier, suppression: picture.suppression,
-      removals_period: removals ? removals.period : null, hosters: rows }));
+      privacy: picture.privacy || null,
+      removals_period: removals ? removals.period : null, hosters: exportRows,
+      new_material: discovery ? { period: discovery.period, tier: discovery.tier,
+        totals: discovery.totals, suppressed: discovery.suppressed, rows: discovery.rows } : null }));
   L.exportButtons("asns", async () => L.csv(["asn", "hosters", "countries", "matches"], asnRows),
     async () => ({ filters: picture.filters, tier: picture.tier, asns: asnRows }),
     ["export-asn-csv", "export-asn-json"]);

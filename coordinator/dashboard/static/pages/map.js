@@ -16,9 +16,13 @@ LIBRA.run(async function () {
   const byMedia = (picture.totals && picture.totals.by_media) || {};
   const listedWhat = !byMedia.video ? "images" : byMedia.image ? "images and videos" : "videos";
   const urlWhat = !byMedia.video ? "image" : byMedia.image ? "image and video" : "video";
+  // DP mode (issue 15): noisy matches only; distinct URLs are not published.
+  const dp = picture.privacy || null;
   const METRICS = {
-    matches: { title: "Matches per hosting country", unit: "matches",
-      sub: "sightings of listed " + listedWhat + ", once per URL and crawl cycle (exact count)" },
+    matches: { title: "Matches per hosting country" + (dp ? " (noisy)" : ""), unit: "matches",
+      sub: "sightings of listed " + listedWhat + ", once per URL and crawl cycle " +
+        (dp ? "(noisy: sums of hosters' noisy counts, \u03b5 = " + L.dec(dp.epsilon) + ")"
+          : "(exact count)") },
     distinct: { title: "Distinct " + urlWhat + " URLs per hosting country",
       unit: "distinct " + urlWhat + " URLs",
       sub: "different matching " + urlWhat + " URLs (exact below 32,768, else within 2 %; see the table)" },
@@ -60,7 +64,10 @@ LIBRA.run(async function () {
     drawn: shapes.has(r.country) ? "shape" : points[r.country] ? "point" : "none",
   }));
 
+  if (dp) delete METRICS.distinct;
   const metric = document.getElementById("metric");
+  for (const option of metric.options) option.hidden = !Object.hasOwn(METRICS, option.value);
+  if (!Object.hasOwn(METRICS, metric.value)) metric.value = "matches";
   if (Object.hasOwn(METRICS, L.query.get("metric"))) metric.value = L.query.get("metric");
   const mapEl = document.getElementById("map");
   const chart = L.chart(mapEl, { table: "country-table" });
@@ -164,7 +171,8 @@ LIBRA.run(async function () {
   totals.replaceChildren();
   const t = picture.totals;
   const items = [
-    ["Matches", t.matches], [distinctLabel(t), t.distinct, L.distinctBound(t)],
+    [dp ? "Matches (noisy)" : "Matches", t.matches],
+    ...(dp ? [] : [[distinctLabel(t), t.distinct, L.distinctBound(t)]]),
     ["Pages fetched", picture.totals.pages_fetched], ["Images hashed", picture.totals.images_hashed],
     ["Hosts seen", picture.totals.hosts_seen], ["Reports", picture.reports], ["Nodes", picture.nodes],
   ];
@@ -189,14 +197,15 @@ LIBRA.run(async function () {
     div.append(dt, dd);
     totals.appendChild(div);
   }
-  L.fill(document.getElementById("country-table"), rows, [
+  const countryTable = document.getElementById("country-table");
+  L.fill(countryTable, rows, L.publishedColumns(countryTable, [
     { key: "name", link: (r) => L.link("/dashboard/hosters", { country: r.country }) },
     { key: "country" }, { key: "matches", num: true, fmt: L.int },
     { key: "distinct", num: true, render: L.distinctCell },
     { key: "prevalence", num: true, fmt: L.prevalence },
     { key: "hosters", num: true, fmt: L.int },
     { key: "nodes", num: true, fmt: L.int },
-  ]);
+  ], picture));
   document.getElementById("suppression").textContent = L.suppressionText(picture, [
     ["by_country", "countries"], ["by_hoster", "hosters"],
   ]) + " Hosters per country count the hosters shown.";
@@ -205,7 +214,9 @@ LIBRA.run(async function () {
     "countries",
     () => L.text("/v1/picture.csv", new URLSearchParams([...params, ["section", "by_country"]])),
     () => ({ filters: picture.filters, generated_at: picture.generated_at, tier: picture.tier,
-      suppression: picture.suppression, totals: picture.totals, by_country: rows }),
+      suppression: picture.suppression, privacy: picture.privacy || null, totals: picture.totals,
+      by_country: dp ? rows.map(({ distinct, distinct_exact, distinct_lower, distinct_upper,
+        nodes, prevalence, images_hashed, ...kept }) => kept) : rows }),
   );
   L.ready();
 });

@@ -73,6 +73,9 @@ LIBRA.run(async function () {
     }));
   };
   const metric = document.getElementById("metric");
+  // DP mode (issue 15): noisy matches only; distinct URLs and prevalence are not published.
+  for (const option of metric.options) option.hidden = Boolean(overall.privacy) && option.value !== "matches";
+  if (metric.selectedOptions[0] && metric.selectedOptions[0].hidden) metric.value = "matches";
   const unit = { matches: "matches", distinct: "distinct image URLs",
     per_10k: "matches per 10k images hashed" };
   const describe = function (el, title, names) {
@@ -114,29 +117,38 @@ LIBRA.run(async function () {
     countries_withheld: pictures[i].suppression ? pictures[i].suppression.by_country : 0,
     hosters_withheld: pictures[i].suppression ? pictures[i].suppression.by_hoster : 0,
   }));
-  L.fill(document.getElementById("period-table"), periodRows, [
+  const periodTable = document.getElementById("period-table");
+  L.fill(periodTable, periodRows, L.publishedColumns(periodTable, [
     { key: "period_start", fmt: L.time }, { key: "period_end", fmt: L.time },
     { key: "matches", num: true, fmt: L.int }, { key: "prevalence", num: true, fmt: L.prevalence },
     { key: "distinct", num: true, render: L.distinctCell },
     { key: "countries_withheld", num: true, fmt: L.int },
     { key: "hosters_withheld", num: true, fmt: L.int },
-  ]);
+  ], overall, overall.privacy ? ["countries_withheld", "hosters_withheld"] : []));
 
   // The charts' text alternative: every drawn value, one row per period and line.
   const drawn = new Set([...countries.map((c) => "country\u0000" + c), ...hosters]);
   const valueRows = rows.filter((r) => (r.kind === "country" ? drawn.has("country\u0000" + r.country)
     : drawn.has(hosterKey(r))));
-  L.fill(document.getElementById("trend-table"), valueRows, [
+  const trendTable = document.getElementById("trend-table");
+  L.fill(trendTable, valueRows, L.publishedColumns(trendTable, [
     { key: "period_start", fmt: L.time }, { key: "kind" },
     { key: "name", fmt: (_v, r) => (r.kind === "country" ? r.country : hosterKey(r)) },
     { key: "matches", num: true, fmt: L.int }, { key: "distinct", num: true, render: L.distinctCell },
-  ]);
+  ], overall));
+
+  // DP mode: every period's picture is its own noisy release, labelled like the first.
+  const privacyNote = document.getElementById("suppression");
+  privacyNote.hidden = !overall.privacy;
+  privacyNote.textContent = overall.privacy ? L.privacyText(overall.privacy) + " A gap means " +
+    "a noisy count of 0; each period is a release of its own." : "";
 
   L.exportButtons(
     "trends",
     async () => L.csv(["period_start", "period_end", "kind", "country", "hoster", "asn",
       "matches", "distinct"], rows),
-    async () => ({ tier: overall.tier, filters: overall.filters, generated_at: overall.generated_at,
+    async () => ({ tier: overall.tier, privacy: overall.privacy || null, filters: overall.filters,
+      generated_at: overall.generated_at,
       hash_family: family, periods: periodRows, rows: rows }),
   );
   L.ready();

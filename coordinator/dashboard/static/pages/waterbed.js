@@ -125,6 +125,7 @@ LIBRA.run(async function () {
   });
   document.getElementById("suppression").textContent = shifts.tier === "full"
     ? "Full tier: no small-cell suppression (admin view)."
+    : shifts.privacy ? L.privacyText(shifts.privacy) + " Shifts compare the two noisy pictures."
     : "Small-cell suppression: " + shifts.suppressed_rows + " rows withheld entirely; " +
       "'withheld' marks one period's value withheld.";
 
