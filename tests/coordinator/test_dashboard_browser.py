@@ -429,6 +429,7 @@ def test_map_shades_the_expected_countries(page: tuple[Any, Watch], live: Live) 
     assert "Matches" in glossary and "Distinct image URLs (exact, or within 2 %)" in glossary
     assert "Per 10k images (prevalence)" in glossary
     assert "ZZ (not attributable)" in glossary
+    assert "Noisy counts (differential privacy)" in glossary and "New material" in glossary
 
     shown = {r["country"]: r for r in table(tab, "#country-table")}
     assert set(shown) == set(expected)
