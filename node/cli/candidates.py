@@ -20,6 +20,8 @@ from rich.table import Table
 from node.cli.common import ConfigOption, console, err, fail, settings_or_exit
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from sqlalchemy.engine import Engine
 
     from node.config import NodeSettings
@@ -67,15 +69,29 @@ def _when(value: object) -> str:
     return "-" if value is None else str(value).replace("T", " ")[:16]
 
 
-def _index_before(settings: NodeSettings, key: ListKey) -> tuple[MatchIndex, str] | None:
+def _index_change(settings: NodeSettings, engine: Engine, key: ListKey) -> Callable[..., None]:
+    """Call before a change of the lists; the function returned, called after it with the
+    entries ``added`` and ``removed``, updates the persisted match index in place (or lets it
+    be rebuilt when it was missing, unreadable or stale before the change)."""
     from node.keys.list_encryption import ListKeyError
     from node.matching.index import IndexFormatError, persist
     from node.matching.matcher import Thresholds
 
+    before: tuple[MatchIndex, str] | None
     try:
-        return persist.load(settings.index_dir, key, Thresholds.of(settings.match))
+        before = persist.load(settings.index_dir, key, Thresholds.of(settings.match))
     except (IndexFormatError, ListKeyError):
-        return None  # rebuilt after the change
+        before = None  # rebuilt after the change
+    stamp = persist.db_stamp(engine)
+
+    def apply(
+        added: Iterable[tuple[int, str, str]] | None = None, removed: list[int] | None = None
+    ) -> None:
+        persist.apply_change(
+            engine, settings.index_dir, key, before, stamp, added=added, removed=removed
+        )
+
+    return apply
 
 
 # ----------------------------------------------------------------------------- the queue
@@ -255,18 +271,16 @@ def confirm(
     """Confirm: the cluster's hashes join the private list (source "discovered")."""
     from node.discovery.verdicts import VerdictError
     from node.discovery.verdicts import confirm as confirm_candidate
-    from node.matching.index import persist
 
     if not category.strip():
         fail("--category must not be empty", 2)
     settings, engine, key = _open(config)
-    before = _index_before(settings, key)
-    before_stamp = persist.db_stamp(engine)
+    update_index = _index_change(settings, engine, key)
     try:
         verdict = confirm_candidate(engine, candidate_id, _actor(actor), category, reason)
     except VerdictError as exc:
         fail(str(exc))
-    persist.apply_change(engine, settings.index_dir, key, before, before_stamp, added=verdict.added)
+    update_index(added=verdict.added)
     console.print(
         f"candidate {verdict.candidate_id} confirmed ({len(verdict.member_ids)} image(s)): "
         f"list version {verdict.list_version_id}, {len(verdict.entry_ids)} new entries, "
@@ -364,13 +378,11 @@ def _set_entry(
     entry_id: int, reason: str, actor: str | None, config: Path | None, on: bool
 ) -> None:
     from node.discovery import flags as entry_flags
-    from node.matching.index import persist
 
     if not reason.strip():
         fail("--reason must not be empty", 2)
     settings, engine, key = _open(config)
-    before = _index_before(settings, key)
-    before_stamp = persist.db_stamp(engine)
+    update_index = _index_change(settings, engine, key)
     try:
         if on:
             entry_flags.enable(engine, entry_id, _actor(actor), reason)
@@ -380,11 +392,9 @@ def _set_entry(
         fail(str(exc))
     row = entry_flags.entry_row(engine, entry_id)
     if on and row is not None:
-        persist.apply_change(engine, settings.index_dir, key, before, before_stamp, added=[row])
+        update_index(added=[row])
     else:
-        persist.apply_change(
-            engine, settings.index_dir, key, before, before_stamp, removed=[entry_id]
-        )
+        update_index(removed=[entry_id])
     state = "enabled: it matches again" if on else "disabled: it is never matched"
     console.print(f"list entry {entry_id} {state}", highlight=False)
 
