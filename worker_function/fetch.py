@@ -5,27 +5,23 @@ then requested from the checked IP itself (Host header / TLS SNI carry the name)
 change the destination after the check. Bytes are capped while streaming, the whole fetch has
 one deadline, and nothing is ever written anywhere.
 
-A single fetch uses its own client without keep-alive. The items of one batch share a
-FetchSession (issue 17): keep-alive inside the batch only, one client per (scheme, host name,
+A single fetch uses its own connection without keep-alive. The items of one batch share a
+FetchSession (issue 17): keep-alive inside the batch only, one Channel per (scheme, host name,
 port, pinned IP), so a connection opened for one name never serves another name on the same IP,
 a changed DNS answer never reuses a connection to an address the Guard did not just check, and
-every client is closed when the batch ends.
+every connection is closed when the batch ends. HTTP/1.1 itself is http1.py's (h11).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import ipaddress
 import re
 import ssl
-import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
-
-import httpx
 
 from .content_coding import Decoder, parse_encodings
 from .errors import (
@@ -33,23 +29,15 @@ from .errors import (
     BadUrl,
     FetchFailed,
     FetchTimeout,
-    FunctionError,
     NotAnImage,
     TooLarge,
     TooManyRedirects,
     UpstreamStatus,
 )
+from .http1 import ConnectFailed, Connection, ProtocolFailed, Response
 from .sniff import could_be_image, sniff_format
 from .ssrf import Guard
 from .urls import IPAddress, Target, parse_target, resolve_redirect
-
-# httpcore asks for the optional `sniffio` module on every connection and lock (8 times per
-# fetch). Where it is not installed, a failed import is not remembered, so each ask walks the
-# whole sys.path: about a third of the function's CPU per small image (issue 17 profile).
-# Remembering the absence once makes the same ImportError immediate; httpcore then assumes
-# asyncio, as it does without sniffio anyway.
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Read this much before deciding that a body is certainly not an image (HTML, JSON, ...).
@@ -57,7 +45,6 @@ _EARLY_SNIFF_BYTES = 512
 # Longest redirect Location followed (browsers cap whole URLs near this; anything longer is junk).
 MAX_LOCATION_CHARS = 8192
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-_LOCATIONS = "libra.locations"  # response extension: the raw Location header values
 # In a batch, redirect and error bodies up to this size are read to their end (for keep-alive),
 # for at most this long; larger or slower ones cost their connection instead.
 _DRAIN_BYTES = 16 * 1024
@@ -118,18 +105,9 @@ class Fetcher:
             self.guard, limits, user_agent=self.user_agent, ssl_context=self._ssl, session=session
         )
 
-    def _client(self, connections: int, keepalive: bool) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            trust_env=False,
-            follow_redirects=False,
-            verify=self._ssl,
-            timeout=httpx.Timeout(self.limits.deadline_seconds),
-            limits=httpx.Limits(
-                max_connections=connections,
-                max_keepalive_connections=connections if keepalive else 0,
-            ),
-            event_hooks={"response": [_take_location]},
-        )
+    def _channel(self, target: Target, address: IPAddress, keepalive: bool) -> Channel:
+        tls = self._ssl if target.scheme == "https" else None
+        return Channel(_ip_text(address), target.port, tls, target.host, keepalive=keepalive)
 
     async def fetch(self, url: str) -> Fetched:
         target = parse_target(url)
@@ -144,10 +122,17 @@ class Fetcher:
     async def _follow(self, target: Target) -> Fetched:
         if self._session is not None:
             return await self._hops(target, self._session.client)
-        # Outside a batch, no keep-alive: a pooled TLS connection opened for one name must never
-        # serve another name on the same IP, and nothing should outlive the request.
-        async with self._client(connections=1, keepalive=False) as client:
-            return await self._hops(target, lambda _target, _address: nullcontext(client))
+        # Outside a batch, no keep-alive: a TLS connection opened for one name must never serve
+        # another name on the same IP, and nothing should outlive the request.
+        return await self._hops(target, self._one_shot)
+
+    @asynccontextmanager
+    async def _one_shot(self, target: Target, address: IPAddress) -> AsyncIterator[Channel]:
+        channel = self._channel(target, address, keepalive=False)
+        try:
+            yield channel
+        finally:
+            channel.close()
 
     async def _hops(self, target: Target, clients: ClientFor) -> Fetched:
         redirects = 0
@@ -169,53 +154,38 @@ class Fetcher:
         last_error: Exception | None = None
         for address in addresses:
             try:
-                async with clients(target, address) as client:
-                    return await self._request_one(client, target, address)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                async with clients(target, address) as channel:
+                    return await self._request_one(channel, target, address)
+            except ConnectFailed as exc:
                 last_error = exc
         raise FetchFailed(f"cannot connect to {target.host}: {last_error}")
 
     async def _request_one(
-        self, client: httpx.AsyncClient, target: Target, address: IPAddress
+        self, channel: Channel, target: Target, address: IPAddress
     ) -> Fetched | str:
-        request = self._pinned_request(client, target, address)
         try:
-            response = await client.send(request, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout):
-            raise
-        except httpx.TimeoutException:
-            raise FetchTimeout("upstream did not answer in time") from None
-        except httpx.HTTPError as exc:
-            raise FetchFailed(f"request to {target.host} failed: {type(exc).__name__}") from None
+            response = await channel.get(target.url.raw_path, self._headers(target))
+        except ProtocolFailed as exc:
+            raise FetchFailed(f"request to {target.host} failed: {exc.name}") from None
         try:
             return await self._read(response, target, address)
         finally:
-            await response.aclose()
+            channel.done(response)
 
-    def _pinned_request(
-        self, client: httpx.AsyncClient, target: Target, address: IPAddress
-    ) -> httpx.Request:
-        headers = {
-            "User-Agent": self.user_agent,
-            "Accept": "image/*",
-            "Accept-Encoding": "identity",
-        }
-        extensions: dict[str, str] = {}
-        url = target.url
-        if target.literal is None:
-            url = url.copy_with(host=str(address))
-            headers["Host"] = target.url.netloc.decode("ascii")
-            if target.scheme == "https":
-                # Certificate is verified against the name, connection goes to the checked IP.
-                extensions["sni_hostname"] = target.host
-        return client.build_request("GET", url, headers=headers, extensions=extensions)
+    def _headers(self, target: Target) -> list[tuple[bytes, bytes]]:
+        # The connection goes to the checked IP (the channel's); Host carries the name, as
+        # SNI and the certificate check do over TLS.
+        return [
+            (b"Host", target.url.netloc),
+            (b"User-Agent", self.user_agent.encode("utf-8")),
+            (b"Accept", b"image/*"),
+            (b"Accept-Encoding", b"identity"),
+        ]
 
-    async def _read(
-        self, response: httpx.Response, target: Target, address: IPAddress
-    ) -> Fetched | str:
+    async def _read(self, response: Response, target: Target, address: IPAddress) -> Fetched | str:
         status = response.status_code
         if status in REDIRECT_STATUSES:
-            locations: list[str] | None = response.extensions.get(_LOCATIONS)
+            locations = response.headers.get_list("location")
             if not locations:
                 raise UpstreamStatus(f"upstream returned HTTP {status} without Location", status)
             if len(locations) > 1:
@@ -238,22 +208,22 @@ class Fetcher:
             raise NotAnImage("the response body is empty")
         return Fetched(data=body, final_url=str(target.url), server_ip=_ip_text(address))
 
-    async def _drain(self, response: httpx.Response) -> None:
+    async def _drain(self, response: Response) -> None:
         """In a session, read a short redirect or error body to its end so that its connection
         can serve the batch's next item. Anything else (no session, no or a large
         Content-Length, a slow body) is left unread: closing the response closes the connection."""
         if self._session is None:
             return
-        declared = response.headers.get("content-length", "")
+        declared = response.headers.get("content-length") or ""
         if not (declared.isascii() and declared.isdigit()) or int(declared) > _DRAIN_BYTES:
             return
-        with contextlib.suppress(httpx.HTTPError, TimeoutError):
+        with contextlib.suppress(ProtocolFailed, TimeoutError):
             async with asyncio.timeout(_DRAIN_SECONDS):
                 async for _raw in response.aiter_raw():
                     if response.num_bytes_downloaded > _DRAIN_BYTES:
                         return
 
-    async def _read_capped(self, response: httpx.Response) -> bytes:
+    async def _read_capped(self, response: Response) -> bytes:
         cap = self.limits.max_bytes
         # Raw bytes are read and decoded here, in bounded steps (content_coding.py): httpx's own
         # decoding would inflate a whole network chunk in one call, past any cap.
@@ -274,46 +244,94 @@ class Fetcher:
                         _refuse_early(bytes(buffer[:_EARLY_SNIFF_BYTES]))
                     # Let other requests (and /healthz) run, and the deadline fire, mid-body.
                     await asyncio.sleep(0)
-        except FunctionError:
-            raise
-        except httpx.TimeoutException:
-            raise FetchTimeout("upstream stalled while sending the body") from None
-        except httpx.HTTPError as exc:
-            raise FetchFailed(f"reading the body failed: {type(exc).__name__}") from None
+        except ProtocolFailed as exc:
+            raise FetchFailed(f"reading the body failed: {exc.name}") from None
         return bytes(buffer)
 
 
-# The client for one hop, held while the hop runs: (target, checked address) -> client.
-ClientFor = Callable[[Target, IPAddress], AbstractAsyncContextManager[httpx.AsyncClient]]
+class Channel:
+    """The requests of one (scheme, host name, port, pinned IP) key, one at a time, over at most
+    one connection: opened on first use, kept between requests when ``keepalive`` and the
+    response allows, opened afresh after one closed."""
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+        server_hostname: str,
+        *,
+        keepalive: bool,
+    ) -> None:
+        self._address = address
+        self._port = port
+        self._tls = tls
+        self._server_hostname = server_hostname
+        self._keepalive = keepalive
+        self._connection: Connection | None = None
+
+    @property
+    def destination(self) -> tuple[str, int, bool, str]:
+        """Where its connections go: (checked IP, port, TLS?, the name TLS verifies and sends)."""
+        return self._address, self._port, self._tls is not None, self._server_hostname
+
+    async def get(self, target: bytes, headers: list[tuple[bytes, bytes]]) -> Response:
+        """``GET target``; ConnectFailed if no connection could be made (try another address)."""
+        connection = self._connection
+        if connection is not None and connection.reusable:
+            try:
+                return await connection.get(target, headers)
+            except ProtocolFailed as exc:
+                if not exc.before_response:
+                    raise
+                # The peer had closed the idle connection: once more, on a new one (a GET).
+        self._connection = connection = await Connection.open(
+            self._address, self._port, tls=self._tls, server_hostname=self._server_hostname
+        )
+        return await connection.get(target, headers)
+
+    def done(self, response: Response) -> None:
+        """The response is finished with: keep its connection for the next request or close."""
+        if self._connection is not None:
+            if self._keepalive:
+                self._connection.done(response)
+            else:
+                self.close()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+# The channel for one hop, held while the hop runs: (target, checked address) -> channel.
+ClientFor = Callable[[Target, IPAddress], AbstractAsyncContextManager[Channel]]
 ClientKey = tuple[str, str, int, str]  # scheme, host name, port, pinned IP
 
 
 class FetchSession:
-    """The clients of one batch, with keep-alive inside it only (``async with``).
+    """The channels of one batch, with keep-alive inside it only (``async with``).
 
-    Clients are kept per (scheme, host name, port, pinned IP): httpx pools connections by the
-    URL's origin, which for a pinned request is the IP, so a shared client would let a
-    connection opened for one name serve another name on the same IP. Keyed by name, a client
-    only ever speaks to one name; keyed by IP too, a DNS answer that changes mid-batch never
-    reuses a connection to an address the Guard did not check for this hop. Each client holds
-    one connection and serves one hop at a time (a hop takes an idle client of its key, else a
-    new one, up to ``connections`` per key): a pool of several connections re-checks every idle
-    one on each request, which costs more CPU than reuse saves. All clients are closed when the
+    Channels are kept per (scheme, host name, port, pinned IP): keyed by name, a connection only
+    ever speaks to one name (a TLS connection is verified for one name); keyed by IP too, a DNS
+    answer that changes mid-batch never reuses a connection to an address the Guard did not
+    check for this hop. A channel serves one hop at a time (a hop takes an idle channel of its
+    key, else a new one, up to ``connections`` per key). All connections are closed when the
     session ends, by success, error or cancellation.
     """
 
     def __init__(self, fetcher: Fetcher, connections: int) -> None:
         self._fetcher = fetcher
         self._connections = max(1, connections)
-        self._idle: dict[ClientKey, asyncio.Queue[httpx.AsyncClient]] = {}
+        self._idle: dict[ClientKey, asyncio.Queue[Channel]] = {}
         self._made: dict[ClientKey, int] = {}
-        self._clients: list[httpx.AsyncClient] = []
+        self._channels: list[Channel] = []
         self._closed = False
-        self._closing: asyncio.Task[None] | None = None
 
     @property
     def open_clients(self) -> int:
-        return len(self._clients)
+        """Channels (at most one connection each) this session holds."""
+        return len(self._channels)
 
     def fetcher(self, max_bytes: int | None = None) -> Fetcher:
         """The session's fetcher, under a lower byte cap if given (a batch item's share)."""
@@ -321,22 +339,25 @@ class FetchSession:
         return base._with(base.limits, self)
 
     @asynccontextmanager
-    async def client(self, target: Target, address: IPAddress) -> AsyncIterator[httpx.AsyncClient]:
-        """A client of this (name, IP) key for one hop; back to the key's idle ones after."""
+    async def client(self, target: Target, address: IPAddress) -> AsyncIterator[Channel]:
+        """A channel of this (name, IP) key for one hop; back to the key's idle ones after."""
         if self._closed:
             raise FetchFailed("the batch's fetch session is closed")
         key = (target.scheme, target.host, target.port, _ip_text(address))
         idle = self._idle.setdefault(key, asyncio.Queue())
         if idle.empty() and self._made.get(key, 0) < self._connections:
             self._made[key] = self._made.get(key, 0) + 1
-            client = self._fetcher._client(1, keepalive=True)
-            self._clients.append(client)
+            channel = self._fetcher._channel(target, address, keepalive=True)
+            self._channels.append(channel)
         else:
-            client = await idle.get()  # the item's deadline bounds this wait
+            channel = await idle.get()  # the item's deadline bounds this wait
         try:
-            yield client
+            yield channel
         finally:
-            idle.put_nowait(client)
+            if self._closed:
+                channel.close()
+            else:
+                idle.put_nowait(channel)
 
     async def __aenter__(self) -> FetchSession:
         return self
@@ -345,29 +366,15 @@ class FetchSession:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every client. Shielded: a cancelled batch still closes its connections."""
+        """Close every connection. The closing itself is synchronous, so a cancelled batch
+        closes them too; the one pass of the loop after it lets the sockets go at once."""
         self._closed = True
-        clients, self._clients = self._clients, []
+        channels, self._channels = self._channels, []
         self._idle.clear()
-        if clients:
-            self._closing = asyncio.ensure_future(_close_all(clients))
-            await asyncio.shield(self._closing)
-
-
-async def _close_all(clients: list[httpx.AsyncClient]) -> None:
-    for client in clients:
-        with contextlib.suppress(Exception):
-            await client.aclose()
-
-
-async def _take_location(response: httpx.Response) -> None:
-    """httpx parses a redirect's Location itself (for ``next_request``) and turns a malformed
-    one into a protocol error; we follow redirects by hand, so the raw header is moved aside
-    before that, and validated by _redirect_target."""
-    locations = response.headers.get_list("location")
-    if locations:
-        response.extensions[_LOCATIONS] = locations
-        del response.headers["location"]
+        for channel in channels:
+            channel.close()
+        if channels:
+            await asyncio.sleep(0)  # transports release their sockets in a call_soon callback
 
 
 def _redirect_target(current: Target, location: str) -> Target:

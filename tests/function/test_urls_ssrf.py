@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 
-import httpx
 import pytest
 
 from protocol.lab import LabNetwork
@@ -248,28 +247,30 @@ async def test_lab_guard_respects_narrow_ranges() -> None:
 # --------------------------------------------------------------------------- pinning
 
 
-def _pinned(url: str, ip: str) -> httpx.Request:
+def _pinned(url: str, ip: str) -> tuple[tuple[str, int, bool, str], dict[bytes, bytes]]:
+    """Where the fetcher's connection for ``url`` checked as ``ip`` goes, and its headers."""
     fetcher = Fetcher(Guard())
-    client = httpx.AsyncClient(trust_env=False)
-    return fetcher._pinned_request(client, parse_target(url), ipaddress.ip_address(ip))
+    target = parse_target(url)
+    channel = fetcher._channel(target, ipaddress.ip_address(ip), keepalive=False)
+    return channel.destination, dict(fetcher._headers(target))
 
 
 def test_http_request_goes_to_checked_ip_with_host_header() -> None:
-    request = _pinned("http://cdn.test:8080/a.jpg?x=1", "93.184.216.34")
-    assert request.url.host == "93.184.216.34" and request.url.port == 8080
-    assert request.url.raw_path == b"/a.jpg?x=1"
-    assert request.headers["host"] == "cdn.test:8080"
-    assert request.headers["accept-encoding"] == "identity"
-    assert "sni_hostname" not in request.extensions
+    destination, headers = _pinned("http://cdn.test:8080/a.jpg?x=1", "93.184.216.34")
+    assert destination[:3] == ("93.184.216.34", 8080, False)
+    assert parse_target("http://cdn.test:8080/a.jpg?x=1").url.raw_path == b"/a.jpg?x=1"
+    assert headers[b"Host"] == b"cdn.test:8080"
+    assert headers[b"Accept-Encoding"] == b"identity"
 
 
 def test_https_request_pins_ip_and_sends_sni() -> None:
-    request = _pinned("https://cdn.test/a.jpg", "2606:4700::1111")
-    assert request.url.host == "2606:4700::1111"
-    assert request.headers["host"] == "cdn.test"
-    assert request.extensions["sni_hostname"] == "cdn.test"
+    destination, headers = _pinned("https://cdn.test/a.jpg", "2606:4700::1111")
+    # TLS to the checked IP, the certificate verified for (and SNI sent as) the name.
+    assert destination == ("2606:4700::1111", 443, True, "cdn.test")
+    assert headers[b"Host"] == b"cdn.test"
 
 
 def test_literal_targets_are_requested_as_given() -> None:
-    request = _pinned("http://93.184.216.34/a.jpg", "93.184.216.34")
-    assert request.headers["host"] == "93.184.216.34"
+    destination, headers = _pinned("http://93.184.216.34/a.jpg", "93.184.216.34")
+    assert destination[:2] == ("93.184.216.34", 80)
+    assert headers[b"Host"] == b"93.184.216.34"
