@@ -2,7 +2,9 @@
 
 Both jobs start at once and then repeat; a job never overlaps itself (max_instances=1) and
 missed runs collapse into one (coalesce). A failing job is logged and retried on its next
-interval: the node keeps serving. The report job runs at least once per report period, so a
+interval: the node keeps serving. A report the coordinator could not take now, with a
+``Retry-After``, is sent again then (at least RETRY_MIN_S later, at the latest on the next
+report run), not an interval later. The report job runs at least once per report period, so a
 node on 5-minute periods reports near real time whatever ``schedule.report_minutes`` says.
 
 The attributor (GeoIP/ASN databases, operator table) is opened once by `serve` and shared by
@@ -27,15 +29,18 @@ from node.crawl.budget import budget_reached, describe_budget
 from node.crawl.crawler import CrawlStats
 from node.crawl.recrawl import first_run, recrawl_jobs
 from node.cycle import CycleError, CycleSummary, breakdown
+from node.federation.outbox import FlushResult
 from node.federation.reporter import PERIOD_LENGTHS
 from node.keys.files import KeyFileError
 from node.notices.schedule import notices_jobs  # issue 7
 from node.retention import scheduled_job  # issue 7
-from node.service import CrawlBusy, CrawlWatch, crawl_once, report_once
+from node.service import CrawlBusy, CrawlWatch, crawl_once, flush_outbox, report_once
 
 CRAWL_JOB = "crawl"
 REPORT_JOB = "report"
 RETENTION_JOB = "retention"  # issue 7
+RETRY_JOB = "report-retry"  # a one-off flush at the coordinator's Retry-After
+RETRY_MIN_S = 5.0  # never sooner, whatever the coordinator says
 
 
 def cycle_lines(
@@ -70,7 +75,11 @@ def cycle_lines(
 
 
 def _jobs(
-    settings: NodeSettings, engine: Engine, console: Console, attributor: Attributor | None
+    settings: NodeSettings,
+    engine: Engine,
+    console: Console,
+    attributor: Attributor | None,
+    scheduler: AsyncIOScheduler,
 ) -> dict[str, Any]:
     async def crawl_job() -> None:
         watch = CrawlWatch()
@@ -83,22 +92,36 @@ def _jobs(
         for line in cycle_lines(summary, crawled, settings):
             console.print(line, highlight=False)
 
-    async def report_job() -> None:
-        try:
-            run = await report_once(settings, engine)
-        except KeyFileError as exc:
-            console.print(f"[red]report failed:[/] {escape(str(exc))}")
-            return
-        result = run.flushed
+    def delivered(queued: int, result: FlushResult) -> None:
         for rejection in result.rejected:
             console.print(
                 f"[bold red]REJECTED[/] report {rejection.report_id}: "
                 f"{escape(rejection.code)}: {escape(rejection.message)}"
             )
         console.print(
-            f"reports: {len(run.queued)} queued, {len(result.delivered)} delivered, "
+            f"reports: {queued} queued, {len(result.delivered)} delivered, "
             f"{len(result.pending)} still queued, {len(result.rejected)} rejected"
         )
+        if result.pending and result.retry_after_s is not None:
+            delay = min(
+                max(result.retry_after_s, RETRY_MIN_S), report_interval_minutes(settings) * 60
+            )
+            when = datetime.now(UTC) + timedelta(seconds=delay)
+            scheduler.add_job(retry_job, "date", run_date=when, id=RETRY_JOB, replace_existing=True)
+            console.print(
+                f"reports: the coordinator asked to wait; sending again at {when:%H:%M:%S}Z"
+            )
+
+    async def report_job() -> None:
+        try:
+            run = await report_once(settings, engine)
+        except KeyFileError as exc:
+            console.print(f"[red]report failed:[/] {escape(str(exc))}")
+            return
+        delivered(len(run.queued), run.flushed)
+
+    async def retry_job() -> None:
+        delivered(0, await flush_outbox(settings, engine))
 
     return {CRAWL_JOB: crawl_job, REPORT_JOB: report_job}
 
@@ -117,8 +140,8 @@ def build_scheduler(
 ) -> AsyncIOScheduler:
     """The scheduler with its jobs (not started). ``attributor``: the open one every crawl
     cycle shares (None: each cycle opens its own)."""
-    jobs = _jobs(settings, engine, console or Console(), attributor)
     scheduler = AsyncIOScheduler(timezone=UTC)
+    jobs = _jobs(settings, engine, console or Console(), attributor, scheduler)
     now = datetime.now(UTC)
     minutes = {
         CRAWL_JOB: settings.schedule.crawl_minutes,

@@ -468,9 +468,14 @@ def _explain_flush(result: outbox.FlushResult, engine: Engine) -> int:
         )
         return 1
     if result.pending:
+        wait = (
+            f" (the coordinator asks to wait {result.retry_after_s:.0f} s)"
+            if result.retry_after_s is not None
+            else ""
+        )
         err.print(
             f"[yellow]{len(result.pending)} report(s) still queued[/] "
-            f"({escape(result.last_error or '')}); "
+            f"({escape(result.last_error or '')}){wait}; "
             "they are sent on the next run"
         )
         return EX_TEMPFAIL

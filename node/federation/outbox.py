@@ -3,7 +3,9 @@
 - 200 with a ReportAck (``accepted`` or ``duplicate``): delivered, removed from the outbox.
 - connection error, timeout, 5xx, 408 or 429: transient; the report stays queued with the
   attempt recorded and the flush stops (later reports would only fail the same way, and
-  sending them first would make the older one a sequence regression).
+  sending them first would make the older one a sequence regression). A ``Retry-After`` on the
+  answer (seconds or an HTTP date) is kept in ``FlushResult.retry_after_s``: `libra node serve`
+  flushes again then instead of waiting for its next report run (node/scheduler.py).
 - any other 4xx: the coordinator refused this report. It stays in the outbox, marked rejected
   with the coordinator's error code, and is reported to the operator; the flush goes on with
   the next report. Rejected reports are not re-sent until the operator asks
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 from pydantic import ValidationError
@@ -28,6 +32,7 @@ from protocol.models import ErrorResponse, ReportAck
 
 REPORTS_PATH = "/v1/reports"
 TRANSIENT_4XX = frozenset({408, 425, 429})
+MAX_RETRY_AFTER_S = 24 * 3600.0  # a longer wait is taken as a day: the hourly runs go on anyway
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class FlushResult:
     rejected: list[Rejection] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)  # still queued, will be retried
     last_error: str | None = None
+    retry_after_s: float | None = None  # the coordinator's Retry-After on the transient answer
 
     @property
     def all_delivered(self) -> bool:
@@ -58,6 +64,25 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
     except (ValueError, ValidationError):
         return f"http_{response.status_code}", response.text[:200]
     return body.error.code, body.error.message
+
+
+def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """``Retry-After`` in seconds from now (RFC 9110: delay-seconds or an HTTP date), or None
+    when absent or unreadable; bounded to [0, MAX_RETRY_AFTER_S]."""
+    raw = response.headers.get("retry-after", "").strip()
+    if not raw:
+        return None
+    if raw.isascii() and raw.isdigit():
+        seconds = float(int(raw[:12]))
+    else:
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def pending_items(engine: Engine, *, include_rejected: bool = False) -> list[OutboxItem]:
@@ -150,6 +175,7 @@ async def _flush(
             else:
                 code, message = _error_of(response)
                 error = f"{status} {code}: {message}"
+                result.retry_after_s = retry_after_seconds(response)
             # Transient: keep this and everything after it for the next run.
             _record(engine, item.id, error, None)
             node_metrics.observe_delivery("transient")

@@ -137,3 +137,34 @@ async def test_429_and_non_json_errors_are_transient(engine: Engine) -> None:
     result = await outbox.flush(engine, "http://coordinator.test", transport=_mock(busy))
     assert result.pending == [report_id] and result.rejected == []
     assert "http_429" in (result.last_error or "")
+
+
+async def test_a_transient_answer_keeps_the_coordinators_retry_after(engine: Engine) -> None:
+    key = NodeKey.generate()
+    report_id = queue(engine, key)
+
+    def unavailable(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, headers={"Retry-After": "30"}, json={})
+
+    result = await outbox.flush(engine, "http://coordinator.test", transport=_mock(unavailable))
+    assert result.pending == [report_id] and result.retry_after_s == 30.0
+
+    def gone(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, text="no header")
+
+    result = await outbox.flush(engine, "http://coordinator.test", transport=_mock(gone))
+    assert result.pending == [report_id] and result.retry_after_s is None
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    now = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+    def after(value: str) -> float | None:
+        response = httpx.Response(503, headers={"Retry-After": value})
+        return outbox.retry_after_seconds(response, now)
+
+    assert after("120") == 120.0
+    assert after("Sun, 01 Mar 2026 12:01:30 GMT") == 90.0
+    assert after("Sun, 01 Mar 2026 11:00:00 GMT") == 0.0  # in the past: at once
+    assert after("99999999999") == outbox.MAX_RETRY_AFTER_S
+    assert after("soon") is None and after("-5") is None and after("") is None

@@ -101,3 +101,46 @@ async def test_serve_runs_both_jobs_at_start_and_survives_failures(
     assert sorted(calls) == ["crawl", "report"]
     text = console.export_text()
     assert "crawl failed: site down" in text and "report failed: no key" in text
+
+
+async def test_serve_sends_a_held_report_again_at_the_coordinators_retry_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("apscheduler")
+    import asyncio
+
+    from rich.console import Console
+
+    from node import scheduler
+    from node.cycle import CycleError
+    from node.federation.outbox import FlushResult
+    from node.service import ReportRun, open_engine
+
+    flushed = asyncio.Event()
+
+    async def fake_crawl(settings: object, engine: object, **_: object) -> None:
+        raise CycleError("not this test")
+
+    async def fake_report(settings: object, engine: object) -> ReportRun:
+        return ReportRun(queued=[], flushed=FlushResult(pending=["r1"], retry_after_s=0.0))
+
+    async def fake_flush(settings: object, engine: object) -> FlushResult:
+        flushed.set()
+        return FlushResult(delivered=["r1"])
+
+    monkeypatch.setattr(scheduler, "crawl_once", fake_crawl)
+    monkeypatch.setattr(scheduler, "report_once", fake_report)
+    monkeypatch.setattr(scheduler, "flush_outbox", fake_flush)
+    monkeypatch.setattr(scheduler, "RETRY_MIN_S", 0.05)
+    settings = settings_at(tmp_path)
+    console = Console(record=True, width=200)
+    task = asyncio.create_task(scheduler.run_forever(settings, open_engine(settings), console))
+    await flushed.wait()  # the report interval is 7.5 min: only the retry job gets here
+    while "1 delivered" not in console.export_text(clear=False):
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    text = console.export_text()
+    assert "1 still queued" in text and "sending again at" in text
+    assert "0 queued, 1 delivered, 0 still queued" in text
