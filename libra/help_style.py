@@ -1,14 +1,22 @@
-"""How `libra ... --help` names values: TEXT, INTEGER, PATH, FILES..., nothing for flags.
+"""How `libra ... --help` names values (TEXT, INTEGER, PATH, FILES..., nothing for flags) and
+wraps its prose.
 
 Typer 0.29 prints Python type names (`--help <bool>`, `<list[Path]>`, usage `{files}...`), which
 mean nothing to an operator and clutter every screen. Typer builds its parameter objects itself
 (no class can be passed in), so the house style replaces the two display methods on its
 parameter classes, once, before any help is printed. tests/test_cli_help.py checks every command's
 help for Python type names, so a Typer upgrade that changes these methods fails loudly.
+
+Prose: in Rich markup mode Typer keeps every line break of a docstring after its first paragraph,
+and our docstrings are wrapped at 100 columns, so on an 80-column terminal each line was wrapped
+again and left a stub ("day), plus any" / "earlier period ..."). Paragraphs are reflowed here and
+Rich wraps them to the terminal; a list item, an indented line and a paragraph marked with
+click's "\b" keep their own lines.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from typer import core
@@ -27,6 +35,39 @@ _NAMES = {
 }
 
 _applied = False
+# A line that starts a line of its own: a list item ("- x", "* x", "1. x") or indented text.
+_OWN_LINE = re.compile(r"\s|[-*\u2022] |\d+[.)] ")
+
+
+def reflow(paragraph: str) -> str:
+    """One paragraph of help prose with its docstring line breaks joined (see above)."""
+    if paragraph.startswith("\b"):
+        return paragraph
+    lines: list[str] = []
+    for line in paragraph.split("\n"):
+        own = bool(_OWN_LINE.match(line))
+        if lines and line.strip() and not own and not lines[-1][:1].isspace():
+            lines[-1] = lines[-1].rstrip() + " " + line.strip()
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def _fix_linebreaks(paragraphs: list[str], markup_mode: Any) -> str:
+    return "\n\n".join(reflow(p) for p in paragraphs)
+
+
+def _reflowing(format_help: Any) -> Any:
+    """``format_help`` that first installs the reflow: typer.rich_utils costs ~0.1 s to import,
+    so it is patched only when a help screen is drawn, not for every command's start-up."""
+
+    def wrapped(self: Any, ctx: Any, formatter: Any) -> Any:
+        from typer import rich_utils
+
+        rich_utils._fix_linebreaks = _fix_linebreaks
+        return format_help(self, ctx, formatter)
+
+    return wrapped
 
 
 def _label(param: Any, ctx: Any) -> str:
@@ -79,4 +120,6 @@ def apply() -> None:
     core.TyperArgument._rich_display_name = _argument_name  # type: ignore[method-assign]
     core.TyperArgument._usage_display_name = _argument_usage  # type: ignore[method-assign]
     core.TyperArgument.display_type_rich = _argument_type  # type: ignore[method-assign]
+    core.TyperCommand.format_help = _reflowing(core.TyperCommand.format_help)  # type: ignore[method-assign]
+    core.TyperGroup.format_help = _reflowing(core.TyperGroup.format_help)  # type: ignore[method-assign]
     _applied = True

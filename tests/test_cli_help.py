@@ -45,6 +45,25 @@ def test_no_help_screen_shows_python_type_names() -> None:
     assert screens > 40  # every command of every component was looked at
 
 
+def test_help_prose_wraps_to_the_terminal_without_stubs() -> None:
+    """At 80 columns no paragraph of any help screen breaks after a few words (docstring line
+    breaks used to survive and leave "day), plus any" alone on a line)."""
+    help_style.apply()
+    app = build_app([])
+    runner = CliRunner()
+    stubs = []
+    for path in _paths(get_command(app)):
+        output = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"}).output
+        prose = output.split("\u256d")[0]  # what comes before the first options panel
+        for paragraph in re.split(r"\n\s*\n", prose):
+            lines = [line.strip() for line in paragraph.splitlines() if line.strip()]
+            stubs += [(path, line) for line in lines[:-1] if len(line) < 40]
+    assert not stubs, stubs[:5]
+    assert help_style.reflow("- a\n- b\ncontinued\n    code\nnext") == (
+        "- a\n- b continued\n    code\nnext"
+    )
+
+
 def test_flags_show_no_value_and_values_have_operator_names() -> None:
     help_style.apply()
     app = build_app(["hash"])
