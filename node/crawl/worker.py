@@ -130,6 +130,7 @@ class _Completer:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
+                _reraise_cancellation(exc)
             else:
                 for _, future in batch:
                     if not future.done():
@@ -142,6 +143,19 @@ class _Completer:
         for _, future in self._queue:
             if not future.done():
                 future.set_exception(RuntimeError("worker stopped"))
+
+
+def _reraise_cancellation(exc: Exception) -> None:
+    """Raise CancelledError if this task is being cancelled and ``exc`` stands in for it.
+
+    A cancellation that lands inside a Redis call can come out as another error (the client's
+    connection handling, or Python 3.11's ``asyncio.timeout`` when its deadline passes at the
+    same moment). A background loop that logged it and went on slept again with its
+    cancellation spent, and the worker's shutdown, which awaits the cancelled loop, waited
+    forever (seen once in CI: `crawl-worker --forever` never exited on SIGTERM)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
 
 
 class RedisWorker:
@@ -347,6 +361,7 @@ class RedisWorker:
             try:
                 workers, hosts = await self.frontier.workers_and_hosts()
             except Exception as exc:  # Redis away for a moment: keep the last share
+                _reraise_cancellation(exc)
                 logger.warning("worker %s: cannot compute its share of hosts: %r", self.name, exc)
                 continue
             self._share = max(1, min(self.hosts_at_once, -(-hosts // workers)))
@@ -362,6 +377,7 @@ class RedisWorker:
             try:
                 renewed = await self.frontier.renew_all(self.name, [o.entry_id for o in owned])
             except Exception as exc:  # retried at the next beat, well within the lease
+                _reraise_cancellation(exc)
                 logger.warning("worker %s: lease renewal failed: %r", self.name, exc)
                 continue
             for host, ok in zip(owned, renewed, strict=True):
