@@ -210,7 +210,12 @@ class FunctionServer:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((LOOPBACK, 0))
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        # Keep-alive far beyond any pause of a test: with uvicorn's 5 s, a loaded machine let a
+        # client send its next request just as the server closed the idle connection, and a
+        # client without retries (tests often use retries=0) saw a ReadError (seen in CI).
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="on", access_log=False, timeout_keep_alive=600
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
