@@ -92,7 +92,7 @@ def _jobs(
         for line in cycle_lines(summary, crawled, settings):
             console.print(line, highlight=False)
 
-    def delivered(queued: int, result: FlushResult) -> None:
+    def after_flush(queued: int, result: FlushResult) -> None:
         for rejection in result.rejected:
             console.print(
                 f"[bold red]REJECTED[/] report {rejection.report_id}: "
@@ -118,10 +118,10 @@ def _jobs(
         except KeyFileError as exc:
             console.print(f"[red]report failed:[/] {escape(str(exc))}")
             return
-        delivered(len(run.queued), run.flushed)
+        after_flush(len(run.queued), run.flushed)
 
     async def retry_job() -> None:
-        delivered(0, await flush_outbox(settings, engine))
+        after_flush(0, await flush_outbox(settings, engine))
 
     return {CRAWL_JOB: crawl_job, REPORT_JOB: report_job}
 
