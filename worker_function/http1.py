@@ -95,7 +95,6 @@ class Connection:
         self._writer = writer
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
         self._broken = False
-        self.requests = 0
 
     @classmethod
     async def open(
@@ -135,7 +134,6 @@ class Connection:
         """Send ``GET target`` and read the response head (1xx responses are skipped)."""
         if not self.reusable:
             raise ProtocolFailed("ConnectionNotReusable", before_response=True)
-        self.requests += 1
         try:
             try:
                 request = self._h11.send(h11.Request(method=b"GET", target=target, headers=headers))
@@ -184,6 +182,7 @@ class Connection:
                     # The peer closed before any byte of a response (e.g. an idle keep-alive
                     # connection it had just timed out): the request may be sent again.
                     raise ProtocolFailed("RemoteProtocolError", before_response=True)
+                first = False  # a byte of the answer arrived: a failure now is not a retry
                 self._h11.receive_data(data)
         except h11.RemoteProtocolError:
             self._broken = True
