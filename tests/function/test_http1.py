@@ -179,6 +179,18 @@ async def test_a_request_dropped_unanswered_on_a_reused_connection_is_sent_once_
     assert server.connections == 2 and len(server.heads) == 3
 
 
+async def test_an_answer_cut_short_on_a_reused_connection_is_not_sent_again() -> None:
+    # Part of a head came back: the server saw the request, so it is not repeated.
+    def script(n: int) -> tuple[bytes, bool]:
+        return (b"HTTP/1.1 200 OK\r\nContent-Le", True) if n == 1 else (_ok(), False)
+
+    async with _Raw(script) as server, _session(server) as session:
+        assert (await session.fetcher().fetch(f"http://{NAME}:{server.port}/0")).data == PNG
+        with pytest.raises(FetchFailed, match="RemoteProtocolError"):
+            await session.fetcher().fetch(f"http://{NAME}:{server.port}/1")
+    assert server.connections == 1 and len(server.heads) == 2
+
+
 async def test_a_fresh_connection_closed_unanswered_is_not_retried() -> None:
     async with _Raw(lambda _n: (b"", True)) as server:
         with pytest.raises(FetchFailed, match="RemoteProtocolError"):
