@@ -108,20 +108,32 @@ def _make_handler(site: Site) -> type[BaseHTTPRequestHandler]:
                 rec.active_total += 1
                 rec.max_active[host] = max(rec.max_active[host], rec.active[host])
                 rec.max_active_total = max(rec.max_active_total, rec.active_total)
-            try:
-                self._serve(host)
-            finally:
-                with rec.lock:
-                    rec.active[host] -= 1
-                    rec.active_total -= 1
+            left = False
 
-        def _serve(self, host: str) -> None:
+            def leave() -> None:
+                # Before the first byte of the answer: once the client has the whole answer it
+                # may start its next request, and a thread still on its way out must not count
+                # twice (on a loaded machine that gap was long enough to see one request more).
+                nonlocal left
+                if not left:
+                    left = True
+                    with rec.lock:
+                        rec.active[host] -= 1
+                        rec.active_total -= 1
+
+            try:
+                self._serve(host, leave)
+            finally:
+                leave()
+
+        def _serve(self, host: str, leave: Callable[[], None]) -> None:
             found = site.routes.get((host, self.path))
             route = found() if callable(found) else found
             if route is None:
                 route = Route(status=404, body=b"<html>not found</html>")
             if route.delay_s:
                 time.sleep(route.delay_s)
+            leave()
             self.send_response(route.status)
             if route.content_type is not None:
                 self.send_header("Content-Type", route.content_type)
