@@ -8,8 +8,6 @@ reports still queued for the next run, 78 (EX_CONFIG) `serve` cannot open its Ge
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -361,6 +359,8 @@ def crawl(
     the cycle ran (a page budget reached included), 1 when not one page could be fetched or
     images were found but none could be analysed (the reasons are printed), 2 bad usage.
     """
+    import asyncio
+
     from node.attribution.attributor import GeoDatabaseError
     from node.crawl.budget import describe_budget
     from node.cycle import CycleError, breakdown
@@ -421,6 +421,8 @@ def crawl_worker(
 ) -> None:
     """Work this node's shared Redis frontier (crawl.frontier = "redis") until it is empty
     (with --forever: until Ctrl-C or SIGTERM)."""
+    import asyncio
+
     from redis.exceptions import RedisError
 
     from node.crawl.worker import run_worker  # issue 5: Redis Streams frontier
@@ -514,6 +516,8 @@ def report(
     delivered, 75 when reports stay queued (coordinator unreachable), 1 when the coordinator
     refused one.
     """
+    import asyncio
+
     from pydantic import ValidationError
 
     from node.keys.files import KeyFileError
@@ -572,6 +576,8 @@ def outbox_show(config: ConfigOption = None) -> None:
 @outbox_app.command("flush")
 def outbox_flush(config: ConfigOption = None) -> None:
     """Send the queued reports now (same exit codes as `report`)."""
+    import asyncio
+
     from node.service import flush_outbox
 
     settings = settings_or_exit(config)
@@ -635,6 +641,9 @@ def serve(config: ConfigOption = None) -> None:
 
 
 def _serve(settings: NodeSettings, attributor: Attributor) -> None:
+    import asyncio
+    import signal
+
     from node.scheduler import report_interval_minutes, run_forever  # APScheduler only here
 
     engine = _engine(settings)

@@ -6,7 +6,6 @@ the operating system user as the actor (the API uses the token's name).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from datetime import datetime
@@ -202,6 +201,8 @@ def reject(
 
 
 def _run(config: Path | None, *, build: bool, check: bool, at: str | None = None) -> None:
+    import asyncio
+
     from node.attribution.attributor import GeoDatabaseError
     from node.notices.service import NoticesBusy, notices_once
 
