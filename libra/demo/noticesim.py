@@ -14,6 +14,7 @@ fails.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -77,6 +78,9 @@ class NoticeSimulation:
         self.notices: dict[str, list[SimNotice]] = {n: [] for n in self.order}
         self.matches: dict[int, dict[str, frozenset[ExpectedMatch]]] = {}
         self.by_hoster: dict[str, HosterNotices] = {}
+        # (day, node, hoster key) -> webhook deliveries: what each hoster's desk must receive
+        # from each node's run (the runner checks it after every run).
+        self.delivered: Counter[tuple[int, str, str]] = Counter()
         self.day_done = -1
 
     def run(self, until: int) -> NoticeSimulation:
@@ -151,6 +155,7 @@ class NoticeSimulation:
         """One round to the hoster's webhook; the hoster reacts as scripted."""
         notice.rounds += 1
         notice.last_sent_day = day
+        self.delivered[(day, notice.node_id, notice.hoster)] += 1
         stats = self.stats(notice.hoster)
         stats.notices_sent += 1
         threshold = REMOVES_AFTER[notice.hoster]

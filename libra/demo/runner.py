@@ -23,7 +23,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -55,6 +54,7 @@ from libra.demo.checks import (
 )
 from libra.demo.compare import Comparison, compare_picture, expected_from_truth
 from libra.demo.defaults import DEFAULT_SCALE, DEFAULT_SEED
+from libra.demo.deliveries import missing_deliveries
 from libra.demo.discovery_demo import (
     DiscoveryNode,
     DiscoveryResult,
@@ -66,7 +66,7 @@ from libra.demo.history import History, day_periods
 from libra.demo.labgeo import write_lab_geoip
 from libra.demo.listen import DEFAULT_HOST, http_url
 from libra.demo.lists import node_list_families, write_node_lists
-from libra.demo.live import LiveWorld
+from libra.demo.live import LiveWorld, write_webhook_key
 from libra.demo.noticesim import NoticeSimulation
 from libra.demo.policy import REMOVES_AFTER, policy_text
 from libra.demo.processes import DemoStepFailed, ProcessGroup, free_port
@@ -228,10 +228,7 @@ class Federation:
         )
         # The key the nodes sign webhook bodies with; the hosters' desks check it.
         self.webhook_key = workdir / "webhook.key"
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.webhook_key.write_bytes(secrets.token_bytes(32))
-        self.webhook_key.chmod(0o600)
-        self.live = LiveWorld(history, self.webhook_key.read_bytes())
+        self.live = LiveWorld(history, write_webhook_key(self.webhook_key))
         self.web = SyntheticWeb(self.world, live=self.live)
         self.function_url = ""
         self.coordinator_url = ""
@@ -240,6 +237,8 @@ class Federation:
         self.function_keys: dict[str, Path] = {}
         self.viewer_token = ""
         self.notice_seconds: list[float] = []  # real duration of every notices run
+        # The truth's notices, day by day, as the runner goes (checked after every run).
+        self.sim = NoticeSimulation(history)
 
     def start_world(self) -> Path:
         try:
@@ -533,20 +532,37 @@ class Federation:
                     proc.kill()
                     proc.wait()
 
-    def notices_and_reports(self, at: datetime, period: tuple[datetime, datetime]) -> None:
+    def notices_and_reports(
+        self, day: int, at: datetime, period: tuple[datetime, datetime]
+    ) -> None:
         """Each node's notices run, one node after the other (the order the truth assumes);
         each node reports the period as soon as its own notices are done, while the next
-        node's notices run (nodes share nothing but the coordinator)."""
+        node's notices run (nodes share nothing but the coordinator). After each run, the
+        hosters' desks must have received what the truth has that node send on ``day``."""
+        self.sim.run(until=day)
         reports: dict[str, subprocess.Popen[bytes]] = {}
         try:
             for plan in self.world.nodes:
                 config = str(self.node_configs[plan.node_id])
                 started = time.monotonic()
-                self.procs.run(
+                before, refused_before = dict(self.live.notices), self.live.rejected
+                output = self.procs.run(
                     f"notices-{plan.node_id}",
                     ["node", "notices", "run", "--config", config, "--at", _stamp(at)],
                 )
                 self.notice_seconds.append(time.monotonic() - started)
+                short = missing_deliveries(
+                    self.sim.delivered, day, plan.node_id, before, dict(self.live.notices)
+                )
+                if short:  # said now, not as a picture that differs days later
+                    refused = self.live.rejected - refused_before
+                    said = "; ".join(line.strip() for line in output.splitlines())
+                    raise DemoStepFailed(
+                        f"{at:%Y-%m-%d}: {plan.node_id}'s notices did not reach the hosters: "
+                        f"{', '.join(map(str, short))}; the desks refused {refused} as badly "
+                        f"signed or malformed (the node printed: {said}); "
+                        f"see {self.procs.log_dir / f'notices-{plan.node_id}.log'}"
+                    )
                 reports[plan.node_id] = self.procs.spawn(
                     f"report-{plan.node_id}",
                     [
@@ -638,7 +654,7 @@ def run_demo(
                     steps.start(f"{period[0]:%a %d %b}: crawl, notices, reports")
                     federation.live.set_epoch(index)
                     federation.crawl_all(period[0] + CRAWL_AT)
-                    federation.notices_and_reports(notice_moment(period[0], index), period)
+                    federation.notices_and_reports(index, notice_moment(period[0], index), period)
                     pictures.append(federation.picture(period))
                     video_pictures.append(federation.picture(period, media="video"))
                     span = {"period_start": _stamp(period[0]), "period_end": _stamp(period[1])}

@@ -225,12 +225,18 @@ def _print_run(run: NoticesRun) -> None:
         f"{run.blocked} blocked; deliveries: {run.delivered.sent} sent, "
         f"{run.delivered.retrying} to retry, {run.delivered.failed} failed"
     )
+    for error in run.delivered.errors:
+        console.print(f"  not delivered: {escape(error)}")
 
 
 @notices_app.command()
-def send(config: ConfigOption = None) -> None:
-    """Build notices from new sightings and send the approved ones (no re-check)."""
-    _run(config, build=True, check=False)
+def send(config: ConfigOption = None, at: AtOption = None) -> None:
+    """Build notices from new sightings and send the approved ones and every delivery due
+    for a retry (no re-check).
+
+    With --at (lab mode only) the run is recorded as if it ran at that moment.
+    """
+    _run(config, build=True, check=False, at=at)
 
 
 @notices_app.command()

@@ -19,8 +19,9 @@ import json
 import smtplib
 import ssl
 import time
+import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -57,16 +58,37 @@ class DeliveryError(Exception):
     """One delivery attempt failed (the message says why; it is recorded and retried)."""
 
 
-def _read_secret(path: Path | None, what: str) -> bytes:
+class SecretFileError(DeliveryError):
+    """A secret file that cannot be used as it is (missing, unreadable, empty, not text)."""
+
+
+def read_secret_file(path: Path | None, what: str) -> bytes:
+    """The secret in ``path``: its text without the surrounding whitespace (an editor's final
+    newline is not part of a key), as UTF-8 bytes.
+
+    The file must hold text. A binary key would be cut wherever it happens to begin or end
+    with a whitespace byte, and the hoster's desk, holding the whole key, would refuse every
+    notice; so a file that is not UTF-8 or holds control characters is refused instead, with
+    a message saying how to make a good one. Hosters check signatures with the same bytes.
+    """
     if path is None:
-        raise DeliveryError(f"{what} is not configured")
+        raise SecretFileError(f"{what} is not configured")
     try:
-        data = path.read_bytes().strip()
+        raw = path.read_bytes()
     except OSError as exc:
-        raise DeliveryError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    if not data:
-        raise DeliveryError(f"{what} {path} is empty")
-    return data
+        raise SecretFileError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        text = None
+    if text is None or any(unicodedata.category(c) == "Cc" for c in text):
+        raise SecretFileError(
+            f"{what} {path} is not text: write the key as text, for example "
+            f"`openssl rand -hex 32 > {path}`, and give the hoster the same text"
+        )
+    if not text:
+        raise SecretFileError(f"{what} {path} is empty")
+    return text.encode("utf-8")
 
 
 class Channels:
@@ -99,6 +121,15 @@ class Channels:
     def webhook_ready(self) -> bool:
         return self.settings.webhook_secret_file is not None
 
+    def webhook_key_problem(self) -> str | None:
+        """Why the webhook key file cannot sign (a round is then held, not sent unsigned or
+        refused by the hoster over and over); None when it can."""
+        try:
+            read_secret_file(self.settings.webhook_secret_file, "webhook_secret_file")
+        except SecretFileError as exc:
+            return str(exc)
+        return None
+
     def webhook_problem(self, url: str) -> str | None:
         """Why ``url`` is not an acceptable webhook (scheme rules); None when it is."""
         try:
@@ -115,7 +146,7 @@ class Channels:
         smtp = self.settings.smtp
         password: str | None = None
         if smtp.username is not None:
-            password = _read_secret(smtp.password_file, "smtp.password_file").decode()
+            password = read_secret_file(smtp.password_file, "smtp.password_file").decode()
         try:
             await asyncio.to_thread(_smtp_send, smtp, password, message, recipients)
         except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
@@ -127,7 +158,7 @@ class Channels:
         problem = self.webhook_problem(url)
         if problem:
             raise DeliveryError(problem)
-        secret = _read_secret(self.settings.webhook_secret_file, "webhook_secret_file")
+        secret = read_secret_file(self.settings.webhook_secret_file, "webhook_secret_file")
         last = "no attempt"
         for attempt in range(self.settings.webhook_retries + 1):
             if attempt:
@@ -230,12 +261,14 @@ def open_round(
                     problems.append("the contact has e-mail only and notices.smtp.host is unset")
             if contact.webhook:
                 problem = channels.webhook_problem(contact.webhook)
-                if problem is None and channels.webhook_ready:
+                if problem is None and not channels.webhook_ready:
+                    problem = "the contact has a webhook and webhook_secret_file is unset"
+                if problem is None:
+                    problem = channels.webhook_key_problem()
+                if problem is None:
                     destinations.append((WEBHOOK, contact.webhook))
-                elif problem is not None:
-                    problems.append(problem)
                 else:
-                    problems.append("the contact has a webhook and webhook_secret_file is unset")
+                    problems.append(problem)
             if not contact.found:
                 problems.append(f"no abuse contact ({contact.error or contact.source})")
         if not target.escalation and not destinations:
@@ -367,6 +400,9 @@ class DeliveryOutcome:
     sent: int = 0
     retrying: int = 0
     failed: int = 0
+    # Why each delivery of this run that did not go through failed ("notice 3 round 1 over
+    # webhook: ..."): a count alone leaves the operator to dig in the database.
+    errors: list[str] = field(default_factory=list)
 
 
 async def deliver_due(
@@ -446,6 +482,10 @@ def _record(
                 _round_delivered(session, delivery, now)
             return
         delivery.last_error = error[:1000]
+        outcome.errors.append(
+            f"notice {delivery.notice_id} round {delivery.round} over {delivery.channel}: "
+            f"{error[:300]}"
+        )
         if delivery.attempts >= settings.max_attempts:
             delivery.status = DELIVERY_FAILED
             outcome.failed += 1

@@ -34,5 +34,7 @@ def notices_jobs(
             f"{run.delivered.sent} delivered, {run.delivered.retrying} to retry, "
             f"{run.delivered.failed} failed, {run.blocked} blocked"
         )
+        for error in run.delivered.errors:
+            console.print(f"  not delivered: {escape(error)}")
 
     return [(NOTICES_JOB, settings.notices.recheck_minutes, job)]

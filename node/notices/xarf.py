@@ -21,6 +21,7 @@ import hmac
 import ipaddress
 import json
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,6 +67,8 @@ _CORE_REQUIRED = (
 )
 SIGNATURE_HEADER = "X-Libra-Signature"
 TIMESTAMP_HEADER = "X-Libra-Timestamp"
+# How far a receiver accepts a webhook's timestamp from its own clock (replays, clock skew).
+WEBHOOK_MAX_AGE_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -362,10 +365,26 @@ def sign_webhook(secret: bytes, body: bytes, timestamp: int) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def verify_webhook(secret: bytes, body: bytes, timestamp: str, signature: str) -> bool:
-    """The receiver's side of ``sign_webhook`` (used by tests and documented for hosters)."""
+def verify_webhook(
+    secret: bytes,
+    body: bytes,
+    timestamp: str,
+    signature: str,
+    *,
+    max_age_s: float | None = WEBHOOK_MAX_AGE_S,
+    now: float | None = None,
+) -> bool:
+    """The receiver's side of ``sign_webhook`` (used by tests and documented for hosters):
+    the signature must match and, unless ``max_age_s`` is None, the timestamp must be within
+    ``max_age_s`` of ``now`` (default: the current time), so a captured POST cannot be
+    replayed later."""
     try:
-        expected = sign_webhook(secret, body, int(timestamp))
+        stamp = int(timestamp)
+        expected = sign_webhook(secret, body, stamp)
     except ValueError:
         return False
+    if max_age_s is not None:
+        current = time.time() if now is None else now
+        if abs(current - stamp) > max_age_s:
+            return False
     return hmac.compare_digest(expected, signature)

@@ -29,7 +29,7 @@ def test_demo_history_equals_ground_truth(tmp_path: Path, demo_scale: float) -> 
     workdir = tmp_path / "demo"
     result = run_demo(DemoOptions(workdir=workdir, scale=demo_scale), console)
 
-    assert result.agrees, result.differences
+    assert result.agrees, "\n".join(result.differences)
     assert len(result.periods) == PERIODS >= 6
     first, last = result.periods[0].picture, result.periods[-1].picture
     assert first["nodes"] == 3 and first["reports"] == 3

@@ -87,7 +87,7 @@ def test_video_cells_equal_the_truth(tmp_path: Path) -> None:
         federation.import_lists()
         federation.live.set_epoch(0)
         federation.crawl_all(period[0] + CRAWL_AT)
-        federation.notices_and_reports(notice_moment(period[0], 0), period)
+        federation.notices_and_reports(0, notice_moment(period[0], 0), period)
         picture = federation.picture(period)
         span = {
             "period_start": period[0].strftime("%Y-%m-%dT%H:%M:%SZ"),

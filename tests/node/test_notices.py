@@ -178,10 +178,27 @@ def test_email_has_text_and_one_json_per_url_and_webhook_signature() -> None:
     assert "http://h.test/2.png" in body.get_content()
     payload = xarf.webhook_body(batch)
     signature = xarf.sign_webhook(b"k", payload, 1700000000)
-    assert xarf.verify_webhook(b"k", payload, "1700000000", signature)
-    assert not xarf.verify_webhook(b"k", payload + b" ", "1700000000", signature)
-    assert not xarf.verify_webhook(b"k", payload, "1700000001", signature)
-    assert not xarf.verify_webhook(b"other", payload, "1700000000", signature)
+    at = 1700000000.0
+    assert xarf.verify_webhook(b"k", payload, "1700000000", signature, now=at)
+    assert not xarf.verify_webhook(b"k", payload + b" ", "1700000000", signature, now=at)
+    assert not xarf.verify_webhook(b"k", payload, "1700000001", signature, now=at)
+    assert not xarf.verify_webhook(b"other", payload, "1700000000", signature, now=at)
+    assert not xarf.verify_webhook(b"k", payload, "1700000000", signature, now=at + 9e9)
+    assert not xarf.verify_webhook(b"k", payload, "x", signature, now=at)
+
+
+def test_webhook_timestamps_outside_the_window_are_refused() -> None:
+    """A captured POST replayed later (or a stamp from a badly wrong clock) is refused; within
+    the window, either side of the receiver's clock, it is accepted."""
+    body = b'{"notice_id": 1}'
+    stamp = 1700000000
+    signature = xarf.sign_webhook(b"k", body, stamp)
+    window = xarf.WEBHOOK_MAX_AGE_S
+    for offset, accepted in ((0, True), (window, True), (-window, True), (window + 1, False)):
+        ok = xarf.verify_webhook(b"k", body, str(stamp), signature, now=stamp + offset)
+        assert ok is accepted, offset
+    late = stamp + window + 1
+    assert xarf.verify_webhook(b"k", body, str(stamp), signature, now=late, max_age_s=None)
 
 
 # --------------------------------------------------------------------------- re-check outcomes

@@ -160,3 +160,25 @@ def test_run_from_settings_builds_and_blocks_without_contact(tmp_path: Path) -> 
     listed = runner.invoke(app, ["notices", "list", "-c", config])
     assert "blocked" in listed.output and "reporter_org" in listed.output
     engine.dispose()
+
+
+def test_a_run_says_why_deliveries_did_not_go_through(capsys: pytest.CaptureFixture[str]) -> None:
+    from node.cli.notices import _print_run
+    from node.notices.delivery import DeliveryOutcome
+    from node.notices.service import NoticesRun
+
+    why = "notice 3 round 1 over webhook: webhook http://abuse.h.test/xarf: HTTP 401 [refused]"
+    run = NoticesRun(delivered=DeliveryOutcome(sent=1, retrying=1, errors=[why]))
+    _print_run(run)
+    lines = capsys.readouterr().out.splitlines()
+    assert "1 sent, 1 to retry, 0 failed" in lines[0]
+    assert lines[1:] == [f"  not delivered: {why}"]  # markup-like text printed as it is
+
+
+def test_send_at_is_for_lab_nodes_only(tmp_path: Path) -> None:
+    """`notices send --at` (a lab's late run) is refused by a production node, as `run --at`."""
+    directory = init_node(tmp_path)
+    config = str(directory / "node.toml")
+    result = runner.invoke(app, ["notices", "send", "-c", config, "--at", "2026-11-30T06:30Z"])
+    assert result.exit_code != 0
+    assert "only accepted in lab mode" in result.output

@@ -206,6 +206,9 @@ async def test_webhook_signed_retried_and_counted_once(
         run = await _tick(engine, settings, channels, resolver, T0)
         assert run.delivered.retrying == 1 and hook.received == []
         assert "HTTP 503" in (_deliveries(engine)[0].last_error or "")
+        # The run says why, not only how many (the CLI prints these lines).
+        [why] = run.delivered.errors
+        assert why.startswith("notice 1 round 1 over webhook: ") and "HTTP 503" in why
         run = await _tick(engine, settings, channels, resolver, T0 + timedelta(minutes=10))
         assert run.delivered.sent == 1
         [received] = hook.received
@@ -216,6 +219,33 @@ async def test_webhook_signed_retried_and_counted_once(
         notice = session.exec(select(Notice)).one()
     # Sent when the delivery succeeded, not when it was first tried.
     assert notice.first_sent_at == T0 + timedelta(minutes=10) and notice.notices_sent == 1
+
+
+async def test_a_webhook_key_file_that_is_not_text_holds_the_notice(
+    engine: Engine, tmp_path: Path, channels_factory: Any
+) -> None:
+    """Raw random bytes as a key: the node would cut any whitespace byte at either end and
+    every notice would be refused by the hoster holding the whole key (the demo's desks did,
+    one run in twenty). The notice is held with the reason instead, and goes out once the
+    file holds text."""
+    add_cycle(engine, [("http://b.test/1.png", "Hoster B", None)])
+    key = tmp_path / "hook.key"
+    key.write_bytes(b"\n\x8f\x00binary\xff key \t")
+    with WebhookSink(b"hex-key-0123") as hook:
+        lab = LabNetwork(hosts={"hooks.b.test": "127.0.0.1"}, allow_ports=[hook.port])
+        settings = _policy(tmp_path, webhook_secret_file=key, webhook_retries=0)
+        channels = channels_factory(settings, lab)
+        url = f"http://hooks.b.test:{hook.port}/xarf"
+        resolver = FakeResolver({"Hoster B": AbuseContact((), url, "operator-table", "b")})
+        run = await _tick(engine, settings, channels, resolver, T0)
+        assert run.blocked == 1 and _deliveries(engine) == [] and hook.received == []
+        with Session(engine) as session:
+            blocked = session.exec(select(Notice)).one().blocked or ""
+        assert "webhook_secret_file" in blocked and "is not text" in blocked
+        assert "openssl rand -hex 32" in blocked
+        key.write_text("hex-key-0123\n", encoding="utf-8")  # the final newline is not key
+        run = await _tick(engine, settings, channels, resolver, T0 + timedelta(minutes=1))
+        assert run.delivered.sent == 1 and hook.rejected == 0 and len(hook.received) == 1
 
 
 async def test_webhook_destination_rules_in_production(
